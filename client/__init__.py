@@ -1,0 +1,1 @@
+"""fedzoo client side: Flower ClientApp, objective loading and the remote-oracle adapter."""

@@ -1,0 +1,203 @@
+"""``fedzoo oracle serve``: serve one client's black box over gRPC.
+
+Two sources of objectives:
+
+* ``--problem {quadratic,ackley,levy}`` with ``--dim --clients --heterogeneity --seed``
+  and ``--client-id i``: client i's objective of the synthetic federated problem (the
+  same one :func:`fedzoo.objectives.problems.make_problem` builds in process);
+* ``--callable module:function --dim D``: any Python callable ``f(X) -> y`` (X: n x d in
+  the unit box, y: n values), imported with :mod:`importlib` (never evaluated as code).
+  The current directory is put on ``sys.path`` first, as ``python -m`` does.
+
+The server runs until SIGTERM / SIGINT; it logs "oracle listening on HOST:PORT" and, with
+``--port-file``, writes the bound port there (useful with ``--port 0``).
+
+Wiring: the ``fedzoo`` CLI calls :func:`add_arguments` on its ``oracle`` sub-parser and
+:func:`main` with the parsed namespace. Stand-alone: ``python -m client.oracle_cli serve ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fedzoo.errors import ConfigError, FedZooError
+from fedzoo.objectives.base import CallableObjective, Objective
+from fedzoo.objectives.problems import PROBLEMS, make_problem
+
+logger = logging.getLogger(__name__)
+
+_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_PROBLEM_ONLY = ("clients", "heterogeneity", "seed", "client_id")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``oracle`` sub-commands (``serve``) to ``parser``."""
+    sub = parser.add_subparsers(dest="oracle_command", metavar="COMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="serve one client's black box over gRPC",
+        description="Serve one client's black-box objective over gRPC until SIGTERM/SIGINT.",
+    )
+    add_serve_arguments(serve)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags of ``oracle serve`` to ``parser``."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--problem", choices=sorted(PROBLEMS), help="synthetic problem")
+    source.add_argument(
+        "--callable",
+        metavar="MODULE:FUNCTION",
+        help="a Python callable f(X) -> y on the unit box (needs --dim)",
+    )
+    parser.add_argument("--dim", type=_positive_int, help="dimension d")
+    parser.add_argument("--clients", type=_positive_int, help="number of clients N (--problem)")
+    parser.add_argument("--heterogeneity", type=float, help="heterogeneity C >= 0 (--problem)")
+    parser.add_argument("--seed", type=int, help="problem seed (--problem)")
+    parser.add_argument(
+        "--client-id",
+        type=_non_negative_int,
+        help="which client's objective to serve (--problem; default 0)",
+    )
+    parser.add_argument("--budget", type=_non_negative_int, help="query budget (default: none)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_non_negative_int, default=0, help="TCP port; 0 picks a free one (default)"
+    )
+    parser.add_argument("--port-file", help="write the bound port to this file")
+    parser.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key: serve TLS)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--max-batch",
+        type=_positive_int,
+        default=10000,
+        help="largest batch per call (default 10000)",
+    )
+    parser.add_argument(
+        "--max-workers", type=_positive_int, default=4, help="RPC threads (default 4)"
+    )
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """Import ``module:function`` (``function`` may be dotted, e.g. ``mod:Cls.method``).
+
+    Raises:
+        ConfigError: malformed spec, module not importable, attribute missing or not
+            callable.
+    """
+    if not _CALLABLE_SPEC.match(spec):
+        raise ConfigError(f"--callable must look like 'package.module:function', got {spec!r}.")
+    module_name, attr_path = spec.split(":", 1)
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(
+            f"Cannot import module {module_name!r} for --callable {spec}: {err}"
+        ) from err
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(
+                f"--callable {spec}: {module_name!r} has no attribute {attr_path!r}."
+            ) from None
+    if not callable(target):
+        raise ConfigError(f"--callable {spec} is a {type(target).__name__}, not a callable.")
+    return target
+
+
+def build_objective(args: argparse.Namespace) -> Objective:
+    """The objective ``oracle serve`` should serve, from parsed arguments."""
+    if args.callable is not None:
+        given = [f"--{k.replace('_', '-')}" for k in _PROBLEM_ONLY if getattr(args, k) is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} apply to --problem only, not --callable.")
+        if args.dim is None:
+            raise ConfigError("--callable needs --dim (the dimension of its unit box).")
+        return CallableObjective(
+            load_callable(args.callable), args.dim, budget=args.budget, name=args.callable
+        )
+
+    kwargs = {
+        key: getattr(args, key)
+        for key in ("dim", "clients", "heterogeneity", "seed")
+        if getattr(args, key) is not None
+    }
+    problem = make_problem(args.problem, **kwargs)
+    client_id = 0 if args.client_id is None else args.client_id
+    if client_id >= problem.num_clients:
+        raise ConfigError(
+            f"--client-id must be in [0, {problem.num_clients - 1}] for "
+            f"{problem.num_clients} clients, got {client_id}."
+        )
+    objective = problem.objectives[client_id]
+    objective.budget = args.budget
+    return objective
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run an ``oracle`` sub-command; return the exit status."""
+    if getattr(args, "oracle_command", "serve") != "serve":
+        raise ConfigError(f"Unknown oracle command {args.oracle_command!r}; expected 'serve'.")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    server_logger = logging.getLogger("client.oracle_server")
+    if server_logger.getEffectiveLevel() > logging.INFO:
+        server_logger.setLevel(logging.INFO)  # the bound port must be reported
+
+    from client.oracle_server import run_forever  # imports grpc
+
+    try:
+        objective = build_objective(args)
+        run_forever(
+            objective,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            max_batch=args.max_batch,
+            max_workers=args.max_workers,
+            port_file=args.port_file,
+        )
+    except FedZooError as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m client.oracle_cli",
+        description="Black-box oracle over gRPC (fedzoo.oracle.v1).",
+    )
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,139 @@
+"""Run configuration: every option with its default, its allowed range and its doc.
+
+Keys are kebab-case everywhere outside Python (CLI flags, Flower run-config, payloads,
+summary.json); fields are the snake_case twins. :func:`RunConfig.from_mapping` validates
+every key before round 1 and names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedzoo.errors import ConfigError
+
+METHODS = ("fzoos", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fo")
+OPTIMIZERS = ("adam", "sgd")
+KERNEL_NAMES = ("se", "matern52")
+FD_ESTIMATORS = ("rgf", "coordinate")
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _nonneg_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and v < float("inf")
+
+
+def _nonneg(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+
+
+_RULES = {
+    "positive-int": (_positive_int, "an integer >= 1"),
+    "nonneg-int": (_nonneg_int, "an integer >= 0"),
+    "positive": (_positive, "a finite number > 0"),
+    "nonneg": (_nonneg, "a finite number >= 0"),
+    "unit": (lambda v: _positive(v) and v <= 1, "a number in (0, 1]"),
+    "any-int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of a federated run (algorithm side; the problem is separate)."""
+
+    method: str = field(default="fzoos", metadata={"kind": "choice", "choices": METHODS, "doc": "algorithm"})
+    rounds: int = field(default=50, metadata={"kind": "positive-int", "doc": "communication rounds R"})
+    local_steps: int = field(default=10, metadata={"kind": "positive-int", "doc": "local steps T per round"})
+    seed: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "run seed (all randomness derives from it)"})
+    optimizer: str = field(default="adam", metadata={"kind": "choice", "choices": OPTIMIZERS, "doc": "local optimiser"})
+    lr: float = field(default=0.01, metadata={"kind": "positive", "doc": "local learning rate"})
+    server_lr: float = field(default=1.0, metadata={"kind": "positive", "doc": "server step eta (1 = weighted average)"})
+    # finite differences (fedzo, fedprox, scaffold1/2)
+    fd_estimator: str = field(default="rgf", metadata={"kind": "choice", "choices": FD_ESTIMATORS, "doc": "finite-difference estimator"})
+    rgf_directions: int = field(default=20, metadata={"kind": "positive-int", "doc": "RGF directions Q"})
+    fd_step: float = field(default=0.01, metadata={"kind": "positive", "doc": "finite-difference step mu"})
+    prox_mu: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "FedProx proximal weight"})
+    # FZooS / ZORD local surrogate
+    gp_history: int = field(default=150, metadata={"kind": "positive-int", "doc": "GP conditions on this many nearest points"})
+    gp_kernel: str = field(default="se", metadata={"kind": "choice", "choices": KERNEL_NAMES, "doc": "GP kernel"})
+    gp_restarts: int = field(default=2, metadata={"kind": "positive-int", "doc": "marginal-likelihood starts per round"})
+    history_max: int = field(default=5000, metadata={"kind": "positive-int", "doc": "client history cap (oldest dropped)"})
+    init_points: int = field(default=10, metadata={"kind": "nonneg-int", "doc": "points around x0 before round 1"})
+    init_radius: float = field(default=0.01, metadata={"kind": "positive", "doc": "radius of the initial design"})
+    explore_candidates: int = field(default=100, metadata={"kind": "positive-int", "doc": "candidates after each local step"})
+    explore_points: int = field(default=5, metadata={"kind": "nonneg-int", "doc": "active queries after each local step"})
+    explore_radius: float = field(default=0.01, metadata={"kind": "positive", "doc": "candidate box half-width"})
+    sync_candidates: int = field(default=200, metadata={"kind": "positive-int", "doc": "candidates at the new global point"})
+    sync_points: int = field(default=50, metadata={"kind": "nonneg-int", "doc": "active queries at the new global point"})
+    # FZooS global surrogate and correction
+    rff_features: int = field(default=10000, metadata={"kind": "positive-int", "doc": "random Fourier features M"})
+    rff_lengthscale: float = field(default=1.0, metadata={"kind": "positive", "doc": "RFF kernel lengthscale"})
+    rff_history: int = field(default=500, metadata={"kind": "positive-int", "doc": "points per client for the RFF fit"})
+    rff_ridge: float = field(default=1e-3, metadata={"kind": "positive", "doc": "ridge of the RFF fit (standardised y)"})
+    gamma: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "correction weight gamma (gamma_t = gamma/t)"})
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        """All option names in kebab-case."""
+        return [f.name.replace("_", "-") for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, ignore_unknown: bool = False) -> RunConfig:
+        """Validate ``values`` (kebab- or snake-case keys) and build a config.
+
+        Raises ConfigError naming the key, the value and what is allowed.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                if ignore_unknown:
+                    continue
+                raise ConfigError(
+                    f"Unknown option {key!r}; expected one of: {', '.join(cls.keys())}."
+                )
+            kwargs[name] = _check(fields[name], key, value)
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return RunConfig.from_mapping({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Options as a kebab-case dict (JSON-ready)."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def uses_surrogate(self) -> bool:
+        return self.method in ("fzoos", "zord")
+
+    @property
+    def uses_sync(self) -> bool:
+        """Whether a round has a second exchange at the new global point."""
+        return self.method in ("fzoos", "scaffold1")
+
+
+def _check(f: dataclasses.Field, key: str, value: Any) -> Any:
+    kind = f.metadata["kind"]
+    if kind == "choice":
+        choices = f.metadata["choices"]
+        if value not in choices:
+            raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected one of {list(choices)}.")
+        return value
+    test, what = _RULES[kind]
+    if isinstance(value, float) and kind.endswith("int") and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and kind in ("positive", "nonneg", "unit"):
+        value = float(value)
+    if not test(value):
+        raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected {what}.")
+    return value

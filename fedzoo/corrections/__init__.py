@@ -1,0 +1,42 @@
+r"""Local-update corrections, as pure functions of the local iterate.
+
+Each returns the term added to the local gradient estimate at local step t:
+
+* none (``fedzo``, ``zord``, ``fo``): 0.
+* ``fedprox``: :math:`\mu_{prox} (x - x_{r-1})`.
+* ``scaffold1`` / ``scaffold2``: :math:`c - c_i` (server control variate minus the
+  client's own, both from the previous round).
+* ``fzoos``: :math:`\gamma_t (\nabla\hat\mu_{global}(x) - \nabla\hat\mu_i(x))` with
+  :math:`\gamma_t = \gamma / t` and both RFF surrogates from the previous round's weights,
+  evaluated at the *current* local iterate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedzoo.surrogates.rff import RandomFourierFeatures
+
+
+def fedprox_term(x: np.ndarray, x_global: np.ndarray, mu: float) -> np.ndarray:
+    return mu * (x - x_global)
+
+
+def scaffold_term(c_global: np.ndarray | None, c_own: np.ndarray | None) -> np.ndarray | float:
+    if c_global is None or c_own is None:
+        return 0.0
+    return c_global - c_own
+
+
+def fzoos_term(
+    x: np.ndarray,
+    t: int,
+    gamma: float,
+    rff: RandomFourierFeatures | None,
+    w_global: np.ndarray | None,
+    w_own: np.ndarray | None,
+) -> np.ndarray | float:
+    """gamma/t * (grad of phi.w_global - grad of phi.w_own) at x; one O(M d) pass."""
+    if rff is None or w_global is None or w_own is None or gamma == 0.0:
+        return 0.0
+    return (gamma / t) * rff.gradient(x, w_global - w_own)

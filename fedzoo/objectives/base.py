@@ -1,0 +1,173 @@
+"""The black-box interface: batches in, values out, every evaluation counted.
+
+An :class:`Objective` maps an ``n x d`` array of points in the unit box ``[0, 1]^d`` to
+``n`` values. The public :meth:`Objective.__call__` validates the input (shape, finiteness,
+box), charges the optional query budget *before* evaluating (all-or-nothing), evaluates
+through :meth:`Objective._evaluate` (the only method subclasses implement) and validates the
+output. Every point handed to ``_evaluate`` is one query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fedzoo.errors import (
+    BudgetExceededError,
+    DomainError,
+    NonFiniteError,
+    ObjectiveError,
+    ShapeError,
+)
+
+# Points may sit a rounding error outside the box after arithmetic; they are clipped.
+BOX_TOLERANCE = 1e-9
+
+
+def as_points(X: Any, dim: int) -> np.ndarray:
+    """Validate and return ``X`` as a float64 ``n x dim`` array inside the unit box.
+
+    A 1-d array of length ``dim`` is taken as a single point. Raises ShapeError,
+    NonFiniteError or DomainError with the offending values.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[None, :]
+    if X.ndim != 2 or X.shape[1] != dim:
+        raise ShapeError(
+            f"Expected points as an n x d array with d={dim}, got shape {X.shape}."
+        )
+    if X.shape[0] == 0:
+        raise ShapeError("Expected at least one point (n >= 1), got an empty batch.")
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(X))[0]
+        raise NonFiniteError(
+            f"Points must be finite; X[{bad[0]}, {bad[1]}] = {X[bad[0], bad[1]]}."
+        )
+    lo, hi = X.min(), X.max()
+    if lo < -BOX_TOLERANCE or hi > 1.0 + BOX_TOLERANCE:
+        raise DomainError(
+            f"Points must lie in the unit box [0, 1]^{dim}; got values in "
+            f"[{lo:.6g}, {hi:.6g}]."
+        )
+    return np.clip(X, 0.0, 1.0)
+
+
+class Objective:
+    """A client's black box ``f: [0, 1]^d -> R``, queried in batches.
+
+    Args:
+        dim: dimension ``d`` of the unit box.
+        budget: optional maximum number of queries (points evaluated); ``None`` for none.
+        name: a label for logs and errors.
+
+    Attributes:
+        num_queries: points evaluated so far (every point given to ``_evaluate``).
+    """
+
+    def __init__(self, dim: int, *, budget: int | None = None, name: str = "") -> None:
+        if int(dim) != dim or dim < 1:
+            raise ShapeError(f"dim must be a positive integer, got {dim!r}.")
+        if budget is not None and (int(budget) != budget or budget < 0):
+            raise ValueError(f"budget must be a non-negative integer or None, got {budget!r}.")
+        self.dim = int(dim)
+        self.budget = None if budget is None else int(budget)
+        self.name = name or type(self).__name__
+        self.num_queries = 0
+
+    # -- subclasses implement -------------------------------------------------------
+    def _evaluate(self, X: np.ndarray) -> np.ndarray:
+        """Values at the rows of ``X`` (a validated n x d array in the box)."""
+        raise NotImplementedError
+
+    # -- public ------------------------------------------------------------------------
+    @property
+    def remaining(self) -> int | None:
+        """Queries left in the budget, or None without a budget."""
+        return None if self.budget is None else self.budget - self.num_queries
+
+    def __call__(self, X: Any) -> np.ndarray:
+        """Evaluate a batch: ``X`` is an n x d array in the unit box; returns n values.
+
+        Query cost: n (charged before evaluating; nothing is evaluated if n exceeds the
+        remaining budget).
+        """
+        X = as_points(X, self.dim)
+        n = X.shape[0]
+        if self.budget is not None and self.num_queries + n > self.budget:
+            raise BudgetExceededError(
+                f"{self.name}: a batch of {n} points exceeds the query budget "
+                f"({self.num_queries} of {self.budget} used, {self.remaining} left)."
+            )
+        self.num_queries += n
+        try:
+            y = self._evaluate(X)
+        except Exception as err:  # a user's black box may raise anything
+            if isinstance(err, (ObjectiveError, BudgetExceededError)):
+                raise
+            raise ObjectiveError(f"{self.name} failed on a batch of {n} points: {err!r}") from err
+        return check_values(y, n, self.name)
+
+
+def check_values(y: Any, n: int, name: str = "objective") -> np.ndarray:
+    """Validate an objective's output: n finite values (an n or n x 1 array)."""
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ObjectiveError(f"{name} returned values that are not numbers: {err}") from err
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.shape != (n,):
+        raise ObjectiveError(
+            f"{name} must return {n} values (shape ({n},)) for {n} points, got shape {y.shape}."
+        )
+    if not np.all(np.isfinite(y)):
+        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise NonFiniteError(
+            f"{name} returned a non-finite value y[{bad}] = {y[bad]}; objectives must "
+            "return finite numbers."
+        )
+    return y
+
+
+class CallableObjective(Objective):
+    """Adapter for any Python callable ``f(X) -> y`` (X: n x d in the unit box, y: n)."""
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], Any],
+        dim: int,
+        *,
+        budget: int | None = None,
+        name: str = "",
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"Expected a callable f(X) -> y, got {type(fn).__name__}.")
+        super().__init__(dim, budget=budget, name=name or getattr(fn, "__name__", "callable"))
+        self.fn = fn
+
+    def _evaluate(self, X: np.ndarray) -> np.ndarray:
+        return self.fn(X.copy())
+
+
+class CountingObjective(Objective):
+    """Wraps another objective and counts what reaches it (for tests and audits).
+
+    ``points_seen`` is the total number of points the wrapped objective received.
+    """
+
+    def __init__(self, inner: Objective) -> None:
+        super().__init__(inner.dim, name=f"counting({inner.name})")
+        self.inner = inner
+        self.points_seen = 0
+
+    def _evaluate(self, X: np.ndarray) -> np.ndarray:
+        self.points_seen += X.shape[0]
+        return self.inner(X)
+
+    def __getattr__(self, item: str) -> Any:  # expose gradient/optimum of the inner one
+        if item == "inner":
+            raise AttributeError(item)
+        return getattr(self.inner, item)

@@ -1,0 +1,334 @@
+"""Federated problems: client objectives, weights and a start point.
+
+Synthetic problems (DESIGN §7) know their global objective ``F`` exactly, its gradient and
+its optimum. The simulator may evaluate ``F`` for *reporting* through
+:meth:`FederatedProblem.global_value`; that evaluation is not a query and never reaches an
+algorithm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
+from fedzoo.objectives.base import CallableObjective, Objective, as_points
+
+
+class SyntheticObjective(Objective):
+    """A client objective with a known closed form (value and x-space gradient)."""
+
+    def value(self, X: np.ndarray) -> np.ndarray:
+        """Values at the n x d points X without counting (simulator use only)."""
+        raise NotImplementedError
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        """Exact gradients (n x d) with respect to x at the n x d points X."""
+        raise NotImplementedError
+
+    def _evaluate(self, X: np.ndarray) -> np.ndarray:
+        return self.value(X)
+
+
+@dataclass
+class FederatedProblem:
+    """A federation: client objectives f_i, weights w_i (sum 1) and the start point x0.
+
+    Attributes:
+        objectives: one black box per client, all of the same dimension.
+        weights: w_i >= 0 summing to 1 (length N).
+        x0: start point in the unit box (length d).
+        name: label used in results.
+        optimum_value: F* when known, else None.
+        optimum_x: a minimiser of F when known, else None.
+    """
+
+    objectives: list[Objective]
+    weights: np.ndarray
+    x0: np.ndarray
+    name: str = "custom"
+    optimum_value: float | None = None
+    optimum_x: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("A federated problem needs at least one client objective.")
+        dims = {obj.dim for obj in self.objectives}
+        if len(dims) != 1:
+            raise ShapeError(f"All client objectives must share one dimension, got {sorted(dims)}.")
+        self.x0 = as_points(self.x0, self.dim)[0]
+        n = len(self.objectives)
+        w = np.asarray(self.weights, dtype=np.float64)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ConfigError(
+                f"weights must be {n} finite non-negative numbers with a positive sum, got {w!r}."
+            )
+        self.weights = w / w.sum()
+
+    @property
+    def dim(self) -> int:
+        return self.objectives[0].dim
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.objectives)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True when every client objective has a closed form (F can be simulated)."""
+        return all(isinstance(obj, SyntheticObjective) for obj in self.objectives)
+
+    def global_value(self, x: np.ndarray) -> float:
+        """F(x) = sum_i w_i f_i(x) for reporting; synthetic problems only, not a query."""
+        if not self.is_synthetic:
+            raise TypeError("global_value needs a synthetic problem (closed-form objectives).")
+        X = as_points(x, self.dim)
+        return float(sum(w * obj.value(X)[0] for w, obj in zip(self.weights, self.objectives)))  # type: ignore[attr-defined]
+
+    def global_gradient(self, x: np.ndarray) -> np.ndarray:
+        """Exact gradient of F at x (synthetic problems only; for diagnostics)."""
+        X = as_points(x, self.dim)
+        return sum(w * obj.gradient(X)[0] for w, obj in zip(self.weights, self.objectives))  # type: ignore[attr-defined]
+
+
+def problem_from_callables(
+    functions: Sequence[Callable[[np.ndarray], Any] | Objective],
+    x0: Any,
+    *,
+    weights: Sequence[float] | None = None,
+    name: str = "custom",
+) -> FederatedProblem:
+    """Build a problem from client callables ``f(X) -> y`` (X: n x d in the unit box)."""
+    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    objectives = [
+        fn if isinstance(fn, Objective) else CallableObjective(fn, x0.size, name=f"client{i}")
+        for i, fn in enumerate(functions)
+    ]
+    w = np.full(len(objectives), 1.0 / max(len(objectives), 1)) if weights is None else weights
+    return FederatedProblem(objectives, np.asarray(w, dtype=np.float64), x0, name=name)
+
+
+# --------------------------------------------------------------------------------------
+# Heterogeneity shared by the synthetic problems
+# --------------------------------------------------------------------------------------
+def dirichlet_coefficients(
+    rng: np.random.Generator, num_clients: int, dim: int, heterogeneity: float
+) -> np.ndarray:
+    """Per-client, per-coordinate coefficients a_ij = 1 + C (p_ij - 1/N).
+
+    For each coordinate j, (p_1j, ..., p_Nj) ~ Dirichlet(1/N * 1), so the client average
+    of a_ij is exactly 1 for every j. Returns an N x d array.
+    """
+    p = rng.dirichlet(np.full(num_clients, 1.0 / num_clients), size=dim).T  # N x d
+    return 1.0 + heterogeneity * (p - 1.0 / num_clients)
+
+
+def _check_common(num_clients: int, dim: int, heterogeneity: float) -> None:
+    if int(num_clients) != num_clients or num_clients < 1:
+        raise ConfigError(f"clients must be a positive integer, got {num_clients!r}.")
+    if int(dim) != dim or dim < 1:
+        raise ConfigError(f"dim must be a positive integer, got {dim!r}.")
+    if not np.isfinite(heterogeneity) or heterogeneity < 0:
+        raise ConfigError(f"heterogeneity must be a finite number >= 0, got {heterogeneity!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# Quadratic
+# --------------------------------------------------------------------------------------
+class QuadraticClient(SyntheticObjective):
+    r"""f_i(x) = (1/(10 d)) (\sum_j a_ij z_j^2 + b_ij z_j + 1), z = 20 x - 10.
+
+    Domain: x in [0, 1]^d (z in [-10, 10]^d).
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, name: str = "") -> None:
+        super().__init__(a.size, name=name)
+        self.a, self.b = a, b
+
+    def value(self, X: np.ndarray) -> np.ndarray:
+        Z = 20.0 * np.asarray(X) - 10.0
+        return ((Z * Z) @ self.a + Z @ self.b + 1.0) / (10.0 * self.dim)
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        Z = 20.0 * np.asarray(X) - 10.0
+        return 20.0 * (2.0 * self.a * Z + self.b) / (10.0 * self.dim)
+
+
+def quadratic_problem(
+    dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
+) -> FederatedProblem:
+    """The paper's heterogeneous quadratic (DESIGN §7).
+
+    a_ij, b_ij = 1 + C (Dirichlet(1/N) - 1/N) per coordinate, so F (uniform weights) is
+    the C-free quadratic (1/(10d)) (sum_j z_j^2 + z_j + 1) with minimum
+    F* = -0.025 + 1/(10 d) at z = -0.5 (x = 0.475). x0 ~ U[0, 1]^d from the seed.
+    """
+    _check_common(clients, dim, heterogeneity)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))
+    a = dirichlet_coefficients(rng, clients, dim, heterogeneity)
+    b = dirichlet_coefficients(rng, clients, dim, heterogeneity)
+    x0 = rng.uniform(0.0, 1.0, size=dim)
+    objs: list[Objective] = [
+        QuadraticClient(a[i], b[i], name=f"quadratic-client{i}") for i in range(clients)
+    ]
+    return FederatedProblem(
+        objs,
+        np.full(clients, 1.0 / clients),
+        x0,
+        name="quadratic",
+        optimum_value=-0.025 + 1.0 / (10.0 * dim),
+        optimum_x=np.full(dim, 0.475),
+        info={"dim": dim, "clients": clients, "heterogeneity": heterogeneity, "seed": seed},
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Ackley and Levy: F = g exactly; clients get a scale a_i and a linear tilt
+# --------------------------------------------------------------------------------------
+class TiltedClient(SyntheticObjective):
+    r"""f_i(x) = s_i g(z) + (1/d) \sum_j t_ij z_j with z = lo + (hi - lo) x.
+
+    ``g`` is a base function with its gradient in z. With uniform weights the client
+    averages of s_i and t_ij are 1 and 0, so F = g exactly and g's optimum is F's.
+    """
+
+    def __init__(
+        self,
+        base: Callable[[np.ndarray], np.ndarray],
+        base_grad: Callable[[np.ndarray], np.ndarray],
+        lo: float,
+        hi: float,
+        scale: float,
+        tilt: np.ndarray,
+        name: str = "",
+    ) -> None:
+        super().__init__(tilt.size, name=name)
+        self.base, self.base_grad = base, base_grad
+        self.lo, self.hi, self.scale, self.tilt = lo, hi, scale, tilt
+
+    def _z(self, X: np.ndarray) -> np.ndarray:
+        return self.lo + (self.hi - self.lo) * np.asarray(X)
+
+    def value(self, X: np.ndarray) -> np.ndarray:
+        Z = self._z(X)
+        return self.scale * self.base(Z) + Z @ self.tilt / self.dim
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        Z = self._z(X)
+        return (self.hi - self.lo) * (self.scale * self.base_grad(Z) + self.tilt / self.dim)
+
+
+def ackley(Z: np.ndarray) -> np.ndarray:
+    """Ackley: -20 exp(-0.2 sqrt(mean z^2)) - exp(mean cos 2 pi z) + 20 + e; min 0 at 0."""
+    r = np.sqrt(np.mean(Z * Z, axis=1))
+    c = np.mean(np.cos(2 * np.pi * Z), axis=1)
+    return -20.0 * np.exp(-0.2 * r) - np.exp(c) + 20.0 + np.e
+
+
+def ackley_grad(Z: np.ndarray) -> np.ndarray:
+    d = Z.shape[1]
+    r = np.sqrt(np.mean(Z * Z, axis=1, keepdims=True))
+    c = np.mean(np.cos(2 * np.pi * Z), axis=1, keepdims=True)
+    safe_r = np.where(r > 0, r, 1.0)
+    g1 = np.where(r > 0, 4.0 * np.exp(-0.2 * r) * Z / (d * safe_r), 0.0)
+    g2 = np.exp(c) * 2 * np.pi * np.sin(2 * np.pi * Z) / d
+    return g1 + g2
+
+
+def levy(Z: np.ndarray) -> np.ndarray:
+    """Levy, averaged over coordinates (so values do not grow with d); min 0 at z = 1."""
+    W = 1.0 + (Z - 1.0) / 4.0
+    d = Z.shape[1]
+    head = np.sin(np.pi * W[:, 0]) ** 2
+    mid = np.sum((W[:, :-1] - 1) ** 2 * (1 + 10 * np.sin(np.pi * W[:, :-1] + 1) ** 2), axis=1)
+    tail = (W[:, -1] - 1) ** 2 * (1 + np.sin(2 * np.pi * W[:, -1]) ** 2)
+    return (head + mid + tail) / d
+
+
+def levy_grad(Z: np.ndarray) -> np.ndarray:
+    W = 1.0 + (Z - 1.0) / 4.0
+    d = Z.shape[1]
+    G = np.zeros_like(W)
+    G[:, 0] += 2 * np.pi * np.sin(np.pi * W[:, 0]) * np.cos(np.pi * W[:, 0])
+    Wm = W[:, :-1]
+    s = np.sin(np.pi * Wm + 1)
+    G[:, :-1] += 2 * (Wm - 1) * (1 + 10 * s**2) + (Wm - 1) ** 2 * 20 * s * np.cos(
+        np.pi * Wm + 1
+    ) * np.pi
+    wl = W[:, -1]
+    sl = np.sin(2 * np.pi * wl)
+    G[:, -1] += 2 * (wl - 1) * (1 + sl**2) + (wl - 1) ** 2 * 2 * sl * np.cos(2 * np.pi * wl) * 2 * np.pi
+    return G / 4.0 / d
+
+
+def _tilted_problem(
+    name: str,
+    base: Callable[[np.ndarray], np.ndarray],
+    base_grad: Callable[[np.ndarray], np.ndarray],
+    lo: float,
+    hi: float,
+    z_opt: float,
+    dim: int,
+    clients: int,
+    heterogeneity: float,
+    seed: int,
+) -> FederatedProblem:
+    _check_common(clients, dim, heterogeneity)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 202]))
+    scales = dirichlet_coefficients(rng, clients, 1, heterogeneity)[:, 0]
+    tilts = dirichlet_coefficients(rng, clients, dim, heterogeneity) - 1.0
+    x0 = rng.uniform(0.0, 1.0, size=dim)
+    objs: list[Objective] = [
+        TiltedClient(base, base_grad, lo, hi, scales[i], tilts[i], name=f"{name}-client{i}")
+        for i in range(clients)
+    ]
+    x_opt = np.full(dim, (z_opt - lo) / (hi - lo))
+    return FederatedProblem(
+        objs,
+        np.full(clients, 1.0 / clients),
+        x0,
+        name=name,
+        optimum_value=0.0,
+        optimum_x=x_opt,
+        info={"dim": dim, "clients": clients, "heterogeneity": heterogeneity, "seed": seed},
+    )
+
+
+def ackley_problem(
+    dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
+) -> FederatedProblem:
+    """Federated Ackley on z in [-2, 2]^d: F = Ackley (min 0 at z = 0); clients scaled/tilted."""
+    return _tilted_problem(
+        "ackley", ackley, ackley_grad, -2.0, 2.0, 0.0, dim, clients, heterogeneity, seed
+    )
+
+
+def levy_problem(
+    dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
+) -> FederatedProblem:
+    """Federated Levy on z in [-10, 10]^d (coordinate-averaged): F = Levy, min 0 at z = 1."""
+    return _tilted_problem(
+        "levy", levy, levy_grad, -10.0, 10.0, 1.0, dim, clients, heterogeneity, seed
+    )
+
+
+PROBLEMS: dict[str, Callable[..., FederatedProblem]] = {
+    "quadratic": quadratic_problem,
+    "ackley": ackley_problem,
+    "levy": levy_problem,
+}
+
+
+def make_problem(name: str, **kwargs: Any) -> FederatedProblem:
+    """Build a registered synthetic problem by name (quadratic, ackley, levy)."""
+    try:
+        factory = PROBLEMS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"Unknown problem {name!r}; expected one of {sorted(PROBLEMS)}."
+        ) from None
+    return factory(**kwargs)

@@ -1,0 +1,481 @@
+r"""One federated round as pure functions over flat payloads.
+
+A round r (DESIGN §2):
+
+1. **train** — server → clients ``{x: x_{r-1}, round: r, [rff-weights: w̄_{r-1}],
+   [rff-seed, rff-lengthscale], [scaffold-c: c]}``; each client runs T local steps and
+   replies ``{x: x_i, num-queries, value-start: f_i(x_{r-1}), [scaffold-ci]}``. The server
+   step is ``x_r = x_{r-1} - eta sum_i p_i (x_{r-1} - x_i)`` (p: weights renormalised over
+   valid replies).
+2. **sync** (``fzoos``, ``scaffold1``) — server → clients ``{x: x_r, round: r, ...}``;
+   clients query x_r (and, for FZooS, the most uncertain points around it), then reply
+   ``{value: f_i(x_r), num-queries, rff-weights: w_i}`` (FZooS) or
+   ``{value, num-queries, scaffold-ci: RGF(x_r)}`` (SCAFFOLD-1). The server averages.
+3. **evaluate** (optional, once at the end) — ``{x}`` → ``{value, num-queries}``; single-
+   exchange methods use it to report f_i(x_R). It costs N counted queries.
+
+Client functions take ``(config, objective, state, message, client_id)`` and return
+``(state, reply)``; server functions take ``(config, state, replies, weights)`` and return
+the new state. No function reads F: the server knows only what clients send. Every
+randomness comes from ``SeedSequence([seed, round, client_id, phase])``, so any transport
+that carries the payloads unchanged reproduces the in-process history exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedzoo.config import RunConfig
+from fedzoo.corrections import fedprox_term, fzoos_term, scaffold_term
+from fedzoo.errors import ConfigError, PayloadError
+from fedzoo.estimators.finite_difference import coordinate_gradient, rgf_gradient
+from fedzoo.estimators.surrogate import TrajectorySurrogate, box_points
+from fedzoo.history import QueryHistory
+from fedzoo.objectives.base import Objective
+from fedzoo.optim import make_optimizer
+from fedzoo.payload import ArraySpec, Payload, ScalarSpec, validate
+from fedzoo.surrogates.gp import GPHyper, nearest_indices
+from fedzoo.surrogates.rff import RandomFourierFeatures, fit_rff_weights
+
+log = logging.getLogger(__name__)
+
+PHASE_TRAIN, PHASE_SYNC, PHASE_EVALUATE = 0, 1, 2
+
+
+def round_rng(seed: int, round_: int, client_id: int, phase: int) -> np.random.Generator:
+    """The generator of one client in one phase of one round (no global RNG)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, round_, client_id, phase]))
+
+
+@functools.lru_cache(maxsize=4)
+def shared_features(dim: int, num_features: int, lengthscale: float, seed: int) -> RandomFourierFeatures:
+    """The RFF map every party builds from the broadcast (dim, M, l, seed); cached."""
+    return RandomFourierFeatures(dim, num_features, lengthscale, seed)
+
+
+# --------------------------------------------------------------------------------------
+# Client state
+# --------------------------------------------------------------------------------------
+@dataclass
+class ClientState:
+    """What a client keeps between exchanges (serialisable with :meth:`to_arrays`).
+
+    Attributes:
+        history: every point queried with its value (surrogate methods only).
+        gp_hyper: the GP hyper-parameters fitted this round.
+        rff_own: this client's RFF weights from its last sync.
+        scaffold_own: this client's control variate c_i.
+        cached_x / cached_value: the last global point evaluated and f_i there.
+        local_x: the end point of the last local training.
+    """
+
+    dim: int
+    history: QueryHistory | None = None
+    gp_hyper: GPHyper | None = None
+    rff_own: np.ndarray | None = None
+    scaffold_own: np.ndarray | None = None
+    cached_x: np.ndarray | None = None
+    cached_value: float | None = None
+    local_x: np.ndarray | None = None
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat dict of arrays (absent parts omitted), for Flower state or disk."""
+        out: dict[str, np.ndarray] = {"dim": np.array([self.dim], dtype=np.float64)}
+        if self.history is not None:
+            out["history-x"] = self.history.X.copy()
+            out["history-y"] = self.history.y.copy()
+        if self.gp_hyper is not None:
+            out["gp-hyper"] = self.gp_hyper.as_log()
+        for key, value in (("rff-own", self.rff_own), ("scaffold-own", self.scaffold_own),
+                           ("cached-x", self.cached_x), ("local-x", self.local_x)):
+            if value is not None:
+                out[key] = np.asarray(value, dtype=np.float64)
+        if self.cached_value is not None:
+            out["cached-value"] = np.array([self.cached_value])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: RunConfig) -> ClientState:
+        dim = int(arrays["dim"][0])
+        state = cls(dim)
+        if "history-x" in arrays:
+            state.history = QueryHistory.from_arrays(
+                np.asarray(arrays["history-x"]).reshape(-1, dim), np.asarray(arrays["history-y"]),
+                config.history_max,
+            )
+        if "gp-hyper" in arrays:
+            state.gp_hyper = GPHyper.from_log(np.asarray(arrays["gp-hyper"]))
+        state.rff_own = arrays.get("rff-own")
+        state.scaffold_own = arrays.get("scaffold-own")
+        state.cached_x = arrays.get("cached-x")
+        state.local_x = arrays.get("local-x")
+        if "cached-value" in arrays:
+            state.cached_value = float(arrays["cached-value"][0])
+        return state
+
+
+def new_client_state(config: RunConfig, dim: int) -> ClientState:
+    history = QueryHistory(dim, config.history_max) if config.uses_surrogate else None
+    return ClientState(dim, history=history)
+
+
+class _Session:
+    """Queries one client's objective for one exchange: counts and records them."""
+
+    def __init__(self, objective: Objective, state: ClientState) -> None:
+        self.objective, self.state, self.num_queries = objective, state, 0
+
+    def query(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(X)
+        if X.shape[0] == 0:
+            return np.empty(0)
+        y = self.objective(X)
+        self.num_queries += X.shape[0]
+        if self.state.history is not None:
+            self.state.history.add(X, y)
+        return y
+
+    def value_at(self, x: np.ndarray) -> float:
+        """f_i(x), reusing the cached value when x is the last global point evaluated."""
+        s = self.state
+        if s.cached_x is not None and s.cached_value is not None and np.array_equal(s.cached_x, x):
+            return s.cached_value
+        value = float(self.query(x[None, :])[0])
+        s.cached_x, s.cached_value = x.copy(), value
+        return value
+
+    def exact_gradient(self, x: np.ndarray) -> np.ndarray:
+        grad = getattr(self.objective, "gradient", None)
+        if grad is None:
+            raise ConfigError(
+                "Method 'fo' needs objectives with an exact gradient (synthetic problems); "
+                f"{self.objective.name} has none."
+            )
+        self.num_queries += 1
+        return np.asarray(grad(x[None, :]), dtype=np.float64)[0]
+
+
+def _surrogate(config: RunConfig, state: ClientState) -> TrajectorySurrogate:
+    assert state.history is not None
+    return TrajectorySurrogate(state.history, config.gp_history, config.gp_kernel, state.gp_hyper)
+
+
+def _explore_around(
+    config: RunConfig, session: _Session, state: ClientState, x: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Query x, then the most uncertain points within rho_i = max(mean|x - x_i|/2, r0)."""
+    session.value_at(x)
+    radius = config.explore_radius
+    if state.local_x is not None:
+        radius = max(float(np.mean(np.abs(x - state.local_x))) / 2.0, radius)
+    if state.gp_hyper is None:  # nothing fitted yet: uniform points
+        session.query(box_points(x, rng, config.sync_points, radius))
+        return
+    C = _surrogate(config, state).most_uncertain(
+        x, rng, config.sync_candidates, config.sync_points, radius
+    )
+    session.query(C)
+
+
+# --------------------------------------------------------------------------------------
+# Client functions
+# --------------------------------------------------------------------------------------
+def train_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    spec: dict[str, ArraySpec | ScalarSpec] = {
+        "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
+    }
+    if config.method == "fzoos":
+        spec["rff-seed"] = ScalarSpec("int", 0)
+        spec["rff-lengthscale"] = ScalarSpec("float", 0.0)
+        spec["rff-weights"] = ArraySpec(config.rff_features, optional=True)
+    if config.method in ("scaffold1", "scaffold2"):
+        spec["scaffold-c"] = ArraySpec(dim, optional=True)
+    return spec
+
+
+StepObserver = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def client_train(
+    config: RunConfig,
+    objective: Objective,
+    state: ClientState,
+    message: Payload,
+    client_id: int,
+    observer: StepObserver | None = None,
+) -> tuple[ClientState, Payload]:
+    """T local steps from the broadcast point; returns the new state and the reply.
+
+    ``observer(client_id, t, x, local_gradient, corrected_gradient)``, if given, sees
+    every local step before it is taken (diagnostics such as the paper's Fig. 5).
+
+    Query cost per round: FZooS/ZORD T iterates + (T-1) x explore-points (+ the initial
+    design in round 1, + ZORD's exploration at x_{r-1}); finite differences
+    1 + T Q + (T - 1); fo 1 + T exact gradients (counted as queries).
+    """
+    dim = state.dim
+    msg = validate(message, train_message_spec(config, dim), source="train message")
+    x_global, round_ = msg["x"], msg["round"]
+    rng = round_rng(config.seed, round_, client_id, PHASE_TRAIN)
+    session = _Session(objective, state)
+    value_start = session.value_at(x_global)
+
+    surrogate = rff = None
+    if config.uses_surrogate:
+        assert state.history is not None
+        if round_ == 1 or len(state.history) < 2:
+            session.query(box_points(x_global, rng, config.init_points, config.init_radius))
+        elif config.method == "zord":  # ZORD explores at x_{r-1} here instead of in a sync
+            _explore_around(config, session, state, x_global, rng)
+        surrogate = _surrogate(config, state)
+        state.gp_hyper = surrogate.refit(x_global, rng, config.gp_restarts)
+        if config.method == "fzoos" and "rff-weights" in msg and state.rff_own is not None:
+            rff = shared_features(dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
+
+    opt = make_optimizer(config.optimizer, config.lr)
+    opt_state = opt.init(x_global)
+    x, fx = x_global.copy(), value_start
+    grad_sum = np.zeros(dim)
+    c_global = msg.get("scaffold-c")
+    for t in range(1, config.local_steps + 1):
+        if surrogate is not None:
+            g = surrogate.gradient(x)
+        elif config.method == "fo":
+            g = session.exact_gradient(x)
+        elif config.fd_estimator == "coordinate":
+            g = coordinate_gradient(session.query, x, fx, config.fd_step)
+        else:
+            g = rgf_gradient(session.query, x, fx, rng, config.rgf_directions, config.fd_step)
+        grad_sum += g
+        g_hat = g
+        if config.method == "fedprox":
+            g_hat = g + fedprox_term(x, x_global, config.prox_mu)
+        elif config.method in ("scaffold1", "scaffold2"):
+            g_hat = g + scaffold_term(c_global, state.scaffold_own)
+        elif config.method == "fzoos":
+            g_hat = g + fzoos_term(x, t, config.gamma, rff, msg.get("rff-weights"), state.rff_own)
+        if observer is not None:
+            observer(client_id, t, x, g, g_hat)
+        step, opt_state = opt.update(g_hat, opt_state)
+        x = np.clip(x - step, 0.0, 1.0)
+        last = t == config.local_steps
+        if surrogate is not None:
+            session.query(x[None, :])
+            if not last:
+                session.query(surrogate.most_uncertain(
+                    x, rng, config.explore_candidates, config.explore_points, config.explore_radius
+                ))
+        elif config.method != "fo" and not last:
+            fx = float(session.query(x[None, :])[0])
+
+    state.local_x = x.copy()
+    reply: Payload = {"x": x, "num-queries": session.num_queries, "value-start": value_start}
+    if config.method == "scaffold2":
+        state.scaffold_own = grad_sum / config.local_steps
+        reply["scaffold-ci"] = state.scaffold_own.copy()
+    return state, reply
+
+
+def sync_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    spec: dict[str, ArraySpec | ScalarSpec] = {
+        "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
+    }
+    if config.method == "fzoos":
+        spec["rff-seed"] = ScalarSpec("int", 0)
+        spec["rff-lengthscale"] = ScalarSpec("float", 0.0)
+    return spec
+
+
+def client_sync(
+    config: RunConfig, objective: Objective, state: ClientState, message: Payload, client_id: int
+) -> tuple[ClientState, Payload]:
+    """The exchange at the new global point x_r (FZooS and SCAFFOLD-1 only).
+
+    Query cost: FZooS 1 + sync-points; SCAFFOLD-1 1 + Q.
+    """
+    msg = validate(message, sync_message_spec(config, state.dim), source="sync message")
+    x, round_ = msg["x"], msg["round"]
+    rng = round_rng(config.seed, round_, client_id, PHASE_SYNC)
+    session = _Session(objective, state)
+    if config.method == "fzoos":
+        _explore_around(config, session, state, x, rng)
+        assert state.history is not None
+        rff = shared_features(state.dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
+        idx = nearest_indices(state.history.X, x, config.rff_history)
+        state.rff_own = fit_rff_weights(rff, state.history.X[idx], state.history.y[idx], config.rff_ridge)
+        extra = {"rff-weights": state.rff_own.copy()}
+    elif config.method == "scaffold1":
+        fx = session.value_at(x)
+        state.scaffold_own = rgf_gradient(session.query, x, fx, rng, config.rgf_directions, config.fd_step)
+        extra = {"scaffold-ci": state.scaffold_own.copy()}
+    else:
+        raise ConfigError(f"Method {config.method!r} has no sync exchange.")
+    return state, {"value": session.value_at(x), "num-queries": session.num_queries, **extra}
+
+
+def client_evaluate(
+    config: RunConfig, objective: Objective, state: ClientState, message: Payload, client_id: int
+) -> tuple[ClientState, Payload]:
+    """f_i at the broadcast point (cached if already known). Query cost: 0 or 1."""
+    msg = validate(message, {"x": ArraySpec(state.dim, unit_box=True)}, source="evaluate message")
+    session = _Session(objective, state)
+    return state, {"value": session.value_at(msg["x"]), "num-queries": session.num_queries}
+
+
+# --------------------------------------------------------------------------------------
+# Server state and functions
+# --------------------------------------------------------------------------------------
+@dataclass
+class ServerState:
+    """The global state: x after ``round`` completed rounds and the correction state."""
+
+    x: np.ndarray
+    round: int = 0
+    rff_global: np.ndarray | None = None
+    scaffold_c: np.ndarray | None = None
+    rff_lengthscale: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"x": self.x.copy(), "round": np.array([self.round], dtype=np.float64),
+               "rff-lengthscale": np.array([self.rff_lengthscale])}
+        if self.rff_global is not None:
+            out["rff-global"] = self.rff_global.copy()
+        if self.scaffold_c is not None:
+            out["scaffold-c"] = self.scaffold_c.copy()
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ServerState:
+        return cls(
+            x=np.asarray(arrays["x"], dtype=np.float64), round=int(arrays["round"][0]),
+            rff_global=arrays.get("rff-global"), scaffold_c=arrays.get("scaffold-c"),
+            rff_lengthscale=float(arrays["rff-lengthscale"][0]),
+        )
+
+
+def server_init(config: RunConfig, x0: np.ndarray) -> ServerState:
+    return ServerState(x=np.asarray(x0, dtype=np.float64).copy(), rff_lengthscale=config.rff_lengthscale)
+
+
+def rff_seed(config: RunConfig) -> int:
+    """The seed of the shared RFF map, derived from the run seed."""
+    return int(np.random.SeedSequence([config.seed, 7]).generate_state(1)[0])
+
+
+def train_message(config: RunConfig, state: ServerState) -> Payload:
+    msg: Payload = {"x": state.x.copy(), "round": state.round + 1}
+    if config.method == "fzoos":
+        msg["rff-seed"] = rff_seed(config)
+        msg["rff-lengthscale"] = state.rff_lengthscale
+        if state.rff_global is not None:
+            msg["rff-weights"] = state.rff_global.copy()
+    if config.method in ("scaffold1", "scaffold2") and state.scaffold_c is not None:
+        msg["scaffold-c"] = state.scaffold_c.copy()
+    return msg
+
+
+def sync_message(config: RunConfig, state: ServerState) -> Payload:
+    msg: Payload = {"x": state.x.copy(), "round": state.round}
+    if config.method == "fzoos":
+        msg["rff-seed"] = rff_seed(config)
+        msg["rff-lengthscale"] = state.rff_lengthscale
+    return msg
+
+
+def evaluate_message(state: ServerState) -> Payload:
+    return {"x": state.x.copy()}
+
+
+def train_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    spec: dict[str, ArraySpec | ScalarSpec] = {
+        "x": ArraySpec(dim, unit_box=True), "num-queries": ScalarSpec("int", 0),
+        "value-start": ScalarSpec("float"),
+    }
+    if config.method == "scaffold2":
+        spec["scaffold-ci"] = ArraySpec(dim)
+    return spec
+
+
+def sync_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    spec: dict[str, ArraySpec | ScalarSpec] = {
+        "value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0),
+    }
+    if config.method == "fzoos":
+        spec["rff-weights"] = ArraySpec(config.rff_features)
+    elif config.method == "scaffold1":
+        spec["scaffold-ci"] = ArraySpec(dim)
+    return spec
+
+
+EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0)}
+
+
+@dataclass
+class Aggregate:
+    """Valid replies of one exchange and their renormalised weights."""
+
+    replies: dict[int, Payload]
+    weights: dict[int, float]
+    rejected: dict[int, str]
+
+    @property
+    def num_queries(self) -> int:
+        return int(sum(r["num-queries"] for r in self.replies.values()))
+
+    def weighted(self, key: str) -> Any:
+        return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
+
+
+def collect(
+    replies: Mapping[int, Any], weights: Mapping[int, float], spec: Mapping[str, ArraySpec | ScalarSpec], what: str
+) -> Aggregate:
+    """Validate every reply; drop invalid ones (logged) and renormalise the weights."""
+    valid: dict[int, Payload] = {}
+    rejected: dict[int, str] = {}
+    for cid, reply in replies.items():
+        try:
+            valid[cid] = validate(reply, spec, source=f"{what} reply of client {cid}")
+        except PayloadError as err:
+            rejected[cid] = str(err)
+            log.warning("rejected %s", err)
+    total = sum(weights[c] for c in valid)
+    norm = {c: weights[c] / total for c in valid} if total > 0 else {}
+    return Aggregate(valid, norm, rejected)
+
+
+def aggregate_train(
+    config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
+) -> tuple[ServerState, Aggregate]:
+    """Server step x_r = x_{r-1} - eta sum_i p_i (x_{r-1} - x_i) over valid replies.
+
+    With no valid reply the global point is unchanged (the round still counts).
+    """
+    agg = collect(replies, weights, train_reply_spec(config, state.x.size), "train")
+    new = ServerState(state.x.copy(), state.round + 1, state.rff_global, state.scaffold_c, state.rff_lengthscale)
+    if agg.replies:
+        x_avg = agg.weighted("x")
+        new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
+        if config.method == "scaffold2":
+            new.scaffold_c = agg.weighted("scaffold-ci")
+    return new, agg
+
+
+def aggregate_sync(
+    config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
+) -> tuple[ServerState, Aggregate]:
+    """Average the clients' RFF weights (FZooS) or control variates (SCAFFOLD-1)."""
+    agg = collect(replies, weights, sync_reply_spec(config, state.x.size), "sync")
+    new = ServerState(state.x, state.round, state.rff_global, state.scaffold_c, state.rff_lengthscale)
+    if agg.replies:
+        if config.method == "fzoos":
+            new.rff_global = agg.weighted("rff-weights")
+        elif config.method == "scaffold1":
+            new.scaffold_c = agg.weighted("scaffold-ci")
+    return new, agg

@@ -1,0 +1,152 @@
+"""History rows, ``history.csv`` and ``summary.json`` (DESIGN §6), shared by all engines.
+
+Columns of ``history.csv`` (one row per round, row 0 = the start point):
+
+* ``round``; ``queries``: cumulative black-box evaluations over all clients (every
+  exploration, the x_r queries, extra exchanges and a final evaluation included);
+* ``value``: F at the global point after the round — simulator-evaluated for synthetic
+  problems (not a query), otherwise equal to ``reported_value``;
+* ``reported_value``: sum_i p_i f_i(x_r) from the clients' own queries (what a deployment
+  knows); NaN where no client reported it;
+* ``bytes_up`` / ``bytes_down``: cumulative payload bytes; ``wall_s``: seconds the round
+  took; ``clients``: valid replies aggregated in the round.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients")
+
+
+class HistoryRecorder:
+    """Builds the rows of history.csv round by round.
+
+    Args:
+        simulate: F for reporting (synthetic problems only; never a query), or None.
+    """
+
+    def __init__(self, simulate: Callable[[np.ndarray], float] | None = None) -> None:
+        self.simulate = simulate
+        self.rows: list[dict[str, Any]] = []
+
+    def start(self, x0: np.ndarray, num_clients: int) -> None:
+        self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients)]
+
+    def _row(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int) -> dict[str, Any]:
+        value = self.simulate(x) if self.simulate is not None else math.nan
+        return {"round": r, "queries": queries, "value": value, "reported_value": math.nan,
+                "bytes_up": up, "bytes_down": down, "wall_s": wall, "clients": clients}
+
+    def end_round(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int) -> dict[str, Any]:
+        """Append row r; queries/bytes are this round's increments."""
+        last = self.rows[-1]
+        row = self._row(r, x, last["queries"] + queries, last["bytes_up"] + up,
+                        last["bytes_down"] + down, wall, clients)
+        self.rows.append(row)
+        return row
+
+    def report(self, r: int, value: float) -> None:
+        """Record sum_i p_i f_i(x_r) for row r (from clients' own queries)."""
+        row = self.rows[r]
+        row["reported_value"] = float(value)
+        if self.simulate is None:
+            row["value"] = float(value)
+
+    def add_to_last(self, queries: int, up: int, down: int, wall: float) -> None:
+        """Charge a trailing exchange (the final evaluation) to the last row."""
+        row = self.rows[-1]
+        row["queries"] += queries
+        row["bytes_up"] += up
+        row["bytes_down"] += down
+        row["wall_s"] += wall
+
+
+def write_history(rows: list[dict[str, Any]], path: str | Path) -> None:
+    extra = [k for k in rows[0] if k not in COLUMNS] if rows else []
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else "nan"
+    return v
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = []
+    for row in rows:
+        out.append({k: (int(v) if k in ("round", "queries", "bytes_up", "bytes_down", "clients") else float(v))
+                    for k, v in row.items()})
+    return out
+
+
+def versions() -> dict[str, str]:
+    import scipy
+
+    from fedzoo import __version__
+
+    return {"fedzoo": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "platform": sys.platform}
+
+
+def summary(
+    rows: list[dict[str, Any]], config: dict[str, Any], problem: dict[str, Any], engine: str, wall_s: float
+) -> dict[str, Any]:
+    last = rows[-1]
+    return {
+        "method": config.get("method"),
+        "engine": engine,
+        "config": config,
+        "problem": problem,
+        "rounds": last["round"],
+        "final_value": last["value"],
+        "final_reported_value": last["reported_value"],
+        "best_value": min(r["value"] for r in rows if math.isfinite(r["value"])) if any(
+            math.isfinite(r["value"]) for r in rows) else math.nan,
+        "total_queries": last["queries"],
+        "total_bytes": last["bytes_up"] + last["bytes_down"],
+        "bytes_up": last["bytes_up"],
+        "bytes_down": last["bytes_down"],
+        "wall_s": wall_s,
+        "median_round_s": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
+        "versions": versions(),
+    }
+
+
+def write_summary(data: dict[str, Any], path: str | Path) -> None:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    Path(path).write_text(json.dumps(clean(data), indent=2, sort_keys=True) + "\n")
+
+
+def queries_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:
+    """Cumulative queries at the first row whose value <= target (None if never)."""
+    for row in rows:
+        if math.isfinite(row["value"]) and row["value"] <= target:
+            return int(row["queries"])
+    return None

@@ -1,0 +1,1 @@
+"""fedzoo server side: Flower ServerApp and Strategy (decode, call fedzoo, encode)."""
