@@ -234,7 +234,7 @@ def client_train(
         elif config.method == "zord":  # ZORD explores at x_{r-1} here instead of in a sync
             _explore_around(config, session, state, x_global, rng)
         surrogate = _surrogate(config, state)
-        state.gp_hyper = surrogate.refit(x_global, rng, config.gp_restarts)
+        state.gp_hyper = surrogate.refit(x_global, rng, config.gp_restarts, config.gp_fit_points)
         if config.method == "fzoos" and "rff-weights" in msg and state.rff_own is not None:
             rff = shared_features(dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
 

@@ -296,10 +296,11 @@ def attack_success(
     weights: Sequence[float] | None = None,
     num_classes: int = 10,
 ) -> dict[str, Any]:
-    """Whether the perturbation encoded by x fools the federation (simulator-side check).
+    r"""Whether the perturbation encoded by x fools the federation (simulator-side check).
 
-    The averaged logits :math:`\\bar z = \\sum_i w_i h_i(a')` decide: an untargeted
-    attack succeeds when argmax z̄ != y, a targeted one when argmax z̄ = t. These
+    The averaged logits :math:`\bar z = \sum_i w_i h_i(a')` decide: an untargeted
+    attack succeeds when :math:`\arg\max \bar z \ne y`, a targeted one when
+    :math:`\arg\max \bar z = t`. These
     evaluations call the classifiers directly; they are *not* queries and must not be
     fed back to an optimiser.
 
@@ -310,9 +311,8 @@ def attack_success(
 
     Returns:
         ``success`` (bool), ``predicted`` (argmax of the averaged logits), ``label``,
-        ``ensemble_margin`` (the margin of the averaged logits: negative iff success,
-        ties aside),
-        ``target`` (None if untargeted), ``fooled_fraction`` (share of client models whose
+        ``target`` (None if untargeted), ``ensemble_margin`` (the margin of the averaged
+        logits: negative iff success, ties aside), ``fooled_fraction`` (share of client models whose
         own prediction is fooled by the same rule), ``margin`` (weighted mean of the
         client margins, i.e. F(x)), ``linf`` and ``l2`` (norms of the perturbation actually
         applied, a' - a, after clipping to [0, 1]).
@@ -401,7 +401,7 @@ def select_attack_images(
         rng: generator (or int seed) for the draw; ``None`` means seed 0.
         criterion: ``"known"``, ``"all"``, ``"ensemble"`` or ``"margin"``.
         targeted: whether the attack will be targeted (used by ``"margin"`` only).
-        weights: client weights for ``"margin"`` (default uniform).
+        weights: client weights of the averaged logits and of F (default uniform).
         client_classes: the classes each model was trained on (default: from ``models``;
             when unknown every model is taken to know every class).
 
@@ -423,9 +423,11 @@ def select_attack_images(
     images = np.asarray(images, dtype=np.float32)
     if images.shape[0] != labels.shape[0]:
         raise ShapeError(f"{images.shape[0]} images but {labels.shape[0]} labels.")
+    w = np.full(len(seq), 1.0 / len(seq)) if weights is None else np.asarray(weights, float)
+    w = w / w.sum()
     logits = np.stack([np.asarray(as_classifier(m)(images), dtype=np.float64) for m in seq])
     correct = logits.argmax(axis=2) == labels[None, :]  # N x n
-    eligible = logits.mean(axis=0).argmax(axis=1) == labels
+    eligible = np.tensordot(w, logits, axes=1).argmax(axis=1) == labels
     if criterion == "all" or (criterion == "known" and classes is None):
         eligible &= correct.all(axis=0)
     elif criterion == "known":
@@ -433,9 +435,8 @@ def select_attack_images(
         knows = np.stack([np.isin(labels, c) for c in classes])  # N x n
         eligible &= np.all(correct | ~knows, axis=0)
     elif criterion == "margin":
-        w = np.full(len(seq), 1.0 / len(seq)) if weights is None else np.asarray(weights, float)
         margins = np.stack([margin(z_i, labels, targeted) for z_i in logits])  # N x n
-        eligible &= (w / w.sum()) @ margins > 0
+        eligible &= w @ margins > 0
     pool = np.flatnonzero(eligible)
     if pool.size < k:
         raise ConfigError(

@@ -39,4 +39,4 @@ def fzoos_term(
     """gamma/t * (grad of phi.w_global - grad of phi.w_own) at x; one O(M d) pass."""
     if rff is None or w_global is None or w_own is None or gamma == 0.0:
         return 0.0
-    return (gamma / t) * rff.gradient(x, w_global - w_own)
+    return (gamma / t) * rff.gradient(x, w_global - w_own, single=True)

@@ -34,9 +34,12 @@ class TrajectorySurrogate:
     ) -> None:
         self.history, self.gp_history, self.kernel, self.hyper = history, gp_history, kernel, hyper
 
-    def refit(self, x: np.ndarray, rng: np.random.Generator, restarts: int) -> GPHyper:
-        """Fit hyper-parameters on the points nearest to x (warm-started). Once per round."""
-        idx = nearest_indices(self.history.X, x, self.gp_history)
+    def refit(
+        self, x: np.ndarray, rng: np.random.Generator, restarts: int, num_points: int
+    ) -> GPHyper:
+        """Fit hyper-parameters on the ``num_points`` points nearest to x (warm-started
+        from the current ones). Once per round: O(num_points^3) per likelihood call."""
+        idx = nearest_indices(self.history.X, x, min(num_points, self.gp_history))
         self.hyper = fit_hyperparameters(
             self.history.X[idx], self.history.y[idx], kernel=self.kernel, init=self.hyper,
             restarts=restarts, rng=rng,

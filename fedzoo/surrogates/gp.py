@@ -247,7 +247,7 @@ def fit_hyperparameters(
     init: GPHyper | None = None,
     restarts: int = 3,
     rng: np.random.Generator | None = None,
-    maxiter: int = 60,
+    maxiter: int = 40,
 ) -> GPHyper:
     """Maximise the marginal likelihood over (log l, log s^2, log sigma^2) with L-BFGS-B.
 

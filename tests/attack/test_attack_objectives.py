@@ -28,8 +28,8 @@ def test_margin_by_hand() -> None:
     np.testing.assert_allclose(O.margin(z, 0), [2.0 - 1.5, 0.0 - 3.0])
     # targeted to t = 1: max_{k != 1} z_k - z_1
     np.testing.assert_allclose(O.margin(z, 0, targeted=True), [2.0 - 1.0, 1.0 - 3.0])
-    # per-row labels; t = (2 + 1) mod 3 = 0
-    np.testing.assert_allclose(O.margin(z, np.array([2, 1]), targeted=True), [1.5 - 2.0, 3.0 - 0.0])
+    # per-row labels: row 0 has t = (2 + 1) mod 3 = 0, row 1 has t = 2
+    np.testing.assert_allclose(O.margin(z, np.array([2, 1]), targeted=True), [1.5 - 2.0, 3.0 - 1.0])
 
 
 def test_attack_objective_by_hand() -> None:
@@ -82,9 +82,7 @@ def test_success_uses_averaged_logits() -> None:
     tgt = O.attack_success([fooled, correct], IMAGE, 0, x, 0.1, targeted=True, num_classes=3)
     assert tgt["success"] and tgt["target"] == 1
     # weighting the correct model more flips the decision: [1.5, 0.75, 0]
-    res = O.attack_success(
-        [fooled, correct], IMAGE, 0, x, 0.1, weights=[0.25, 0.75], num_classes=3
-    )
+    res = O.attack_success([fooled, correct], IMAGE, 0, x, 0.1, weights=[0.25, 0.75], num_classes=3)
     assert not res["success"] and res["predicted"] == 0
 
 
