@@ -31,6 +31,7 @@ from fedzoo.results import HistoryRecorder, summary, write_history, write_summar
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict[str, Any], int], None]
+RoundCallback = Callable[[int, np.ndarray, dict[str, Any]], "bool | None"]
 
 
 @dataclass
@@ -97,6 +98,7 @@ def run_federation(
     final_evaluation: bool = True,
     observer: protocol.StepObserver | None = None,
     workers: int | None = None,
+    round_callback: RoundCallback | None = None,
 ) -> RunResult:
     """Run ``config.rounds`` rounds of ``config.method`` on ``problem`` in this process.
 
@@ -110,10 +112,13 @@ def run_federation(
         observer: passed to :func:`fedzoo.protocol.client_train` (per-step diagnostics).
         workers: client threads (default: one per core, at most N); BLAS runs one thread
             per client. The history does not depend on it.
+        round_callback: called after every round with (round, x_r, row); returning True
+            ends the run early (e.g. an attack that succeeded). Reporting only: it must
+            not query the clients' objectives.
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     with blas_threads(1), ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
-        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool)
+        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool, round_callback)
 
 
 class _no_pool:  # noqa: N801 - a null context manager yielding no pool
@@ -132,6 +137,7 @@ def _run(
     final_evaluation: bool,
     observer: protocol.StepObserver | None,
     pool: ThreadPoolExecutor | None,
+    round_callback: RoundCallback | None = None,
 ) -> RunResult:
     t_start = time.perf_counter()
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
@@ -163,15 +169,17 @@ def _run(
         if progress is not None:
             progress(row, config.rounds)
         log.info("round %d: value=%.6g queries=%d (%.2fs)", r, row["value"], row["queries"], row["wall_s"])
+        if round_callback is not None and round_callback(r, server.x.copy(), row):
+            break
 
     if final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
         t0 = time.perf_counter()
         emsg = protocol.evaluate_message(server)
-        ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", config.rounds, pool)
+        ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool)
         eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
         rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
         if eagg.replies:
-            rec.report(config.rounds, eagg.weighted("value"))
+            rec.report(rec.rows[-1]["round"], eagg.weighted("value"))
 
     wall = time.perf_counter() - t_start
     info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,

@@ -167,7 +167,15 @@ class CountingObjective(Objective):
         self.points_seen += X.shape[0]
         return self.inner(X)
 
-    def __getattr__(self, item: str) -> Any:  # expose gradient/optimum of the inner one
+    def __getattr__(self, item: str) -> Any:
         if item == "inner":
             raise AttributeError(item)
+        if item == "gradient":  # exact gradients (method fo) are counted too, per point
+            inner_gradient = self.inner.gradient
+
+            def gradient(X: np.ndarray) -> np.ndarray:
+                self.points_seen += np.atleast_2d(X).shape[0]
+                return inner_gradient(X)
+
+            return gradient
         return getattr(self.inner, item)

@@ -101,9 +101,10 @@ def fit_rff_weights(
     std = std if std > 1e-12 * max(1.0, abs(mean)) else 1.0
     ys = (y - mean) / std
     # Features and their Gram in float32 (the O(n M d) and O(n^2 M) products dominate
-    # the round); the n x n solve in float64. The weights carry ~1e-6 relative error,
-    # far below the ridge.
-    Phi = rff.features32(X)
+    # the round) when the ridge dwarfs float32 rounding (~1e-7 relative); the n x n
+    # solve always in float64.
+    single = ridge >= 1e-4
+    Phi = rff.features32(X) if single else rff.features(X)
     n, M = Phi.shape
     if n < M:
         G = (Phi @ Phi.T).astype(np.float64)

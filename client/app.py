@@ -1,0 +1,113 @@
+"""The fedzoo Flower ClientApp: decode, call :mod:`fedzoo.protocol`, encode.
+
+Message types (the ServerApp in ``server/app.py`` sends them):
+
+* ``query.describe`` — before round 1: reply ``{partition-id, dim, objective-kind,
+  fedzoo-version}`` (transport metadata; no query). The server maps node ids to
+  partition ids with it.
+* ``train`` — :func:`fedzoo.protocol.client_train`.
+* ``query.sync`` — :func:`fedzoo.protocol.client_sync` (fzoos, scaffold1).
+* ``query.evaluate`` — :func:`fedzoo.protocol.client_evaluate`.
+
+Every reply carries the protocol payload (``fedzoo.arrays`` / ``fedzoo.scalars``, see
+:mod:`server.records`) and the sender's ``partition-id`` in ``fedzoo.meta``, which the
+server cross-checks against the mapping from ``query.describe``.
+
+The client's :class:`~fedzoo.protocol.ClientState` lives in ``context.state`` as the
+ArrayRecord ``fedzoo.client-state`` (``state.to_arrays()``); it is written back only when
+a handler succeeds, so a failed exchange leaves the stored state as it was. Any exception
+(a failing objective, an invalid message) becomes an error reply, which the server logs
+and skips. Which objective a node queries is described in :mod:`client.objectives`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.clientapp import ClientApp
+
+from client.objectives import load_objective, objective_kind, partition_id
+from fedzoo import __version__, protocol
+from fedzoo._threads import blas_threads
+from server.records import (
+    arrays_to_record,
+    content_to_payload,
+    payload_to_content,
+    record_to_arrays,
+)
+from server.settings import FlowerSettings, parse_run_config
+
+STATE_KEY = "fedzoo.client-state"
+DESCRIBE = "query.describe"
+SYNC = "query.sync"
+EVALUATE = "query.evaluate"
+
+app = ClientApp()
+
+_SETTINGS: dict[tuple[tuple[str, Any], ...], FlowerSettings] = {}
+
+
+def settings_of(context: Context) -> FlowerSettings:
+    """The validated run-config of this run (parsed once per process and run-config)."""
+    key = tuple(sorted(context.run_config.items()))
+    if key not in _SETTINGS:
+        _SETTINGS[key] = parse_run_config(context.run_config)
+    return _SETTINGS[key]
+
+
+def load_state(context: Context, settings: FlowerSettings) -> protocol.ClientState:
+    """This node's state from ``context.state`` (a fresh one before the first exchange)."""
+    if STATE_KEY in context.state:
+        arrays = record_to_arrays(context.state[STATE_KEY], source="client state")
+        return protocol.ClientState.from_arrays(arrays, settings.config)
+    return protocol.new_client_state(settings.config, settings.dim)
+
+
+def save_state(context: Context, state: protocol.ClientState) -> None:
+    context.state[STATE_KEY] = arrays_to_record(state.to_arrays())
+
+
+ClientFn = Callable[..., tuple[protocol.ClientState, dict[str, Any]]]
+
+
+def handle(fn: ClientFn, msg: Message, context: Context) -> Message:
+    """Run one protocol client function on ``msg`` and reply (state kept in context)."""
+    settings = settings_of(context)
+    pid = partition_id(context.node_config, settings)
+    objective = load_objective(settings, context.node_config, pid)
+    payload = content_to_payload(msg.content, source=f"{msg.metadata.message_type} message")
+    state = load_state(context, settings)
+    with blas_threads(1):  # as the engine: many small factorisations, one BLAS thread
+        state, reply = fn(settings.config, objective, state, payload, pid)
+    save_state(context, state)
+    return Message(payload_to_content(reply, {"partition-id": pid}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    return handle(protocol.client_train, msg, context)
+
+
+@app.query("sync")
+def sync(msg: Message, context: Context) -> Message:
+    return handle(protocol.client_sync, msg, context)
+
+
+@app.query("evaluate")
+def evaluate(msg: Message, context: Context) -> Message:
+    return handle(protocol.client_evaluate, msg, context)
+
+
+@app.query("describe")
+def describe(msg: Message, context: Context) -> Message:
+    """Who this node is: its partition id and objective (loaded once to check it)."""
+    settings = settings_of(context)
+    pid = partition_id(context.node_config, settings)
+    objective = load_objective(settings, context.node_config, pid)
+    meta = ConfigRecord({
+        "partition-id": pid, "dim": objective.dim,
+        "objective-kind": objective_kind(context.node_config), "fedzoo-version": __version__,
+    })
+    return Message(RecordDict({"fedzoo.meta": meta}), reply_to=msg)

@@ -1,0 +1,143 @@
+"""Which black box a Flower client queries: from its node config and the run-config.
+
+Three sources, chosen per node (first match wins):
+
+1. ``node_config["oracle"] = "host:port"`` — a remote black box served by
+   ``fedzoo oracle serve`` / ``python -m client.oracle_cli serve`` (gRPC, see
+   :mod:`client.oracle`); TLS when ``node_config["oracle-root-cert"]`` names a PEM file.
+   gRPC is imported only here.
+2. ``node_config["objective"] = "package.module:function"`` — a Python callable
+   ``f(X) -> y`` (X: n x d in the unit box, y: n values) imported with :mod:`importlib`
+   (never evaluated as code) and wrapped in :class:`~fedzoo.objectives.base.CallableObjective`
+   with the run-config ``dim``.
+3. otherwise the run-config ``problem`` (a registered synthetic problem built with
+   ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed``): objective number
+   ``partition-id``.
+
+``partition-id`` (node config, an integer in [0, num-clients)) is required in every case:
+it is the client id that seeds the client's randomness, so a deployment reproduces the
+in-process engine. Objectives are cached per process (a simulation runs many virtual
+clients in one process; a deployed SuperNode starts a fresh process per message).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from fedzoo.errors import ConfigError
+from fedzoo.objectives.base import CallableObjective, Objective
+from server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
+
+PARTITION_ID = "partition-id"
+OBJECTIVE = "objective"
+ORACLE = "oracle"
+ORACLE_ROOT_CERT = "oracle-root-cert"
+ORACLE_TIMEOUT = "oracle-timeout"
+
+_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_ADDRESS = re.compile(r"^[\w.\-\[\]:]+:\d{1,5}$")
+_CACHE: dict[tuple[Any, ...], Objective] = {}
+_LOCK = threading.Lock()
+
+
+def partition_id(node_config: Mapping[str, Any], settings: FlowerSettings) -> int:
+    """The node's partition id, checked against ``num-clients``."""
+    if PARTITION_ID not in node_config:
+        raise ConfigError(
+            "The node config has no 'partition-id'; start the SuperNode with "
+            "--node-config 'partition-id=<0..num-clients-1>'."
+        )
+    pid = node_config[PARTITION_ID]
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 <= pid < settings.num_clients:
+        raise ConfigError(
+            f"Node config 'partition-id' = {pid!r} is not allowed; expected an integer in "
+            f"[0, {settings.num_clients - 1}] (run-config num-clients = {settings.num_clients})."
+        )
+    return pid
+
+
+def objective_kind(node_config: Mapping[str, Any]) -> str:
+    """``oracle``, ``callable`` or ``problem``: where this node's objective comes from."""
+    if ORACLE in node_config and OBJECTIVE in node_config:
+        raise ConfigError("The node config names both 'oracle' and 'objective'; give one.")
+    if ORACLE in node_config:
+        return "oracle"
+    if OBJECTIVE in node_config:
+        return "callable"
+    return "problem"
+
+
+def load_callable(spec: Any) -> Any:
+    """Import ``package.module:function`` (the attribute may be dotted)."""
+    if not isinstance(spec, str) or not _SPEC.match(spec):
+        raise ConfigError(
+            f"Node config 'objective' = {spec!r} is not allowed; expected 'package.module:function'."
+        )
+    module_name, attr_path = spec.split(":", 1)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"Node config 'objective' = {spec!r}: cannot import {module_name!r}: {err}") from err
+    for part in attr_path.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(f"Node config 'objective' = {spec!r}: {module_name!r} has no attribute {attr_path!r}.") from None
+    if not callable(target):
+        raise ConfigError(f"Node config 'objective' = {spec!r} is a {type(target).__name__}, not a callable.")
+    return target
+
+
+def _remote(node_config: Mapping[str, Any]) -> Objective:
+    address = node_config[ORACLE]
+    if not isinstance(address, str) or not _ADDRESS.match(address):
+        raise ConfigError(f"Node config 'oracle' = {address!r} is not allowed; expected 'host:port'.")
+    root_cert = node_config.get(ORACLE_ROOT_CERT)
+    if root_cert is not None and not isinstance(root_cert, str):
+        raise ConfigError(f"Node config 'oracle-root-cert' = {root_cert!r} must be the path of a PEM file.")
+    timeout = node_config.get(ORACLE_TIMEOUT, 30.0)
+    from client.oracle import RemoteOracle  # imports grpc: only for remote objectives
+
+    return RemoteOracle(address, root_certificates=root_cert or None, timeout_s=float(timeout))
+
+
+def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid: int) -> Objective:
+    """This node's objective (cached per process), with its dimension checked.
+
+    Raises:
+        ConfigError: a malformed node config or an objective of the wrong dimension.
+        ObjectiveError: the remote oracle cannot be reached.
+    """
+    kind = objective_kind(node_config)
+    if kind == "oracle":
+        key: tuple[Any, ...] = (kind, node_config[ORACLE], node_config.get(ORACLE_ROOT_CERT))
+    elif kind == "callable":
+        key = (kind, node_config[OBJECTIVE], settings.dim)
+    else:
+        key = (kind, *settings.problem_key, pid)
+    with _LOCK:
+        objective = _CACHE.get(key)
+        if objective is None:
+            if kind == "oracle":
+                objective = _remote(node_config)
+            elif kind == "callable":
+                spec = node_config[OBJECTIVE]
+                objective = CallableObjective(load_callable(spec), settings.dim, name=str(spec))
+            elif settings.problem == CUSTOM_PROBLEM:
+                raise ConfigError(
+                    "Run-config problem = 'custom' needs every node to name its objective: "
+                    "node config 'objective' (module:function) or 'oracle' (host:port)."
+                )
+            else:
+                objective = build_problem(settings).objectives[pid]
+            _CACHE[key] = objective
+    if objective.dim != settings.dim:
+        raise ConfigError(
+            f"The {kind} objective {objective.name!r} has dimension {objective.dim}; the run-config "
+            f"says dim = {settings.dim}."
+        )
+    return objective

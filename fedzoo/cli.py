@@ -1,0 +1,228 @@
+"""The ``fedzoo`` command line: run, compare, oracle serve, attack, metric.
+
+Every :class:`~fedzoo.config.RunConfig` option is also a flag (``--gp-history 300``).
+Progress goes to stderr, one line per round; tables to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedzoo._threads import single_threaded_blas_env
+
+BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("problem")
+    g.add_argument("--problem", default="quadratic", help="quadratic, ackley or levy (default quadratic)")
+    g.add_argument("--dim", type=int, default=300, help="dimension d (default 300)")
+    g.add_argument("--clients", type=int, default=5, help="number of clients N (default 5)")
+    g.add_argument("--heterogeneity", type=float, default=0.5, help="heterogeneity C (default 0.5)")
+    g.add_argument("--problem-seed", type=int, default=None, help="problem seed (default: --seed)")
+
+
+def _add_config_args(p: argparse.ArgumentParser, *, with_method: bool = True) -> None:
+    from fedzoo.config import RunConfig
+
+    g = p.add_argument_group("algorithm (every option of the run configuration)")
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "method" and not with_method:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.metadata.get("kind", "")
+        typ = str if kind == "choice" else int if kind.endswith("int") else float
+        choices = f.metadata.get("choices") or None
+        g.add_argument(flag, type=typ, default=None, choices=choices,
+                       help=f"{f.metadata.get('doc', '')} (default {f.default})")
+
+
+def _config_from_args(args: argparse.Namespace, **override: Any) -> Any:
+    from fedzoo.config import RunConfig
+
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    values.update(override)
+    return RunConfig.from_mapping(values)
+
+
+def _problem_from_args(args: argparse.Namespace) -> Any:
+    from fedzoo.objectives import make_problem
+
+    seed = args.problem_seed if args.problem_seed is not None else (args.seed or 0)
+    return make_problem(args.problem, dim=args.dim, clients=args.clients,
+                        heterogeneity=args.heterogeneity, seed=seed)
+
+
+def _progress(label: str) -> Any:
+    def show(row: dict[str, Any], total: int) -> None:
+        print(f"[{label}] round {row['round']:>3}/{total}  value {row['value']:.6g}  "
+              f"queries {row['queries']:>7}  {row['wall_s']:.2f}s", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> list[dict[str, Any]]:
+    if getattr(args, "engine", "inprocess") == "flower":
+        from server.driver import run_flower  # lazy: Flower only for this engine
+
+        from fedzoo.results import read_history
+
+        run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
+                      "num-clients": args.clients, "heterogeneity": args.heterogeneity,
+                      "problem-seed": args.problem_seed if args.problem_seed is not None else config.seed}
+        run_flower(run_config, out, num_clients=args.clients)
+        return read_history(out / "history.csv")
+    from fedzoo.engine import run_federation
+
+    problem = _problem_from_args(args)
+    result = run_federation(problem, config, out_dir=out, progress=_progress(label),
+                            workers=getattr(args, "workers", None))
+    return result.history
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config_from_args(args)
+    out = Path(args.out)
+    rows = _run_one(args, config, out, config.method)
+    last = rows[-1]
+    print(f"{config.method}: final value {last['value']:.6g} after {last['round']} rounds, "
+          f"{last['queries']} queries; wrote {out / 'history.csv'} and {out / 'summary.json'}")
+    return 0
+
+
+def comparison_table(
+    histories: dict[str, list[dict[str, Any]]], baselines: Sequence[str] = BASELINES
+) -> tuple[list[dict[str, Any]], float | None]:
+    """Rows (method, final value, queries to the best baseline's final value, s/round)."""
+    import numpy as np
+
+    from fedzoo.results import queries_to_reach
+
+    finals = {m: rows[-1]["value"] for m, rows in histories.items()}
+    base = [finals[m] for m in histories if m in baselines and math.isfinite(finals[m])]
+    target = min(base) if base else None
+    table = []
+    for method, rows in histories.items():
+        table.append({
+            "method": method,
+            "final_value": finals[method],
+            "total_queries": rows[-1]["queries"],
+            "queries_to_target": queries_to_reach(rows, target) if target is not None else None,
+            "seconds_per_round": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
+        })
+    return table, target
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import csv
+
+    from fedzoo.plots import plot_comparison
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    from fedzoo.config import METHODS
+    from fedzoo.errors import UnknownNameError
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UnknownNameError(f"Unknown method(s) {unknown}; expected a comma-separated subset of {list(METHODS)}.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    histories = {}
+    for method in methods:
+        config = _config_from_args(args, method=method)
+        histories[method] = _run_one(args, config, out / method, method)
+    table, target = comparison_table(histories)
+    with open(out / "comparison.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    problem = _problem_from_args(args)
+    plot_comparison(histories, out / "comparison.png", optimum=problem.optimum_value,
+                    title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}")
+    tgt = f"{target:.6g}" if target is not None else "n/a"
+    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; "
+          f"target = best baseline final value {tgt}")
+    print(f"{'method':<10} {'final value':>12} {'queries':>9} {'queries to target':>18} {'s/round':>8}")
+    for row in table:
+        qt = row["queries_to_target"]
+        print(f"{row['method']:<10} {row['final_value']:>12.6g} {row['total_queries']:>9} "
+              f"{(str(qt) if qt is not None else '-'):>18} {row['seconds_per_round']:>8.3f}")
+    print(f"\nwrote {out / 'comparison.csv'} and {out / 'comparison.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedzoo", description="Federated zeroth-order optimisation")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_run = sub.add_parser("run", help="run one method on a synthetic problem")
+    _add_problem_args(p_run)
+    _add_config_args(p_run)
+    p_run.add_argument("--out", required=True, help="output directory")
+    p_run.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    p_run.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
+    p_run.set_defaults(func=cmd_run)
+
+    p_cmp = sub.add_parser("compare", help="run several methods and compare them")
+    _add_problem_args(p_cmp)
+    _add_config_args(p_cmp, with_method=False)
+    p_cmp.add_argument("--methods", default="fzoos,fedzo,fedprox,scaffold1,scaffold2")
+    p_cmp.add_argument("--out", required=True, help="output directory")
+    p_cmp.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    p_cmp.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
+    p_cmp.set_defaults(func=cmd_compare)
+
+    p_or = sub.add_parser("oracle", help="black-box oracle service over gRPC")
+    try:
+        from client.oracle_cli import add_arguments as add_oracle, main as oracle_main
+    except ImportError:  # the client package is not installed
+        p_or.set_defaults(func=lambda a: _missing("the client package (pip install -e .[flower])"))
+    else:
+        add_oracle(p_or)
+        p_or.set_defaults(func=oracle_main)
+
+    try:
+        from fedzoo.attack.cli import add_attack_commands
+    except ImportError:
+        pass
+    else:
+        add_attack_commands(sub)
+    return parser
+
+
+def _missing(what: str) -> int:
+    print(f"fedzoo: this command needs {what}.", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    single_threaded_blas_env()  # before numpy is imported: many small factorisations
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from fedzoo.errors import FedZooError
+
+    try:
+        return int(args.func(args) or 0)
+    except FedZooError as err:
+        print(f"fedzoo: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The fedzoo Flower ServerApp: a thin loop over :mod:`fedzoo.protocol`.
+
+The loop is :func:`fedzoo.engine.run_federation`'s, with Flower messages instead of
+function calls (same order of train / sync / report / end_round / final evaluation), so
+the same seed gives the same ``history.csv`` (values, reported values, queries and bytes;
+only ``wall_s`` differs).
+
+1. **Nodes → partitions.** The server waits until ``num-clients`` partitions are
+   connected (``node-wait-timeout``): it sends ``query.describe`` to every node it has not
+   asked yet; each node answers with its ``partition-id`` (node config), its objective's
+   dimension and kind. Node ids are mapped to partition ids from these answers; a node
+   whose partition id is taken or outside [0, num-clients) is ignored (logged), a node
+   that fails to describe itself (error reply, e.g. its objective cannot be loaded) is
+   logged with the reason, which the timeout error repeats. Every later reply also
+   carries ``partition-id`` in ``fedzoo.meta``; a reply whose partition id disagrees
+   with the mapping is dropped. The partition id is the client id the core uses to seed
+   that client's randomness, and replies are aggregated in partition order.
+2. **Rounds.** ``train`` (MessageType.TRAIN), then ``query.sync`` for methods with a
+   sync exchange (fzoos, scaffold1); at the end ``query.evaluate`` for the others when
+   the last reported value is missing. Error replies, replies that cannot be decoded and
+   missing replies (``round-timeout``) are logged and skipped; payloads that decode but
+   are invalid are dropped by ``fedzoo.protocol`` (logged, weights renormalised over the
+   valid ones, global state unchanged by them).
+3. **Results.** ``history.csv`` and ``summary.json`` in the run-config ``out-dir`` (engine
+   ``"flower"``), one log line per round.
+
+Bytes are :func:`fedzoo.payload.payload_nbytes` of the protocol payloads, as in the
+engine: down = message size x nodes addressed, up = decoded replies. The ``query.describe``
+handshake and Flower's own framing are transport overhead and not counted.
+
+``value``: in a simulation whose every client queries the built-in synthetic problem the
+ServerApp, like the engine, reports F(x_r) evaluated by the simulator (not a query, never
+seen by the algorithm); otherwise (a deployment, or custom objectives) ``value`` is the
+reported sum_i p_i f_i(x_r) from the clients' own queries. A simulation is recognised by
+Flower's in-memory grid (``InMemoryGrid``, used by ``flwr-simulation``); a test grid
+may declare itself one with the attribute ``fedzoo_simulation = True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from fedzoo import protocol
+from fedzoo.errors import FedZooError, PayloadError
+from fedzoo.payload import Payload, payload_nbytes
+from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from server.records import content_meta, content_to_payload, payload_to_content
+from server.settings import (
+    CUSTOM_PROBLEM,
+    FlowerSettings,
+    build_problem,
+    parse_run_config,
+    resolve_out_dir,
+    start_point,
+)
+
+log = logging.getLogger(__name__)
+
+DESCRIBE = "query.describe"
+SYNC = "query.sync"
+EVALUATE = "query.evaluate"
+POLL_S = 0.5
+
+app = ServerApp()
+
+
+class FlowerRunError(FedZooError, RuntimeError):
+    """The federation cannot run (nodes missing, misconfigured or inconsistent)."""
+
+
+@dataclass
+class Federation:
+    """Which node serves which partition, and what the nodes said about themselves."""
+
+    nodes: dict[int, int] = field(default_factory=dict)  # partition id -> node id
+    kinds: dict[int, str] = field(default_factory=dict)  # partition id -> objective kind
+    failed: dict[int, str] = field(default_factory=dict)  # node id -> reason
+
+    @property
+    def partition_of(self) -> dict[int, int]:
+        return {node: pid for pid, node in self.nodes.items()}
+
+
+def grid_is_simulation(grid: Grid) -> bool:
+    """True for Flower's in-memory simulation grid (or a grid that says it is one)."""
+    declared = getattr(grid, "fedzoo_simulation", None)
+    if declared is not None:
+        return bool(declared)
+    return any(cls.__name__ == "InMemoryGrid" for cls in type(grid).__mro__)
+
+
+def _messages(payload: Payload | None, nodes: Mapping[int, int], message_type: str, group: str, ttl: float) -> list[Message]:
+    out = []
+    for node in nodes.values():
+        content = payload_to_content(payload) if payload is not None else RecordDict()
+        out.append(Message(content, dst_node_id=node, message_type=message_type, group_id=group, ttl=ttl))
+    return out
+
+
+def _error_text(msg: Message) -> str:
+    err = msg.error
+    reason = (err.reason or "").strip().splitlines()
+    return f"error code {err.code}: {reason[-1] if reason else 'no reason given'}"
+
+
+def describe_nodes(grid: Grid, settings: FlowerSettings, node_ids: list[int], fed: Federation, timeout: float) -> None:
+    """Ask ``node_ids`` for their partition id and objective; update ``fed``."""
+    if not node_ids:
+        return
+    msgs = _messages(None, {n: n for n in node_ids}, DESCRIBE, "0", max(timeout, 1.0))
+    replies = list(grid.send_and_receive(msgs, timeout=timeout))
+    answered = set()
+    for reply in replies:
+        node = reply.metadata.src_node_id
+        answered.add(node)
+        if reply.has_error():
+            fed.failed[node] = _error_text(reply)
+            log.warning("node %d cannot join: %s", node, fed.failed[node])
+            continue
+        meta = content_meta(reply.content)
+        pid, dim = meta.get("partition-id"), meta.get("dim")
+        if not isinstance(pid, int) or not 0 <= pid < settings.num_clients:
+            fed.failed[node] = f"partition-id {pid!r} outside [0, {settings.num_clients - 1}]"
+            log.warning("node %d ignored: %s", node, fed.failed[node])
+        elif dim != settings.dim:
+            fed.failed[node] = f"objective dimension {dim!r} != dim {settings.dim}"
+            log.warning("node %d ignored: %s", node, fed.failed[node])
+        elif pid in fed.nodes:
+            fed.failed[node] = f"partition {pid} is already served by node {fed.nodes[pid]}"
+            log.warning("node %d ignored: %s", node, fed.failed[node])
+        else:
+            fed.nodes[pid] = node
+            fed.kinds[pid] = str(meta.get("objective-kind", "unknown"))
+            log.info("node %d serves partition %d (%s objective)", node, pid, fed.kinds[pid])
+    for node in set(node_ids) - answered:
+        log.warning("node %d did not describe itself within %.0f s; will ask again", node, timeout)
+
+
+def wait_for_partitions(grid: Grid, settings: FlowerSettings, *, poll_s: float = POLL_S) -> Federation:
+    """Map ``num-clients`` partitions to connected nodes, or raise after the timeout.
+
+    Raises:
+        FlowerRunError: naming the missing partitions, the nodes seen and why nodes failed.
+    """
+    fed = Federation()
+    asked: set[int] = set()
+    deadline = time.monotonic() + settings.node_wait_timeout
+    wanted = set(range(settings.num_clients))
+    while True:
+        node_ids = sorted(int(n) for n in grid.get_node_ids())
+        new = [n for n in node_ids if n not in asked]
+        left = deadline - time.monotonic()
+        # Nodes register one by one: describe them together once all are there (or
+        # once half the wait is over), each describe exchange costs seconds when deployed.
+        ready = len(node_ids) >= settings.num_clients or left < settings.node_wait_timeout / 2
+        if new and left > 0 and ready:
+            describe_nodes(grid, settings, new, fed, timeout=min(left, settings.round_timeout))
+            asked.update(n for n in new if n in fed.failed or n in fed.nodes.values())
+        if wanted <= fed.nodes.keys():
+            return fed
+        if time.monotonic() >= deadline:
+            missing = sorted(wanted - fed.nodes.keys())
+            failures = "; ".join(f"node {n}: {why}" for n, why in fed.failed.items()) or "none"
+            raise FlowerRunError(
+                f"Only {len(fed.nodes)} of {settings.num_clients} partitions connected after "
+                f"{settings.node_wait_timeout:g} s (run-config node-wait-timeout): missing "
+                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}. Start one "
+                "SuperNode per partition with --node-config 'partition-id=<i>' (simulation: "
+                "num-supernodes >= num-clients)."
+            )
+        time.sleep(poll_s)
+
+
+def exchange(
+    grid: Grid,
+    fed: Federation,
+    message_type: str,
+    payload: Payload,
+    round_: int,
+    timeout: float,
+) -> tuple[dict[int, Any], int, int]:
+    """Send ``payload`` to every partition; return (replies by partition id, down, up).
+
+    Replies are in partition order; error replies, undecodable replies, replies from
+    an unexpected sender and missing replies are logged and left out.
+    """
+    msgs = _messages(payload, fed.nodes, message_type, str(round_), timeout)
+    partition_of = fed.partition_of
+    replies: dict[int, Any] = {}
+    for reply in grid.send_and_receive(msgs, timeout=timeout):
+        node = reply.metadata.src_node_id
+        pid = partition_of.get(node)
+        what = f"{message_type} reply of partition {pid} (node {node}) in round {round_}"
+        if pid is None:
+            log.warning("ignored a %s reply from unknown node %d", message_type, node)
+        elif reply.has_error():
+            log.warning("skipped the %s: %s", what, _error_text(reply))
+        elif pid in replies:
+            log.warning("skipped a second %s", what)
+        else:
+            try:
+                decoded = content_to_payload(reply.content, source=what)
+            except PayloadError as err:
+                log.warning("skipped %s", err)
+                continue
+            claimed = content_meta(reply.content).get("partition-id")
+            if claimed != pid:
+                log.warning("skipped the %s: it claims partition-id %r", what, claimed)
+                continue
+            replies[pid] = decoded
+    missing = sorted(set(fed.nodes) - replies.keys())
+    if missing:
+        log.warning("round %d %s: no usable reply from partition(s) %s", round_, message_type, missing)
+    down = payload_nbytes(payload) * len(fed.nodes)
+    up = sum(payload_nbytes(r) for r in replies.values())
+    return dict(sorted(replies.items())), down, up
+
+
+def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None) -> dict[str, Any]:
+    """Run the federation over ``grid``; write history.csv / summary.json; return the summary.
+
+    Mirrors ``fedzoo.engine._run`` step for step (see the module docstring).
+    """
+    t_start = time.perf_counter()
+    config = settings.config
+    simulation = grid_is_simulation(grid) if simulation is None else simulation
+    out_dir = resolve_out_dir(settings)
+    fed = wait_for_partitions(grid, settings)
+    if config.method == "fo" and any(kind != "problem" for kind in fed.kinds.values()):
+        raise FlowerRunError("Method 'fo' needs exact gradients: every node must use the built-in problem.")
+    x0, w = start_point(settings)
+    weights = {pid: float(w[pid]) for pid in range(settings.num_clients)}
+    problem = build_problem(settings) if settings.problem != CUSTOM_PROBLEM else None
+    simulated = simulation and problem is not None and problem.is_synthetic and all(
+        kind == "problem" for kind in fed.kinds.values()
+    )
+    rec = HistoryRecorder(problem.global_value if simulated else None)
+    server = protocol.server_init(config, x0)
+    rec.start(server.x, settings.num_clients)
+    timeout = settings.round_timeout
+    log.info("fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s", config.method, config.rounds,
+             settings.num_clients, settings.dim, "simulated F" if simulated else "reported by clients", out_dir)
+
+    for r in range(1, config.rounds + 1):
+        t0 = time.perf_counter()
+        msg = protocol.train_message(config, server)
+        replies, down, up = exchange(grid, fed, MessageType.TRAIN, msg, r, timeout)
+        server, agg = protocol.aggregate_train(config, server, replies, weights)
+        queries = agg.num_queries
+        if agg.replies:
+            rec.report(r - 1, agg.weighted("value-start"))
+        if config.uses_sync:
+            smsg = protocol.sync_message(config, server)
+            sreplies, sdown, sup = exchange(grid, fed, SYNC, smsg, r, timeout)
+            server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
+            down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
+        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies))
+        if config.uses_sync and sagg.replies:
+            rec.report(r, sagg.weighted("value"))
+        log.info("round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d (%.2fs)", r, config.rounds,
+                 row["value"], row["reported_value"], row["queries"], row["clients"], settings.num_clients,
+                 row["wall_s"])
+
+    if math.isnan(rec.rows[-1]["reported_value"]):
+        t0 = time.perf_counter()
+        emsg = protocol.evaluate_message(server)
+        last = rec.rows[-1]["round"]
+        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout)
+        eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
+        rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
+        if eagg.replies:
+            rec.report(last, eagg.weighted("value"))
+
+    wall = time.perf_counter() - t_start
+    if problem is not None:
+        info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,
+                "optimum_value": problem.optimum_value, **problem.info}
+    else:
+        info = {"name": CUSTOM_PROBLEM, "dim": settings.dim, "clients": settings.num_clients, "optimum_value": None}
+    summ = summary(rec.rows, config.to_dict(), info, "flower", wall)
+    summ["flower"] = {
+        "simulation": simulation,
+        "value_source": "simulated" if simulated else "reported",
+        "nodes": {str(pid): node for pid, node in sorted(fed.nodes.items())},
+        "objective_kinds": {str(pid): kind for pid, kind in sorted(fed.kinds.items())},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_history(rec.rows, out_dir / "history.csv")
+    write_summary(summ, out_dir / "summary.json")
+    log.info("done: final value %.6g, %d queries, %.1f s; wrote %s", rec.rows[-1]["value"], rec.rows[-1]["queries"],
+             wall, out_dir)
+    return summ
+
+
+@contextlib.contextmanager
+def _logs_to_flower() -> Iterator[None]:
+    """Route fedzoo/server INFO logs to Flower's console (streamed by ``flwr run``)."""
+    from flwr.supercore.logger import console_handler
+
+    loggers = [logging.getLogger(name) for name in ("server", "fedzoo")]
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(console_handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.removeHandler(console_handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry point of ``flwr run``: parse the run-config, run, write the results."""
+    with _logs_to_flower():
+        settings = parse_run_config(context.run_config)
+        run_server(grid, settings)

@@ -1,0 +1,181 @@
+"""The Flower run-config: every :class:`~fedzoo.config.RunConfig` option plus the problem.
+
+``[tool.flwr.app.config]`` in pyproject.toml holds every RunConfig option with its default
+(kebab-case, as :meth:`RunConfig.to_dict` writes them) and the keys below, which describe
+the federation rather than the algorithm. Both the ServerApp and the ClientApp read
+``context.run_config`` through :func:`parse_run_config`, so both sides validate the same
+options the same way (``RunConfig.from_mapping``) before anything is sent.
+
+Federation keys:
+
+* ``problem``: a registered synthetic problem (``quadratic``, ``ackley``, ``levy``) or
+  ``custom``. With a registered problem the server takes x0 and the client weights from
+  ``make_problem(problem, dim=, clients=, heterogeneity=, seed=problem-seed)`` and every
+  client whose node config names no objective uses that problem's objective number
+  ``partition-id``. With ``custom`` every node must name its objective (node config
+  ``objective`` or ``oracle``); the start point is the centre of the box and the weights
+  are uniform.
+* ``dim``, ``num-clients``, ``heterogeneity``, ``problem-seed``: the problem's d, N, C
+  and seed. ``num-clients`` is also the number of partitions the server waits for.
+* ``out-dir``: where the ServerApp writes history.csv and summary.json (a relative path
+  is taken from the working directory of the process that runs the ServerApp, i.e. the
+  SuperLink's; use an absolute path).
+* ``node-wait-timeout``: seconds to wait for ``num-clients`` partitions before round 1.
+* ``round-timeout``: seconds to wait for the replies of one exchange; missing replies
+  are skipped like error replies.
+
+Small-run overrides: the shipped defaults equal RunConfig's except the keys in
+:data:`SMALL_RUN_OVERRIDES`, chosen so that a bare ``flwr run .`` finishes in about a
+minute on a laptop (the paper's settings are one ``--run-config`` away).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedzoo.config import RunConfig
+from fedzoo.errors import ConfigError
+
+CUSTOM_PROBLEM = "custom"
+
+#: Keys of the run-config that are not RunConfig options, with their shipped defaults.
+FEDERATION_DEFAULTS: dict[str, Any] = {
+    "problem": "quadratic",
+    "dim": 20,
+    "num-clients": 3,
+    "heterogeneity": 0.5,
+    "problem-seed": 0,
+    "out-dir": "runs/flower",
+    "node-wait-timeout": 120.0,
+    "round-timeout": 600.0,
+}
+
+#: RunConfig options whose shipped default differs from RunConfig's (quick first run).
+SMALL_RUN_OVERRIDES: dict[str, Any] = {"rounds": 10}
+
+
+def shipped_defaults() -> dict[str, Any]:
+    """What ``[tool.flwr.app.config]`` must hold (a test compares it with pyproject)."""
+    return {**RunConfig().to_dict(), **SMALL_RUN_OVERRIDES, **FEDERATION_DEFAULTS}
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    """A validated run-config: the algorithm options and the federation."""
+
+    config: RunConfig
+    problem: str
+    dim: int
+    num_clients: int
+    heterogeneity: float
+    problem_seed: int
+    out_dir: str
+    node_wait_timeout: float
+    round_timeout: float
+
+    @property
+    def problem_key(self) -> tuple[str, int, int, float, int]:
+        return (self.problem, self.dim, self.num_clients, self.heterogeneity, self.problem_seed)
+
+
+def _int(values: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = values[key]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"Run-config {key!r} = {value!r} is not allowed; expected an integer >= {minimum}.")
+    return value
+
+
+def _number(values: Mapping[str, Any], key: str, *, positive: bool) -> float:
+    value = values[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        what = "a finite number > 0" if positive else "a finite number >= 0"
+        raise ConfigError(f"Run-config {key!r} = {value!r} is not allowed; expected {what}.")
+    return float(value)
+
+
+def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
+    """Validate a Flower run-config (missing keys take the shipped defaults).
+
+    Raises:
+        ConfigError: an unknown key or a value out of range, naming both.
+    """
+    values = {**shipped_defaults(), **dict(run_config)}
+    known = set(RunConfig.keys())
+    unknown = sorted(k for k in values if k not in known and k not in FEDERATION_DEFAULTS)
+    if unknown:
+        raise ConfigError(
+            f"Unknown run-config key(s) {unknown}; expected RunConfig options "
+            f"({', '.join(RunConfig.keys())}) or {sorted(FEDERATION_DEFAULTS)}."
+        )
+    config = RunConfig.from_mapping({k: v for k, v in values.items() if k in known})
+    problem = values["problem"]
+    if not isinstance(problem, str) or not problem:
+        raise ConfigError(f"Run-config 'problem' = {problem!r} is not allowed; expected a problem name or 'custom'.")
+    from fedzoo.objectives.problems import PROBLEMS
+
+    if problem != CUSTOM_PROBLEM and problem not in PROBLEMS:
+        raise ConfigError(
+            f"Run-config 'problem' = {problem!r} is not allowed; expected one of "
+            f"{sorted(PROBLEMS)} or {CUSTOM_PROBLEM!r}."
+        )
+    out_dir = values["out-dir"]
+    if not isinstance(out_dir, str) or not out_dir:
+        raise ConfigError(f"Run-config 'out-dir' = {out_dir!r} is not allowed; expected a directory path.")
+    return FlowerSettings(
+        config=config,
+        problem=problem,
+        dim=_int(values, "dim", 1),
+        num_clients=_int(values, "num-clients", 1),
+        heterogeneity=_number(values, "heterogeneity", positive=False),
+        problem_seed=_int(values, "problem-seed", 0),
+        out_dir=out_dir,
+        node_wait_timeout=_number(values, "node-wait-timeout", positive=True),
+        round_timeout=_number(values, "round-timeout", positive=True),
+    )
+
+
+def run_config_for(settings_or_values: Mapping[str, Any]) -> dict[str, Any]:
+    """The full run-config (defaults filled in) for a partial mapping; validated."""
+    values = {**shipped_defaults(), **dict(settings_or_values)}
+    parse_run_config(values)
+    return values
+
+
+def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(x0, weights) of the federation: the problem's, or the box centre and 1/N."""
+    if settings.problem == CUSTOM_PROBLEM:
+        n = settings.num_clients
+        return np.full(settings.dim, 0.5), np.full(n, 1.0 / n)
+    problem = build_problem(settings)
+    return problem.x0.copy(), problem.weights.copy()
+
+
+_PROBLEMS: dict[tuple[str, int, int, float, int], Any] = {}
+
+
+def build_problem(settings: FlowerSettings) -> Any:
+    """The registered synthetic problem of the run-config (cached per process)."""
+    if settings.problem == CUSTOM_PROBLEM:
+        raise ConfigError("Run-config problem = 'custom' has no built-in objectives.")
+    key = settings.problem_key
+    if key not in _PROBLEMS:
+        from fedzoo.objectives.problems import make_problem
+
+        _PROBLEMS[key] = make_problem(
+            settings.problem, dim=settings.dim, clients=settings.num_clients,
+            heterogeneity=settings.heterogeneity, seed=settings.problem_seed,
+        )
+    return _PROBLEMS[key]
+
+
+def resolve_out_dir(settings: FlowerSettings) -> Path:
+    return Path(settings.out_dir).expanduser().resolve()

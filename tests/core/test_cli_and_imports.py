@@ -1,0 +1,69 @@
+"""The command line and the import contract, through real subprocesses where it matters."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fedzoo.cli import main
+
+FAST = ["--dim", "8", "--clients", "3", "--rounds", "3", "--local-steps", "2", "--rff-features", "100",
+        "--gp-history", "40", "--sync-points", "5", "--explore-points", "2"]
+
+
+def test_import_fedzoo_loads_no_flower_grpc_or_torch():
+    code = ("import sys, fedzoo; fedzoo.minimize; fedzoo.run_federation; import fedzoo.cli; "
+            "print(' '.join(m for m in ('flwr', 'grpc', 'torch', 'ray', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_run_writes_history_and_summary_as_in_the_design(tmp_path, capsys):
+    assert main(["run", "--method", "fzoos", *FAST, "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    assert [int(r["round"]) for r in rows] == [0, 1, 2, 3]
+    for col in ("round", "queries", "value", "bytes_up", "bytes_down", "wall_s"):
+        assert col in rows[0]
+    assert int(rows[0]["queries"]) == 0 and int(rows[-1]["bytes_up"]) > 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("config", "method", "final_value", "total_queries", "total_bytes", "wall_s", "versions"):
+        assert key in summary
+    assert summary["total_queries"] == int(rows[-1]["queries"])
+    assert "final value" in capsys.readouterr().out
+
+
+def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys):
+    assert main(["compare", "--methods", "fzoos,fedzo,scaffold2", *FAST, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "queries to target" in out and "fzoos" in out and "scaffold2" in out
+    table = list(csv.DictReader(open(tmp_path / "comparison.csv")))
+    assert [r["method"] for r in table] == ["fzoos", "fedzo", "scaffold2"]
+    assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    assert (tmp_path / "fedzo" / "history.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["run", "--method", "fedzo", "--problem", "sphere", "--out", "x"], "Unknown problem 'sphere'"),
+        (["compare", "--methods", "fzoos,magic", "--out", "x"], "Unknown method(s) ['magic']"),
+        (["run", "--method", "fedzo", "--rounds", "0", "--out", "x"], "'rounds' = 0"),
+        (["run", "--method", "fedzo", "--dim", "-2", "--out", "x"], "dim must be a positive integer"),
+        (["run", "--method", "fedzo", "--lr", "-0.1", "--out", "x"], "'lr' = -0.1"),
+    ],
+)
+def test_bad_cli_input_exits_2_with_a_clear_message(argv, words, capsys):
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_console_script_runs(tmp_path):
+    exe = [sys.executable, "-m", "fedzoo.cli"]
+    out = subprocess.run([*exe, "run", "--method", "fedzo", *FAST, "--out", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "round   3/3" in out.stderr  # progress per round

@@ -1,0 +1,150 @@
+"""Surrogates checked against math: finite differences, exact kernels, known gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedzoo.objectives import make_problem
+from fedzoo.surrogates import (
+    GaussianProcess,
+    GPHyper,
+    RandomFourierFeatures,
+    fit_hyperparameters,
+    fit_rff_weights,
+    squared_distances,
+)
+from fedzoo.surrogates.gp import negative_log_marginal_likelihood
+
+
+def central_difference(f, x, h=1e-5):
+    E = np.eye(x.size)
+    return np.array([(f(x + h * e) - f(x - h * e)) / (2 * h) for e in E])
+
+
+def rel_err(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("kernel", ["se", "matern52"])
+def test_gp_mean_gradient_matches_central_differences(kernel):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(40, 12))
+    y = np.sin(3 * X.sum(1)) + X[:, 0] ** 2
+    gp = GaussianProcess(X, y, GPHyper(0.7, 1.5, 1e-3), kernel=kernel)
+    for _ in range(3):
+        q = rng.uniform(size=12)
+        fd = central_difference(lambda z: gp.predict_mean(z[None])[0], q)
+        assert rel_err(gp.mean_gradient(q[None])[0], fd) <= 1e-6
+
+
+@pytest.mark.parametrize("kernel", ["se", "matern52"])
+def test_gradient_uncertainty_trace_equals_trace_of_full_covariance(kernel):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(size=(30, 8))
+    gp = GaussianProcess(X, rng.standard_normal(30), GPHyper(0.5, 2.0, 1e-2), kernel=kernel, center=X[0])
+    Q = rng.uniform(size=(5, 8))
+    traces = gp.gradient_uncertainty_trace(Q)
+    exact = [np.trace(gp.gradient_covariance(q)) for q in Q]
+    np.testing.assert_allclose(traces, exact, rtol=1e-8)
+    # far from all data the trace returns to the prior d * s^2 * h(0)
+    far = gp.gradient_uncertainty_trace(np.full((1, 8), 50.0))[0]
+    assert far == pytest.approx(8 * 2.0 * gp.kernel.derivative_variance(0.5), rel=1e-9)
+
+
+@pytest.mark.parametrize("kernel", ["se", "matern52"])
+def test_marginal_likelihood_gradient_matches_central_differences(kernel):
+    rng = np.random.default_rng(2)
+    X = rng.uniform(size=(25, 5))
+    y = np.cos(X @ np.arange(1, 6))
+    y = (y - y.mean()) / y.std()
+    R2 = squared_distances(X, X)
+    theta = np.log([0.6, 1.3, 1e-2])
+    _, grad = negative_log_marginal_likelihood(theta, R2, y, kernel)
+    fd = central_difference(lambda t: negative_log_marginal_likelihood(t, R2, y, kernel)[0], theta)
+    assert rel_err(grad, fd) <= 1e-6
+
+
+def test_hyperparameter_fit_stays_in_bounds_and_improves_likelihood():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(60, 4))
+    y = np.sin(4 * X[:, 0]) + 0.5 * X[:, 1]
+    h = fit_hyperparameters(X, y, rng=rng, restarts=3)
+    Xc = X - X.mean(0)
+    ys = (y - y.mean()) / y.std()
+    R2 = squared_distances(Xc, Xc)
+    fitted = negative_log_marginal_likelihood(h.as_log(), R2, ys)[0]
+    default = negative_log_marginal_likelihood(np.log([1.0, 1.0, 1e-3]), R2, ys)[0]
+    assert fitted <= default
+    assert h.lengthscale > 0 and 1e-6 <= h.noise_var <= 1.0
+
+
+def test_rff_jacobian_and_gradient_match_central_differences():
+    rng = np.random.default_rng(4)
+    rff = RandomFourierFeatures(dim=7, num_features=300, lengthscale=0.8, seed=11)
+    x = rng.uniform(size=7)
+    w = rng.standard_normal(300)
+    J_fd = np.stack([central_difference(lambda z, k=k: rff.features(z[None])[0, k], x) for k in range(300)])
+    assert rel_err(rff.jacobian(x), J_fd) <= 1e-6
+    g_fd = central_difference(lambda z: rff.predict(z[None], w)[0], x)
+    assert rel_err(rff.gradient(x, w), g_fd) <= 1e-6
+    assert rel_err(rff.gradient(x, w, single=True), g_fd) <= 1e-5  # float32 fast path
+
+
+@pytest.mark.parametrize("M", [500, 2000, 8000])
+def test_rff_kernel_approximates_exact_kernel_within_c_over_sqrt_m(M):
+    rng = np.random.default_rng(5)
+    X = rng.uniform(size=(40, 6))
+    rff = RandomFourierFeatures(6, M, lengthscale=0.9, seed=M)
+    Phi = rff.features(X)
+    exact = np.exp(-0.5 * squared_distances(X, X) / 0.9**2)
+    # each entry is a mean of M bounded terms (|2 cos cos| <= 2): std <= 1/sqrt(M);
+    # the max over 1600 entries stays below ~4.5 std
+    assert np.max(np.abs(Phi @ Phi.T - exact)) <= 4.5 / np.sqrt(M)
+
+
+def test_rff_same_seed_same_features_different_seed_different():
+    a = RandomFourierFeatures(5, 50, 1.0, seed=3)
+    b = RandomFourierFeatures(5, 50, 1.0, seed=3)
+    c = RandomFourierFeatures(5, 50, 1.0, seed=4)
+    assert np.array_equal(a.V, b.V) and np.array_equal(a.b, b.b)
+    assert not np.array_equal(a.V, c.V)
+
+
+def test_rff_ridge_fit_recovers_a_function_in_its_span():
+    rng = np.random.default_rng(6)
+    rff = RandomFourierFeatures(3, 200, 1.0, seed=1)
+    w_true = rng.standard_normal(200)
+    X = rng.uniform(size=(150, 3))
+    w = fit_rff_weights(rff, X, rff.predict(X, w_true) + 4.0, ridge=1e-6)
+    Xt = rng.uniform(size=(50, 3))
+    pred = rff.predict(Xt, w)
+    truth = rff.predict(Xt, w_true)
+    # the constant offset is dropped (it has no gradient); shapes agree up to it
+    assert np.corrcoef(pred, truth)[0, 1] > 0.99
+    x = rng.uniform(size=3)
+    g, g_true = rff.gradient(x, w), rff.gradient(x, w_true)
+    assert g @ g_true / np.linalg.norm(g) / np.linalg.norm(g_true) > 0.95
+
+
+def _surrogate_cosine(n: int, seed: int) -> float:
+    problem = make_problem("quadratic", dim=300, clients=5, heterogeneity=0.5, seed=0)
+    f = problem.objectives[0]
+    rng = np.random.default_rng(seed)
+    x = problem.x0
+    X = np.clip(x + rng.uniform(-0.01, 0.01, size=(n, 300)), 0, 1)
+    y = f.value(X)
+    gp = GaussianProcess(X, y, fit_hyperparameters(X, y, rng=rng, restarts=2), center=x)
+    g, g_true = gp.mean_gradient(x)[0], f.gradient(x[None])[0]
+    return float(g @ g_true / np.linalg.norm(g) / np.linalg.norm(g_true))
+
+
+def test_surrogate_gradient_of_quadratic_from_450_local_queries_has_cosine_above_095():
+    assert _surrogate_cosine(450, seed=0) >= 0.95
+
+
+def test_surrogate_gradient_with_fewer_points_than_dimensions_follows_sqrt_n_over_d():
+    # with n < d random points the gradient is only identified on their span:
+    # E cos ~ sqrt(n/d); for n=150, d=300 that is 0.707
+    cosines = [_surrogate_cosine(150, seed=s) for s in range(2)]
+    assert all(abs(c - np.sqrt(150 / 300)) < 0.12 for c in cosines), cosines
