@@ -89,17 +89,45 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> li
 
     problem = _problem_from_args(args)
     result = run_federation(problem, config, out_dir=out, progress=_progress(label),
-                            workers=getattr(args, "workers", None))
+                            workers=getattr(args, "workers", None),
+                            checkpoint_dir=out if getattr(args, "checkpoint", False) else None)
     return result.history
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.resume:
+        return _resume(args)
+    if not args.out:
+        from fedzoo.errors import ConfigError
+
+        raise ConfigError("fedzoo run needs --out DIR (or --resume DIR).")
     config = _config_from_args(args)
     out = Path(args.out)
     rows = _run_one(args, config, out, config.method)
     last = rows[-1]
     print(f"{config.method}: final value {last['value']:.6g} after {last['round']} rounds, "
           f"{last['queries']} queries; wrote {out / 'history.csv'} and {out / 'summary.json'}")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """Continue the checkpointed run in --resume DIR up to --rounds rounds in total."""
+    from fedzoo.checkpoint import load_checkpoint
+    from fedzoo.config import RunConfig
+    from fedzoo.engine import run_federation
+    from fedzoo.objectives import make_problem
+
+    out = Path(args.resume)
+    meta = load_checkpoint(out).meta
+    rounds = args.rounds if args.rounds is not None else meta["rounds"]
+    config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
+    info = meta["info"]
+    problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
+                           heterogeneity=info["heterogeneity"], seed=info["seed"])
+    result = run_federation(problem, config, out_dir=out, progress=_progress(config.method),
+                            workers=args.workers, checkpoint_dir=out, resume=True)
+    print(f"{config.method}: resumed; final value {result.value:.6g} after "
+          f"{result.history[-1]['round']} rounds, {result.num_queries} queries; wrote {out}")
     return 0
 
 
@@ -172,8 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run one method on a synthetic problem")
     _add_problem_args(p_run)
     _add_config_args(p_run)
-    p_run.add_argument("--out", required=True, help="output directory")
+    p_run.add_argument("--out", help="output directory")
     p_run.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    p_run.add_argument("--checkpoint", action="store_true",
+                       help="write an atomic checkpoint to --out after every round")
+    p_run.add_argument("--resume", metavar="DIR",
+                       help="continue the checkpointed run in DIR up to --rounds rounds in total")
     p_run.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     p_run.set_defaults(func=cmd_run)
 

@@ -22,8 +22,9 @@ import numpy as np
 
 from fedzoo import protocol
 from fedzoo._threads import blas_threads
+from fedzoo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedzoo.config import RunConfig
-from fedzoo.errors import FedZooError, ObjectiveError
+from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.objectives.problems import FederatedProblem
 from fedzoo.payload import payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
@@ -99,6 +100,8 @@ def run_federation(
     observer: protocol.StepObserver | None = None,
     workers: int | None = None,
     round_callback: RoundCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Run ``config.rounds`` rounds of ``config.method`` on ``problem`` in this process.
 
@@ -115,10 +118,17 @@ def run_federation(
         round_callback: called after every round with (round, x_r, row); returning True
             ends the run early (e.g. an attack that succeeded). Reporting only: it must
             not query the clients' objectives.
+        checkpoint_dir: if given, an atomic checkpoint is written there after every
+            round (:mod:`fedzoo.checkpoint`).
+        resume: continue the run checkpointed in ``checkpoint_dir`` up to
+            ``config.rounds`` rounds in total; the configuration must match the saved one
+            except for ``rounds``. The final history equals an uninterrupted run's
+            (``wall_s`` aside).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     with blas_threads(1), ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
-        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool, round_callback)
+        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
+                    round_callback, checkpoint_dir, resume)
 
 
 class _no_pool:  # noqa: N801 - a null context manager yielding no pool
@@ -138,6 +148,8 @@ def _run(
     observer: protocol.StepObserver | None,
     pool: ThreadPoolExecutor | None,
     round_callback: RoundCallback | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     t_start = time.perf_counter()
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
@@ -147,8 +159,28 @@ def _run(
     rec.start(server.x, problem.num_clients)
     if config.method == "fo" and not all(hasattr(o, "gradient") for o in problem.objectives):
         raise ObjectiveError("Method 'fo' needs exact gradients: use a synthetic problem.")
+    meta = {"config": {k: v for k, v in config.to_dict().items() if k != "rounds"},
+            "problem": problem.name, "dim": problem.dim, "clients": problem.num_clients,
+            "info": {k: v for k, v in problem.info.items() if isinstance(v, (int, float, str))}}
+    first = 1
+    if resume:
+        if checkpoint_dir is None:
+            raise ConfigError("resume needs the directory of the checkpoint to resume from.")
+        ckpt = load_checkpoint(checkpoint_dir)
+        saved = {k: v for k, v in ckpt.meta.items() if k != "rounds"}
+        if saved != meta:
+            raise ConfigError(
+                f"The checkpoint in {checkpoint_dir} belongs to another run: saved {ckpt.meta}, "
+                f"requested {meta} (only 'rounds' may change on resume)."
+            )
+        server = protocol.ServerState.from_arrays(ckpt.server)
+        states = [protocol.ClientState.from_arrays(a, config) for a in ckpt.clients]
+        rec.rows = ckpt.rows
+        first = ckpt.round + 1
+        log.info("resuming after round %d from %s", ckpt.round, checkpoint_dir)
 
-    for r in range(1, config.rounds + 1):
+    sagg = None
+    for r in range(first, config.rounds + 1):
         t0 = time.perf_counter()
         msg = protocol.train_message(config, server)
         replies, down, up = _exchange(
@@ -164,11 +196,15 @@ def _run(
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
         row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies))
-        if config.uses_sync and sagg.replies:
+        if config.uses_sync and sagg is not None and sagg.replies:
             rec.report(r, sagg.weighted("value"))
         if progress is not None:
             progress(row, config.rounds)
         log.info("round %d: value=%.6g queries=%d (%.2fs)", r, row["value"], row["queries"], row["wall_s"])
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, Checkpoint(
+                r, server.to_arrays(), [st.to_arrays() for st in states], rec.rows,
+                {**meta, "rounds": config.rounds}))
         if round_callback is not None and round_callback(r, server.x.copy(), row):
             break
 

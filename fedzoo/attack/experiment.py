@@ -141,6 +141,7 @@ def attack_image(
     stop_at_success: bool = True,
     image_id: int = -1,
     workers: int | None = None,
+    num_classes: int | None = None,
 ) -> ImageOutcome:
     """Attack one image with one method and report success round by round.
 
@@ -159,6 +160,7 @@ def attack_image(
         stop_at_success: end the run at the first success.
         image_id: the image's index, for records.
         workers: client threads of the engine.
+        num_classes: C (default: from the models' metadata, else 10).
 
     Query cost: what the method spends (counted by the engine); the success checks are
     direct classifier evaluations, not queries.
@@ -169,10 +171,12 @@ def attack_image(
     if config.method == "fo":
         raise ConfigError("Method 'fo' needs exact gradients; the attack is a black box.")
     budget = _check_budget(budget)
-    problem = attack_problem(models, image, label, epsilon, targeted)
+    if num_classes is None:
+        num_classes = int(getattr(models, "meta", {}).get("num_classes", 10))
+    problem = attack_problem(models, image, label, epsilon, targeted, num_classes=num_classes)
 
     def check(x: np.ndarray) -> dict[str, Any]:
-        return attack_success(models, image, label, x, epsilon, targeted)
+        return attack_success(models, image, label, x, epsilon, targeted, num_classes=num_classes)
 
     start = check(problem.x0)
     history: list[dict[str, Any]] = [_history_row(0, 0, start, 0.0)]
@@ -294,6 +298,7 @@ def run_attack_experiment(
     budgets: Sequence[int] | None = None,
     stop_at_success: bool = True,
     workers: int | None = None,
+    num_classes: int | None = None,
     info: Mapping[str, Any] | None = None,
     progress: AttackProgress | None = None,
     plot: bool = True,
@@ -312,7 +317,8 @@ def run_attack_experiment(
         image_ids: their indices in the test split (for records).
         methods: method names (each replaces ``base_config.method``).
         base_config: every other option.
-        epsilon, targeted, budget, stop_at_success, workers: as in :func:`attack_image`.
+        epsilon, targeted, budget, stop_at_success, workers, num_classes: as in
+            :func:`attack_image`.
         budgets: query budgets at which success rates are reported (default 5k, 10k,
             20k, and ``budget`` if given).
         info: extra problem description stored in summary.json (data set, N, P, ...).
@@ -351,6 +357,7 @@ def run_attack_experiment(
                 stop_at_success=stop_at_success,
                 image_id=int(iid),
                 workers=workers,
+                num_classes=num_classes,
             )
             outcomes.append(outcome)
             if progress is not None:

@@ -80,8 +80,9 @@ def _chol_inverse(c: np.ndarray) -> np.ndarray:
     inv, info = linalg.lapack.dpotri(c, lower=1)
     if info != 0:
         raise linalg.LinAlgError(f"potri failed with info={info}.")
-    inv = np.tril(inv)
-    return inv + np.tril(inv, -1).T
+    upper = np.triu_indices_from(inv, 1)
+    inv[upper] = inv.T[upper]  # potri fills the lower triangle only
+    return inv
 
 
 class GaussianProcess:

@@ -110,9 +110,9 @@ def fit_rff_weights(
         G = (Phi @ Phi.T).astype(np.float64)
         G[np.diag_indices_from(G)] += ridge
         alpha = linalg.solve(G, ys, assume_a="pos", check_finite=False)
-        w = Phi.T.astype(np.float64) @ alpha
+        w = (alpha.astype(Phi.dtype) @ Phi).astype(np.float64)
     else:
         G = (Phi.T @ Phi).astype(np.float64)
         G[np.diag_indices_from(G)] += ridge
-        w = linalg.solve(G, Phi.T.astype(np.float64) @ ys, assume_a="pos", check_finite=False)
+        w = linalg.solve(G, (ys.astype(Phi.dtype) @ Phi).astype(np.float64), assume_a="pos", check_finite=False)
     return std * w

@@ -67,3 +67,16 @@ def test_console_script_runs(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "round   3/3" in out.stderr  # progress per round
+
+
+def test_cli_resume_continues_a_checkpointed_run(tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["run", "--method", "fedzo", *FAST, "--rounds", "4", "--out", str(full)]) == 0
+    assert main(["run", "--method", "fedzo", *FAST, "--rounds", "2", "--checkpoint", "--out", str(part)]) == 0
+    assert main(["run", "--resume", str(part), "--rounds", "4"]) == 0
+    a = list(csv.DictReader(open(full / "history.csv")))
+    b = list(csv.DictReader(open(part / "history.csv")))
+    for ra, rb in zip(a, b, strict=True):
+        assert {k: v for k, v in ra.items() if k != "wall_s"} == {k: v for k, v in rb.items() if k != "wall_s"}
+    assert main(["run", "--resume", str(tmp_path / "none")]) == 2
+    assert "No checkpoint" in capsys.readouterr().err

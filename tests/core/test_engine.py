@@ -166,3 +166,26 @@ def test_fzoos_local_gradients_beat_rgf_along_a_real_run():
     rgf = np.mean(cos["fedzo"])
     assert rgf == pytest.approx(np.sqrt(20 / 100), abs=0.1)  # RGF: ~sqrt(Q/d)
     assert fz > rgf + 0.2
+
+
+@pytest.mark.parametrize("method", ["fzoos", "scaffold2", "fedzo"])
+def test_a_resumed_run_ends_with_the_same_history_as_an_uninterrupted_one(tmp_path, method):
+    cfg = RunConfig.from_mapping({**SMALL, "method": method, "rounds": 4})
+    full = run_federation(small_problem(False), cfg, workers=1)
+    run_federation(small_problem(False), cfg.replace(rounds=2), checkpoint_dir=tmp_path, workers=1)
+    resumed = run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path, resume=True, workers=2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    assert np.array_equal(resumed.x, full.x)
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    from fedzoo.errors import ConfigError
+
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo", "rounds": 2})
+    run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path, workers=1)
+    with pytest.raises(ConfigError, match="belongs to another run"):
+        run_federation(small_problem(False), cfg.replace(lr=0.5, rounds=3), checkpoint_dir=tmp_path,
+                       resume=True)
+    with pytest.raises(ConfigError, match="does not exist"):
+        run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path / "nothing", resume=True)

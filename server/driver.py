@@ -1,0 +1,89 @@
+"""Run the fedzoo Flower app in a private local simulation and return its summary.
+
+:func:`run_flower` is what ``fedzoo run --engine flower`` calls. It never touches the
+user's ``~/.flwr`` nor Flower's fixed default ports:
+
+1. a private ``FLWR_HOME`` (temporary directory) whose ``config.toml`` has one
+   connection, ``fedzoo``, to
+2. its own ``flower-superlink --insecure --simulation`` on a free 127.0.0.1 port
+   (started with ``start_new_session=True``);
+3. ``flwr run <repo root> fedzoo --run-config ... --federation-config
+   "num-supernodes=N client-resources-num-cpus=1"`` submits the run;
+4. the final status comes from ``flwr ls fedzoo --run-id ID --format json`` (``flwr run``
+   exits 0 even when the ServerApp crashed) and must be ``finished:completed``; the run
+   log (``flwr log --show``) is saved as ``out_dir/flower-run.log`` and ``summary.json``
+   is read from ``out_dir``;
+5. in a ``finally``: the SuperLink and every process it spawned (``flower-superexec`` is
+   detached into its own session, then ``flwr-simulation`` and Ray) are stopped by PID:
+   the SuperLink's group, then every process carrying this run's
+   ``FEDZOO_FLOWER_SESSION`` marker (:mod:`server.launch`, :mod:`server.processes`).
+
+Environment of every process: see :func:`server.launch.flower_env` (offline, no
+telemetry, no update check, short ``RAY_TMPDIR``, one BLAS thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from server.launch import REPO_ROOT, FlowerLaunchError, Session
+from server.settings import parse_run_config
+
+log = logging.getLogger(__name__)
+
+FlowerDriverError = FlowerLaunchError
+
+
+def run_flower(
+    run_config: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    num_clients: int,
+    timeout_s: float = 600.0,
+    app_dir: str | Path = REPO_ROOT,
+    keep_workdir: bool = False,
+) -> dict[str, Any]:
+    """Run the fedzoo Flower app in a private local simulation; return ``summary.json``.
+
+    Args:
+        run_config: run-config overrides (kebab-case RunConfig options and federation
+            keys, see :mod:`server.settings`); validated here before anything starts.
+        out_dir: where the ServerApp writes history.csv, summary.json (made absolute;
+            overrides ``out-dir``) and where ``flower-run.log`` is saved.
+        num_clients: N: the ``num-clients`` run-config key and the number of virtual
+            SuperNodes.
+        timeout_s: limit for the whole run, SuperLink start included.
+        app_dir: the Flower app (this repository).
+        keep_workdir: keep the temporary directory (SuperLink log, FLWR_HOME) for
+            debugging; its path is logged.
+
+    Returns:
+        The content of ``summary.json`` (``engine: "flower"``).
+
+    Raises:
+        ConfigError: an invalid run-config (before any process starts).
+        FlowerLaunchError: the run failed (its status and log are in the message) or
+            timed out.
+    """
+    t0 = time.monotonic()
+    out = Path(out_dir).expanduser().resolve()
+    overrides = {**dict(run_config), "num-clients": int(num_clients), "out-dir": str(out)}
+    parse_run_config(overrides)  # fail fast, before any process starts
+    workdir = Path(tempfile.mkdtemp(prefix="fedzoo-flwr-"))
+    session = Session(workdir, simulation=True)
+    try:
+        session.start_superlink(timeout_s=min(60.0, timeout_s))
+        log.info("flower simulation: superlink %s, workdir %s", session.address, workdir)
+        federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
+        left = max(timeout_s - (time.monotonic() - t0), 1.0)
+        return session.run(overrides, out, timeout_s=left, federation_config=federation)
+    finally:
+        session.stop()
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)

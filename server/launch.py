@@ -1,0 +1,388 @@
+"""Start and stop local Flower processes: SuperLink, SuperNodes, the ``flwr`` CLI.
+
+Used by :mod:`server.driver` (private local simulation), the deployment runner
+(``simulations/deploy/run_deployment.py``), the end-to-end tests and the overhead
+benchmark. Every process started here:
+
+* runs with :func:`flower_env`: a private ``FLWR_HOME``,
+  ``FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1`` (offline: no ``uv sync``),
+  ``FLWR_TELEMETRY_ENABLED=0``, ``FLWR_DISABLE_UPDATE_CHECK=1``, a short ``RAY_TMPDIR``,
+  one BLAS thread, this environment's ``bin`` first on ``PATH`` (the SuperLink spawns
+  ``flower-superexec`` / ``flwr-*`` through it) and the session marker
+  ``FEDZOO_FLOWER_SESSION=<token>``;
+* is started with ``start_new_session=True`` on 127.0.0.1 and a free port;
+* is stopped by :meth:`Session.stop` (its own group first, then every process that
+  carries the session marker, see :mod:`server.processes`).
+
+TLS material for a deployment comes from :func:`make_certificates` (openssl: a CA and a
+server certificate with SAN ``IP:127.0.0.1, DNS:localhost``) and SuperNode keys from
+:func:`make_node_key` (``ssh-keygen -t ecdsa -b 384``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedzoo.errors import FedZooError
+from server import processes
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SESSION_ENV = "FEDZOO_FLOWER_SESSION"
+FINISHED_OK = "finished:completed"
+
+
+class FlowerLaunchError(FedZooError, RuntimeError):
+    """A Flower process could not start, a run failed or timed out (with logs)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bin_path(name: str) -> str:
+    """A console script of this interpreter's environment (``flwr``, ``flower-superlink``)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FlowerLaunchError(f"Cannot find {name!r}; install the extra: pip install 'fedzoo[flower]'.")
+    return found
+
+
+def flower_env(
+    flwr_home: Path, session: str, ray_tmp: Path | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a Flower process (see the module docstring)."""
+    env = dict(os.environ if base is None else base)
+    env.update({
+        "FLWR_HOME": str(flwr_home),
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        SESSION_ENV: session,
+    })
+    if ray_tmp is not None:
+        env["RAY_TMPDIR"] = str(ray_tmp)
+    for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(key, "1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [env.get("PATH")])])
+    return env
+
+
+def toml_value(value: Any) -> str:
+    """A config value as ``--run-config`` / ``--node-config`` parse it (TOML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"Config values must be finite, got {value!r}.")
+        return repr(value)
+    if isinstance(value, str):
+        if any(c in value for c in "\"'\n"):
+            raise ValueError(f"Config strings cannot contain quotes or newlines: {value!r}.")
+        return f'"{value}"'
+    raise TypeError(f"Config values must be bool, int, float or str, got {type(value).__name__}.")
+
+
+def config_string(values: Mapping[str, Any]) -> str:
+    """``key=value ...`` as Flower's ``--node-config`` / ``--federation-config`` take it."""
+    return " ".join(f"{k}={toml_value(v)}" for k, v in values.items())
+
+
+def tail(path: Path | None, lines: int = 40) -> str:
+    if path is None or not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- {path} (last {len(text)} lines) ---\n" + "\n".join(text)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, what: str,
+              log_path: Path | None = None, cafile: Path | None = None) -> None:
+    """Poll ``url`` until it answers 2xx; raise if ``proc`` exits or time runs out."""
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise FlowerLaunchError(f"{what} exited with {proc.returncode} while starting.{tail(log_path)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as resp:
+                if 200 <= resp.status < 300:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise FlowerLaunchError(f"{what} did not answer {url} within {timeout_s:g} s.{tail(log_path)}")
+
+
+def run_checked(cmd: list[str], *, what: str, cwd: Path | None = None, timeout_s: float = 60.0,
+                env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(cmd, cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
+                         timeout=timeout_s)
+    if res.returncode != 0:
+        raise FlowerLaunchError(f"{what} failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+# --------------------------------------------------------------------------------------
+# TLS and SuperNode keys
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Certificates:
+    """A self-signed CA and a server certificate for 127.0.0.1 / localhost."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+
+
+def make_certificates(directory: Path, *, days: int = 2) -> Certificates:
+    """Generate a CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) with openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise FlowerLaunchError("openssl is needed to generate TLS certificates.")
+    ca_key, ca, key, csr, crt = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ext = directory / "server.ext"
+    ext.write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    )
+    steps = [
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+         "-days", str(days), "-subj", "/CN=fedzoo-test-ca"],
+        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+         "-subj", "/CN=localhost"],
+        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-out", str(crt), "-days", str(days), "-sha256", "-extfile", str(ext)],
+    ]
+    for cmd in steps:
+        run_checked(cmd, what="openssl")
+    return Certificates(ca, crt, key)
+
+
+def make_node_key(directory: Path, name: str) -> tuple[Path, Path]:
+    """An ECDSA P-384 key pair for SuperNode authentication: (private, public)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ssh_keygen = shutil.which("ssh-keygen")
+    if ssh_keygen is None:
+        raise FlowerLaunchError("ssh-keygen is needed to generate SuperNode keys.")
+    private = directory / name
+    for p in (private, private.with_suffix(".pub")):
+        p.unlink(missing_ok=True)
+    run_checked([ssh_keygen, "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C", name, "-f", str(private)],
+                what="ssh-keygen")
+    return private, Path(f"{private}.pub")
+
+
+# --------------------------------------------------------------------------------------
+# A session: one SuperLink, its SuperNodes, the flwr CLI
+# --------------------------------------------------------------------------------------
+@dataclass
+class Session:
+    """Flower processes sharing one working directory, one FLWR_HOME and one marker.
+
+    Args:
+        workdir: logs, certificates, keys and the CLI's FLWR_HOME go here.
+        simulation: start the SuperLink with ``--simulation`` (Ray virtual nodes).
+        tls: serve the SuperLink over TLS with a fresh self-signed CA.
+        node_auth: ``--enable-supernode-auth`` (needs ``tls``); nodes must be registered.
+    """
+
+    workdir: Path
+    simulation: bool = True
+    tls: bool = False
+    node_auth: bool = False
+    connection: str = "fedzoo"
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    port: int = 0
+    certs: Certificates | None = None
+    procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
+    ray_tmp: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.node_auth and not self.tls:
+            raise ValueError("SuperNode authentication needs TLS.")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ray_tmp = Path(tempfile.mkdtemp(prefix="fzray", dir="/tmp"))
+        self.env = flower_env(self.workdir / "flwr-home", self.token, self.ray_tmp)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    # -- processes -----------------------------------------------------------------------
+    def spawn(self, name: str, cmd: list[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``cmd`` in a new session with this session's marker; output to name.log."""
+        log_path = self.workdir / f"{name}.log"
+        full_env = dict(self.env if env is None else env)
+        full_env[SESSION_ENV] = self.token
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(cmd, cwd=self.workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        self.procs.append((name, proc, log_path))
+        return proc
+
+    def log_of(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def start_superlink(self, timeout_s: float = 60.0) -> None:
+        self.port = self.port or free_port()
+        cmd = [bin_path("flower-superlink"), "--host", "127.0.0.1", "--port", str(self.port),
+               "--disable-runtime-dependency-installation"]
+        if self.simulation:
+            cmd.append("--simulation")
+        if self.tls:
+            self.certs = make_certificates(self.workdir / "certs")
+            cmd += ["--ssl-ca-certfile", str(self.certs.ca), "--ssl-certfile", str(self.certs.server_cert),
+                    "--ssl-keyfile", str(self.certs.server_key)]
+        else:
+            cmd.append("--insecure")
+        if self.node_auth:
+            cmd.append("--enable-supernode-auth")
+        proc = self.spawn("superlink", cmd)
+        scheme = "https" if self.tls else "http"
+        wait_http(f"{scheme}://{self.address}/health", proc, timeout_s, "flower-superlink",
+                  self.log_of("superlink"), cafile=self.certs.ca if self.certs else None)
+        self.write_connection()
+
+    def write_connection(self) -> Path:
+        """``$FLWR_HOME/config.toml`` with this session's connection (the default)."""
+        home = Path(self.env["FLWR_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        lines = ["[superlink]", f'default = "{self.connection}"', "", f"[superlink.{self.connection}]",
+                 f'address = "{self.address}"']
+        if self.certs is not None:
+            lines.append(f'root-certificates = "{self.certs.ca}"')
+        else:
+            lines.append("insecure = true")
+        path = home / "config.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start_supernode(self, name: str, node_config: Mapping[str, Any], *, private_key: Path | None = None,
+                        max_wait_s: float | None = None) -> subprocess.Popen[bytes]:
+        """A ``flower-supernode`` (own FLWR_HOME and ClientAppIo port) for ``node_config``."""
+        cmd = [bin_path("flower-supernode"), "--superlink", self.address, "--port", str(free_port()),
+               "--node-config", config_string(node_config)]
+        if self.certs is not None:
+            cmd += ["--root-certificates", str(self.certs.ca)]
+        else:
+            cmd.append("--insecure")
+        if private_key is not None:
+            cmd += ["--auth-supernode-private-key", str(private_key)]
+        if max_wait_s is not None:
+            cmd += ["--max-wait-time", str(max_wait_s)]
+        env = dict(self.env)
+        env["FLWR_HOME"] = str(self.workdir / f"{name}-home")
+        return self.spawn(name, cmd, env=env)
+
+    def stop(self) -> None:
+        """Stop every process of this session (SuperNodes first), remove Ray's tmp dir."""
+        for _, proc, _ in reversed(self.procs):
+            processes.stop(proc, grace_s=5.0)
+        processes.stop(None, (SESSION_ENV, self.token), grace_s=5.0)
+        if self.ray_tmp is not None:
+            shutil.rmtree(self.ray_tmp, ignore_errors=True)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- flwr CLI ------------------------------------------------------------------------
+    def flwr(self, *args: str, check: bool = True, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        cmd = [bin_path("flwr"), *args]
+        res = subprocess.run(cmd, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s,
+                             start_new_session=True)
+        if check and res.returncode != 0:
+            raise FlowerLaunchError(f"{' '.join(cmd)} failed with {res.returncode}:\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def register(self, public_key: Path) -> None:
+        """``flwr supernode register`` (SuperNode authentication)."""
+        self.flwr("supernode", "register", str(public_key), self.connection)
+
+    def submit(self, run_config: Mapping[str, Any], *, app_dir: Path = REPO_ROOT,
+               federation_config: Mapping[str, Any] | None = None) -> int:
+        """``flwr run``; returns the run id."""
+        args = ["run", str(app_dir), self.connection, "--format", "json"]
+        for key, value in run_config.items():
+            args += ["--run-config", f"{key}={toml_value(value)}"]
+        if federation_config:
+            args += ["--federation-config", config_string(federation_config)]
+        res = self.flwr(*args)
+        try:
+            return int(_json_in(res.stdout)["run-id"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise FlowerLaunchError(f"flwr run gave no run id:\n{res.stdout}\n{res.stderr}") from err
+
+    def status(self, run_id: int) -> str:
+        """The run's status from ``flwr ls --format json`` (e.g. ``finished:completed``)."""
+        res = self.flwr("ls", self.connection, "--run-id", str(run_id), "--format", "json")
+        try:
+            runs = _json_in(res.stdout)["runs"]
+            return str(next(r for r in runs if int(r["run-id"]) == run_id)["status"])
+        except (ValueError, KeyError, TypeError, StopIteration) as err:
+            raise FlowerLaunchError(f"flwr ls gave no status for run {run_id}:\n{res.stdout}\n{res.stderr}") from err
+
+    def wait(self, run_id: int, timeout_s: float, poll_s: float = 1.0) -> str:
+        """Poll until the run is finished; return its final status."""
+        deadline = time.monotonic() + timeout_s
+        status = "unknown"
+        while time.monotonic() < deadline:
+            status = self.status(run_id)
+            if status.startswith("finished"):
+                return status
+            time.sleep(poll_s)
+        raise FlowerLaunchError(f"Run {run_id} did not finish within {timeout_s:g} s (status {status}).\n"
+                                f"{self.logs(run_id)[-4000:]}")
+
+    def logs(self, run_id: int) -> str:
+        """The run's log (``flwr log --show``)."""
+        res = self.flwr("log", str(run_id), self.connection, "--show", check=False, timeout_s=60.0)
+        return res.stdout + res.stderr
+
+    def run(self, run_config: Mapping[str, Any], out_dir: Path, *, timeout_s: float,
+            federation_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Submit, wait for ``finished:completed``, save the log; return summary.json."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "summary.json").unlink(missing_ok=True)
+        run_id = self.submit({**run_config, "out-dir": str(out_dir)}, federation_config=federation_config)
+        status = self.wait(run_id, timeout_s)
+        run_log = self.logs(run_id)
+        (out_dir / "flower-run.log").write_text(run_log)
+        if status != FINISHED_OK:
+            raise FlowerLaunchError(f"Flower run {run_id} ended with status {status!r}:\n{run_log[-6000:]}")
+        path = out_dir / "summary.json"
+        if not path.exists():
+            raise FlowerLaunchError(f"Flower run {run_id} completed but wrote no {path}:\n{run_log[-6000:]}")
+        return json.loads(path.read_text())
+
+
+def _json_in(text: str) -> Any:
+    """The JSON object in a CLI's stdout (after any banner lines)."""
+    return json.loads(text[text.index("{"):])

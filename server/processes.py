@@ -1,0 +1,93 @@
+"""Stop every process a Flower component spawned, including detached ones.
+
+``flower-superlink`` starts ``flower-superexec`` in a *new session* (outside its process
+group), which starts ``flwr-simulation`` / ``flwr-serverapp`` / ``flwr-clientapp`` and
+Ray's daemons. Killing the SuperLink's process group therefore is not enough. Every
+process started here carries a unique marker in its environment (the private
+``FLWR_HOME`` path), inherited by all its descendants, detached or not; :func:`stop`
+terminates the group of the process we started, then every process whose environment
+holds the marker (Linux ``/proc``; elsewhere only the group is stopped). Only processes
+with our marker are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+def processes_with_env(key: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment has ``key=value`` (Linux /proc)."""
+    needle = f"{key}={value}".encode()
+    found = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    own = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def _signal(pid: int, sig: int, group: bool = False) -> None:
+    try:
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_gone(pids: list[int], timeout_s: float, key: str, value: str) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    left = pids
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = set(processes_with_env(key, value))
+        left = [p for p in left if p in alive]
+    return left
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | None,
+    marker: tuple[str, str] | None = None,
+    grace_s: float = 10.0,
+) -> None:
+    """Stop ``proc`` (started with ``start_new_session=True``) and everything it spawned.
+
+    SIGTERM to its process group, wait up to ``grace_s``, SIGKILL the group; then
+    SIGTERM / SIGKILL every remaining process carrying ``marker`` (env key, value).
+    """
+    if proc is not None:
+        if proc.poll() is None:
+            _signal(proc.pid, signal.SIGTERM, group=True)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        _signal(proc.pid, signal.SIGKILL, group=True)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:  # pragma: no cover - ignores SIGKILL
+            pass
+    if marker is None:
+        return
+    key, value = marker
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        pids = processes_with_env(key, value)
+        if not pids:
+            return
+        for pid in pids:
+            _signal(pid, sig)
+        _wait_gone(pids, wait, key, value)

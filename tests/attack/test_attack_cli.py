@@ -1,0 +1,152 @@
+"""``fedzoo attack`` and ``fedzoo metric`` end to end through the CLI, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedzoo.cli import main
+
+# A tiny but complete FZooS round at d = 784 (small surrogate sizes keep it fast).
+SMALL = ["--local-steps", "2", "--rff-features", "100", "--gp-history", "40",
+         "--gp-fit-points", "30", "--sync-points", "5", "--explore-points", "2",
+         "--init-points", "4", "--rgf-directions", "5"]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "fedzoo: error:" in err
+    return err
+
+
+@pytest.mark.torch
+def test_attack_end_to_end_on_reference_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("mlxtend")
+    out = tmp_path / "attack"
+    rc = main(["attack", "--clients", "10", "--portion", "0.5", "--epsilon", "0.3",
+               "--images", "1", "--method", "fzoos,fedzo", "--rounds", "2", "--seed", "0",
+               "--budget", "100000", "--out", str(out), *SMALL])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "fzoos" in cap.out and "fedzo" in cap.out and "q to 90%" in cap.out
+    assert "[fzoos] image 1/1" in cap.err  # progress per image on stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problem"]["dataset"] == "mnist5k" and summary["problem"]["dim"] == 784
+    assert len(summary["images"]) == 1 and summary["budget"] == 100000
+    assert summary["problem"]["models"]["fingerprint"]  # the reference weights' data
+    for method in ("fzoos", "fedzo"):
+        res = summary["results"][method]
+        assert res["config"]["method"] == method and res["config"]["rff-features"] == 100
+        rows = _csv(out / method / "attack.csv")
+        assert len(rows) == 1
+        for col in ("image", "success", "queries_to_success", "linf", "l2", "fooled_fraction",
+                    "final_queries"):
+            assert col in rows[0]
+        hist = _csv(out / method / "history.csv")
+        assert [h["round"] for h in hist] == [str(r) for r in range(len(hist))]
+        assert hist[-1]["queries"] == rows[0]["final_queries"]
+        assert 0 < float(rows[0]["linf"]) <= 0.3 + 1e-6
+        assert int(rows[0]["final_queries"]) > 0
+    assert (out / "attack.png").stat().st_size > 0
+
+
+def test_metric_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("sklearn")
+    out = tmp_path / "metric"
+    rc = main(["metric", "--clients", "3", "--portion", "0.5", "--metric", "f1",
+               "--method", "fzoos,fedzo", "--rounds", "2", "--seeds", "0,1", "--out", str(out),
+               "--workers", "1", *SMALL])
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "1 - f1" in cap.out and "[fedzo] seed 1" in cap.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "f1" and set(summary["results"]) == {"fzoos", "fedzo"}
+    for method in ("fzoos", "fedzo"):
+        rows = _csv(out / method / "metric.csv")
+        assert [r["seed"] for r in rows] == ["0", "1"]
+        for r in rows:
+            assert 0.0 <= float(r["final_value"]) <= 1.0
+        assert summary["results"][method]["value_at_budget"] == pytest.approx(
+            [float(r["value_at_budget"]) for r in rows])
+        hist = _csv(out / method / "history.csv")
+        assert {h["seed"] for h in hist} == {"0", "1"}
+    assert (out / "metric.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--epsilon", "0"], "epsilon must be a positive"),
+        (["--epsilon", "-0.1"], "epsilon must be a positive"),
+        (["--portion", "0"], "portion must lie in (0, 1]"),
+        (["--portion", "1.5"], "portion must lie in (0, 1]"),
+        (["--portion", "0.05"], "0 classes per client"),
+        (["--method", "fzoos,bogus"], "bogus"),
+        (["--method", "fo"], "fo"),
+        (["--engine", "flower"], "not yet supported"),
+        (["--images", "0"], "--images must be >= 1"),
+        (["--budget", "0"], "--budget must be a positive"),
+        (["--lr", "-1"], "'lr'"),
+        (["--dataset", "mnist"], "--data-dir"),
+        (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "does not exist"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent/c10"], "does not exist"),
+    ],
+)
+def test_attack_bad_input(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _fails(["attack", "--out", str(tmp_path / "o"), *extra], capsys)
+    assert message in err
+    assert not (tmp_path / "o").exists()  # nothing written, nothing trained
+
+
+def test_attack_rejects_wrong_image_shapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "mnist"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("test", 10)):
+        np.save(data / f"x_{split}.npy", rng.integers(0, 256, (n, 27, 27), dtype=np.uint8))
+        np.save(data / f"y_{split}.npy", rng.integers(0, 10, n))
+    err = _fails(["attack", "--dataset", "mnist", "--data-dir", str(data),
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "28 x 28" in err and "(20, 27, 27)" in err
+
+
+def test_attack_rejects_bad_image_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("mlxtend")
+    err = _fails(["attack", "--image-ids", "3,100000", "--out", str(tmp_path / "o")], capsys)
+    assert "100000" in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--portion", "-0.5"], "portion must lie in (0, 1]"),
+        (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
+        (["--seeds", "1,1"], "distinct"),
+        (["--method", "nope"], "nope"),
+        (["--engine", "flower"], "not yet supported"),
+        (["--radius", "0"], "--radius"),
+    ],
+)
+def test_metric_bad_input(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _fails(["metric", "--out", str(tmp_path / "o"), *extra], capsys)
+    assert message in err
