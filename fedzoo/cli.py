@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,9 +74,8 @@ def _progress(label: str) -> Any:
 
 def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> list[dict[str, Any]]:
     if getattr(args, "engine", "inprocess") == "flower":
-        from server.driver import run_flower  # lazy: Flower only for this engine
-
         from fedzoo.results import read_history
+        from server.driver import run_flower  # lazy: Flower only for this engine
 
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
@@ -220,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_or = sub.add_parser("oracle", help="black-box oracle service over gRPC")
     try:
-        from client.oracle_cli import add_arguments as add_oracle, main as oracle_main
+        from client.oracle_cli import add_arguments as add_oracle
+        from client.oracle_cli import main as oracle_main
     except ImportError:  # the client package is not installed
         p_or.set_defaults(func=lambda a: _missing("the client package (pip install -e .[flower])"))
     else:

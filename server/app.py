@@ -46,7 +46,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
@@ -85,6 +84,7 @@ class Federation:
     nodes: dict[int, int] = field(default_factory=dict)  # partition id -> node id
     kinds: dict[int, str] = field(default_factory=dict)  # partition id -> objective kind
     failed: dict[int, str] = field(default_factory=dict)  # node id -> reason
+    silent: set[int] = field(default_factory=set)  # nodes that have not answered yet
 
     @property
     def partition_of(self) -> dict[int, int]:
@@ -142,12 +142,18 @@ def describe_nodes(grid: Grid, settings: FlowerSettings, node_ids: list[int], fe
             fed.nodes[pid] = node
             fed.kinds[pid] = str(meta.get("objective-kind", "unknown"))
             log.info("node %d serves partition %d (%s objective)", node, pid, fed.kinds[pid])
-    for node in set(node_ids) - answered:
+    fed.silent = (fed.silent | set(node_ids)) - answered
+    for node in sorted(set(node_ids) - answered):
         log.warning("node %d did not describe itself within %.0f s; will ask again", node, timeout)
 
 
-def wait_for_partitions(grid: Grid, settings: FlowerSettings, *, poll_s: float = POLL_S) -> Federation:
+def wait_for_partitions(
+    grid: Grid, settings: FlowerSettings, *, poll_s: float = POLL_S, fixed_nodes: bool = False
+) -> Federation:
     """Map ``num-clients`` partitions to connected nodes, or raise after the timeout.
+
+    With ``fixed_nodes`` (a simulation: no node joins later) it raises as soon as every
+    node has answered and partitions are still missing.
 
     Raises:
         FlowerRunError: naming the missing partitions, the nodes seen and why nodes failed.
@@ -161,24 +167,28 @@ def wait_for_partitions(grid: Grid, settings: FlowerSettings, *, poll_s: float =
         new = [n for n in node_ids if n not in asked]
         left = deadline - time.monotonic()
         # Nodes register one by one: describe them together once all are there (or
-        # once half the wait is over), each describe exchange costs seconds when deployed.
+        # once half the wait is over); each describe exchange costs seconds when deployed.
         ready = len(node_ids) >= settings.num_clients or left < settings.node_wait_timeout / 2
-        if new and left > 0 and ready:
-            describe_nodes(grid, settings, new, fed, timeout=min(left, settings.round_timeout))
+        if new and ready:
+            timeout = min(settings.round_timeout, max(left, 5.0))
+            describe_nodes(grid, settings, new, fed, timeout=timeout)
             asked.update(n for n in new if n in fed.failed or n in fed.nodes.values())
         if wanted <= fed.nodes.keys():
             return fed
-        if time.monotonic() >= deadline:
+        all_answered = bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in asked]
+        if time.monotonic() >= deadline or (fixed_nodes and all_answered):
             missing = sorted(wanted - fed.nodes.keys())
             failures = "; ".join(f"node {n}: {why}" for n, why in fed.failed.items()) or "none"
+            silent = f"; no answer from node(s) {sorted(fed.silent)}" if fed.silent else ""
+            waited = time.monotonic() - (deadline - settings.node_wait_timeout)
             raise FlowerRunError(
                 f"Only {len(fed.nodes)} of {settings.num_clients} partitions connected after "
-                f"{settings.node_wait_timeout:g} s (run-config node-wait-timeout): missing "
-                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}. Start one "
+                f"{waited:.1f} s (run-config node-wait-timeout = {settings.node_wait_timeout:g} s): missing "
+                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}{silent}. Start one "
                 "SuperNode per partition with --node-config 'partition-id=<i>' (simulation: "
                 "num-supernodes >= num-clients)."
             )
-        time.sleep(poll_s)
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 
 
 def exchange(
@@ -226,8 +236,18 @@ def exchange(
     return dict(sorted(replies.items())), down, up
 
 
-def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None) -> dict[str, Any]:
-    """Run the federation over ``grid``; write history.csv / summary.json; return the summary.
+@dataclass
+class FlowerRun:
+    """Outcome of :func:`run_server`: what was written, plus the final global state."""
+
+    state: protocol.ServerState
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    federation: Federation
+
+
+def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None) -> FlowerRun:
+    """Run the federation over ``grid``; write history.csv and summary.json.
 
     Mirrors ``fedzoo.engine._run`` step for step (see the module docstring).
     """
@@ -235,7 +255,7 @@ def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None 
     config = settings.config
     simulation = grid_is_simulation(grid) if simulation is None else simulation
     out_dir = resolve_out_dir(settings)
-    fed = wait_for_partitions(grid, settings)
+    fed = wait_for_partitions(grid, settings, fixed_nodes=simulation)
     if config.method == "fo" and any(kind != "problem" for kind in fed.kinds.values()):
         raise FlowerRunError("Method 'fo' needs exact gradients: every node must use the built-in problem.")
     x0, w = start_point(settings)
@@ -299,7 +319,7 @@ def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None 
     write_summary(summ, out_dir / "summary.json")
     log.info("done: final value %.6g, %d queries, %.1f s; wrote %s", rec.rows[-1]["value"], rec.rows[-1]["queries"],
              wall, out_dir)
-    return summ
+    return FlowerRun(server, rec.rows, summ, fed)
 
 
 @contextlib.contextmanager

@@ -7,8 +7,10 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
    connection, ``fedzoo``, to
 2. its own ``flower-superlink --insecure --simulation`` on a free 127.0.0.1 port
    (started with ``start_new_session=True``);
-3. ``flwr run <repo root> fedzoo --run-config ... --federation-config
-   "num-supernodes=N client-resources-num-cpus=1"`` submits the run;
+3. ``flwr run <app> fedzoo --run-config ... --federation-config
+   "num-supernodes=N client-resources-num-cpus=1"`` submits the run (``<app>``: a
+   staged copy of the app's files, :func:`server.launch.stage_app`, which builds the
+   same FAB as the repository root without walking ``.venv``);
 4. the final status comes from ``flwr ls fedzoo --run-id ID --format json`` (``flwr run``
    exits 0 even when the ServerApp crashed) and must be ``finished:completed``; the run
    log (``flwr log --show``) is saved as ``out_dir/flower-run.log`` and ``summary.json``
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from server.launch import REPO_ROOT, FlowerLaunchError, Session
+from server.launch import FlowerLaunchError, Session
 from server.settings import parse_run_config
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ def run_flower(
     *,
     num_clients: int,
     timeout_s: float = 600.0,
-    app_dir: str | Path = REPO_ROOT,
+    app_dir: str | Path | None = None,
     keep_workdir: bool = False,
 ) -> dict[str, Any]:
     """Run the fedzoo Flower app in a private local simulation; return ``summary.json``.
@@ -59,7 +61,7 @@ def run_flower(
         num_clients: N: the ``num-clients`` run-config key and the number of virtual
             SuperNodes.
         timeout_s: limit for the whole run, SuperLink start included.
-        app_dir: the Flower app (this repository).
+        app_dir: the Flower app directory (default: this repository, staged).
         keep_workdir: keep the temporary directory (SuperLink log, FLWR_HOME) for
             debugging; its path is logged.
 
@@ -82,7 +84,8 @@ def run_flower(
         log.info("flower simulation: superlink %s, workdir %s", session.address, workdir)
         federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
         left = max(timeout_s - (time.monotonic() - t0), 1.0)
-        return session.run(overrides, out, timeout_s=left, federation_config=federation)
+        return session.run(overrides, out, timeout_s=left, federation_config=federation,
+                           app_dir=None if app_dir is None else Path(app_dir).resolve())
     finally:
         session.stop()
         if not keep_workdir:

@@ -326,9 +326,13 @@ class Session:
         """``flwr supernode register`` (SuperNode authentication)."""
         self.flwr("supernode", "register", str(public_key), self.connection)
 
-    def submit(self, run_config: Mapping[str, Any], *, app_dir: Path = REPO_ROOT,
+    def submit(self, run_config: Mapping[str, Any], *, app_dir: Path | None = None,
                federation_config: Mapping[str, Any] | None = None) -> int:
-        """``flwr run``; returns the run id."""
+        """``flwr run`` of ``app_dir`` (default: this repository, staged); returns the run id."""
+        if app_dir is None:
+            app_dir = self.workdir / "app"
+            if not app_dir.exists():
+                stage_app(app_dir)
         args = ["run", str(app_dir), self.connection, "--format", "json"]
         for key, value in run_config.items():
             args += ["--run-config", f"{key}={toml_value(value)}"]
@@ -367,11 +371,12 @@ class Session:
         return res.stdout + res.stderr
 
     def run(self, run_config: Mapping[str, Any], out_dir: Path, *, timeout_s: float,
-            federation_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            federation_config: Mapping[str, Any] | None = None, app_dir: Path | None = None) -> dict[str, Any]:
         """Submit, wait for ``finished:completed``, save the log; return summary.json."""
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").unlink(missing_ok=True)
-        run_id = self.submit({**run_config, "out-dir": str(out_dir)}, federation_config=federation_config)
+        run_id = self.submit({**run_config, "out-dir": str(out_dir)}, federation_config=federation_config,
+                             app_dir=app_dir)
         status = self.wait(run_id, timeout_s)
         run_log = self.logs(run_id)
         (out_dir / "flower-run.log").write_text(run_log)
@@ -381,6 +386,30 @@ class Session:
         if not path.exists():
             raise FlowerLaunchError(f"Flower run {run_id} completed but wrote no {path}:\n{run_log[-6000:]}")
         return json.loads(path.read_text())
+
+
+def stage_app(destination: Path, app_dir: Path = REPO_ROOT) -> Path:
+    """Copy the files the FAB is built from into ``destination``; return it.
+
+    ``flwr run <dir>`` walks every file under ``<dir>`` before filtering (about 6 s for
+    this repository because of ``.venv``); the staged copy holds only ``pyproject.toml``,
+    ``.gitignore`` and the directories named by ``[tool.flwr.app].fab-include``, so it
+    builds the same FAB (same hash) in milliseconds.
+    """
+    import tomllib
+
+    config = tomllib.loads((app_dir / "pyproject.toml").read_text())
+    patterns = config["tool"]["flwr"]["app"]["fab-include"]
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", ".gitignore"):
+        if (app_dir / name).exists():
+            shutil.copy2(app_dir / name, destination / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for pattern in patterns:
+        prefix = pattern.split("*", 1)[0].rstrip("/")
+        if prefix and (app_dir / prefix).is_dir():
+            shutil.copytree(app_dir / prefix, destination / prefix, ignore=ignore, dirs_exist_ok=True)
+    return destination
 
 
 def _json_in(text: str) -> Any:

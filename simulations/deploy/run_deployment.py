@@ -38,30 +38,56 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from server.launch import Session, free_port, make_node_key  # noqa: E402
+from server.launch import Session, make_node_key  # noqa: E402
 from server.settings import parse_run_config  # noqa: E402
 
 
 def start_oracle(session: Session, run_config: dict[str, Any], client_id: int) -> str:
     """Serve client ``client_id``'s objective over gRPC with TLS; return its address."""
     assert session.certs is not None
-    port = free_port()
+    port_file = session.workdir / f"oracle{client_id}.port"
     cmd = [sys.executable, "-m", "client.oracle_cli", "serve", "--problem", str(run_config["problem"]),
            "--dim", str(run_config["dim"]), "--clients", str(run_config["num-clients"]),
            "--heterogeneity", str(float(run_config["heterogeneity"])), "--seed", str(run_config["problem-seed"]),
-           "--client-id", str(client_id), "--host", "127.0.0.1", "--port", str(port),
+           "--client-id", str(client_id), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
            "--tls-cert", str(session.certs.server_cert), "--tls-key", str(session.certs.server_key)]
-    env = dict(session.env)
-    proc = session.spawn(f"oracle{client_id}", cmd, env=env)
+    proc = session.spawn(f"oracle{client_id}", cmd)
     deadline = time.monotonic() + 30.0
     log_path = session.log_of(f"oracle{client_id}")
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"oracle server exited with {proc.returncode}:\n{log_path.read_text()}")
-        if "oracle listening on" in log_path.read_text(errors="replace"):
-            return f"127.0.0.1:{port}"
+        if port_file.exists() and port_file.read_text().strip():
+            return f"127.0.0.1:{int(port_file.read_text())}"
         time.sleep(0.1)
     raise RuntimeError(f"oracle server did not start within 30 s:\n{log_path.read_text()}")
+
+
+def start_federation(
+    session: Session, run_config: dict[str, Any], *, num_clients: int, oracle_client: int | None = None
+) -> dict[int, dict[str, Any]]:
+    """Register and start ``num_clients`` SuperNodes (and the oracle); return node configs.
+
+    ``session`` must have its SuperLink running with TLS and node authentication.
+    """
+    settings = parse_run_config({**run_config, "num-clients": num_clients})
+    problem = {"problem": settings.problem, "dim": settings.dim, "num-clients": settings.num_clients,
+               "heterogeneity": settings.heterogeneity, "problem-seed": settings.problem_seed}
+    keys = []
+    for i in range(num_clients):
+        private, public = make_node_key(session.workdir / "keys", f"node{i}")
+        session.register(public)
+        keys.append(private)
+    configs: dict[int, dict[str, Any]] = {}
+    for i in range(num_clients):
+        node_config: dict[str, Any] = {"partition-id": i}
+        if oracle_client == i:
+            assert session.certs is not None
+            node_config["oracle"] = start_oracle(session, problem, i)
+            node_config["oracle-root-cert"] = str(session.certs.ca)
+        session.start_supernode(f"supernode{i}", node_config, private_key=keys[i])
+        configs[i] = node_config
+    return configs
 
 
 def deploy(
@@ -75,22 +101,10 @@ def deploy(
 ) -> dict[str, Any]:
     """Run one deployment; return summary.json (see the module docstring)."""
     run_config = {**run_config, "num-clients": num_clients}
-    settings = parse_run_config(run_config)
-    full = {"problem": settings.problem, "dim": settings.dim, "num-clients": settings.num_clients,
-            "heterogeneity": settings.heterogeneity, "problem-seed": settings.problem_seed}
+    parse_run_config(run_config)  # fail before any process starts
     with Session(workdir, simulation=False, tls=True, node_auth=True) as session:
         session.start_superlink()
-        keys = []
-        for i in range(num_clients):
-            private, public = make_node_key(session.workdir / "keys", f"node{i}")
-            session.register(public)
-            keys.append(private)
-        for i in range(num_clients):
-            node_config: dict[str, Any] = {"partition-id": i}
-            if oracle_client == i:
-                node_config["oracle"] = start_oracle(session, full, i)
-                node_config["oracle-root-cert"] = str(session.certs.ca)  # type: ignore[union-attr]
-            session.start_supernode(f"supernode{i}", node_config, private_key=keys[i])
+        start_federation(session, run_config, num_clients=num_clients, oracle_client=oracle_client)
         return session.run(run_config, out_dir.resolve(), timeout_s=timeout_s)
 
 

@@ -12,9 +12,24 @@ import pytest
 from fedzoo.cli import main
 
 # A tiny but complete FZooS round at d = 784 (small surrogate sizes keep it fast).
-SMALL = ["--local-steps", "2", "--rff-features", "100", "--gp-history", "40",
-         "--gp-fit-points", "30", "--sync-points", "5", "--explore-points", "2",
-         "--init-points", "4", "--rgf-directions", "5"]
+SMALL = [
+    "--local-steps",
+    "2",
+    "--rff-features",
+    "100",
+    "--gp-history",
+    "40",
+    "--gp-fit-points",
+    "30",
+    "--sync-points",
+    "5",
+    "--explore-points",
+    "2",
+    "--init-points",
+    "4",
+    "--rgf-directions",
+    "5",
+]
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -36,9 +51,30 @@ def test_attack_end_to_end_on_reference_weights(
     pytest.importorskip("torch")
     pytest.importorskip("mlxtend")
     out = tmp_path / "attack"
-    rc = main(["attack", "--clients", "10", "--portion", "0.5", "--epsilon", "0.3",
-               "--images", "1", "--method", "fzoos,fedzo", "--rounds", "2", "--seed", "0",
-               "--budget", "100000", "--out", str(out), *SMALL])
+    rc = main(
+        [
+            "attack",
+            "--clients",
+            "10",
+            "--portion",
+            "0.5",
+            "--epsilon",
+            "0.3",
+            "--images",
+            "1",
+            "--method",
+            "fzoos,fedzo",
+            "--rounds",
+            "2",
+            "--seed",
+            "0",
+            "--budget",
+            "100000",
+            "--out",
+            str(out),
+            *SMALL,
+        ]
+    )
     assert rc == 0
     cap = capsys.readouterr()
     assert "fzoos" in cap.out and "fedzo" in cap.out and "q to 90%" in cap.out
@@ -52,8 +88,15 @@ def test_attack_end_to_end_on_reference_weights(
         assert res["config"]["method"] == method and res["config"]["rff-features"] == 100
         rows = _csv(out / method / "attack.csv")
         assert len(rows) == 1
-        for col in ("image", "success", "queries_to_success", "linf", "l2", "fooled_fraction",
-                    "final_queries"):
+        for col in (
+            "image",
+            "success",
+            "queries_to_success",
+            "linf",
+            "l2",
+            "fooled_fraction",
+            "final_queries",
+        ):
             assert col in rows[0]
         hist = _csv(out / method / "history.csv")
         assert [h["round"] for h in hist] == [str(r) for r in range(len(hist))]
@@ -66,9 +109,28 @@ def test_attack_end_to_end_on_reference_weights(
 def test_metric_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("sklearn")
     out = tmp_path / "metric"
-    rc = main(["metric", "--clients", "3", "--portion", "0.5", "--metric", "f1",
-               "--method", "fzoos,fedzo", "--rounds", "2", "--seeds", "0,1", "--out", str(out),
-               "--workers", "1", *SMALL])
+    rc = main(
+        [
+            "metric",
+            "--clients",
+            "3",
+            "--portion",
+            "0.5",
+            "--metric",
+            "f1",
+            "--method",
+            "fzoos,fedzo",
+            "--rounds",
+            "2",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            *SMALL,
+        ]
+    )
     assert rc == 0
     cap = capsys.readouterr()
     assert "1 - f1" in cap.out and "[fedzo] seed 1" in cap.err
@@ -80,7 +142,8 @@ def test_metric_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         for r in rows:
             assert 0.0 <= float(r["final_value"]) <= 1.0
         assert summary["results"][method]["value_at_budget"] == pytest.approx(
-            [float(r["value_at_budget"]) for r in rows])
+            [float(r["value_at_budget"]) for r in rows]
+        )
         hist = _csv(out / method / "history.csv")
         assert {h["seed"] for h in hist} == {"0", "1"}
     assert (out / "metric.png").stat().st_size > 0
@@ -122,8 +185,10 @@ def test_attack_rejects_wrong_image_shapes(
     for split, n in (("train", 20), ("test", 10)):
         np.save(data / f"x_{split}.npy", rng.integers(0, 256, (n, 27, 27), dtype=np.uint8))
         np.save(data / f"y_{split}.npy", rng.integers(0, 10, n))
-    err = _fails(["attack", "--dataset", "mnist", "--data-dir", str(data),
-                  "--out", str(tmp_path / "o")], capsys)
+    err = _fails(
+        ["attack", "--dataset", "mnist", "--data-dir", str(data), "--out", str(tmp_path / "o")],
+        capsys,
+    )
     assert "28 x 28" in err and "(20, 27, 27)" in err
 
 

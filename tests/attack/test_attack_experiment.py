@@ -35,11 +35,21 @@ MODELS = [linear_model(1.0), linear_model(1.2)]
 
 
 def config(method: str, **extra: object) -> RunConfig:
-    return RunConfig.from_mapping({
-        "method": method, "rounds": 12, "local-steps": 3, "lr": 0.1, "rgf-directions": 4,
-        "rff-features": 64, "gp-history": 40, "sync-points": 5, "explore-points": 2,
-        "init-points": 4, **extra,
-    })
+    return RunConfig.from_mapping(
+        {
+            "method": method,
+            "rounds": 12,
+            "local-steps": 3,
+            "lr": 0.1,
+            "rgf-directions": 4,
+            "rff-features": 64,
+            "gp-history": 40,
+            "sync-points": 5,
+            "explore-points": 2,
+            "init-points": 4,
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -78,7 +88,9 @@ def test_attack_image_counts_every_query_and_stops_at_success(
 def test_budget_stops_the_run_and_late_successes_do_not_count(counted: list[int]) -> None:
     # lr 0.01 is too slow to succeed within 4 rounds; the budget ends the run first.
     slow = config("fedzo", lr=0.01)
-    per_round = E.attack_image(MODELS, IMAGE, 0, slow.replace(rounds=1), 0.5, num_classes=3).final_queries
+    per_round = E.attack_image(
+        MODELS, IMAGE, 0, slow.replace(rounds=1), 0.5, num_classes=3
+    ).final_queries
     counted.clear()
     out = E.attack_image(MODELS, IMAGE, 0, slow, 0.5, budget=3 * per_round - 1, num_classes=3)
     assert out.rounds == 3 and out.final_queries == sum(counted) >= 3 * per_round - 1
@@ -87,15 +99,17 @@ def test_budget_stops_the_run_and_late_successes_do_not_count(counted: list[int]
     fast = config("fedzo")
     free = E.attack_image(MODELS, IMAGE, 0, fast, 0.5, num_classes=3)
     assert free.success
-    late = E.attack_image(MODELS, IMAGE, 0, fast, 0.5, budget=free.queries_to_success - 1,
-                          num_classes=3)
+    late = E.attack_image(
+        MODELS, IMAGE, 0, fast, 0.5, budget=free.queries_to_success - 1, num_classes=3
+    )
     assert not late.success and late.final_queries == free.queries_to_success
     assert late.history[-1]["success"]  # the history still shows what happened
 
 
 def test_continue_after_success_keeps_the_first_success() -> None:
-    out = E.attack_image(MODELS, IMAGE, 0, config("fedzo", rounds=6), 0.5, stop_at_success=False,
-                         num_classes=3)
+    out = E.attack_image(
+        MODELS, IMAGE, 0, config("fedzo", rounds=6), 0.5, stop_at_success=False, num_classes=3
+    )
     assert out.rounds == 6 and out.success
     assert out.rounds_to_success is not None and out.rounds_to_success <= 6
     assert out.queries_to_success <= out.final_queries
@@ -129,8 +143,18 @@ def test_success_statistics_by_hand() -> None:
 def test_run_attack_experiment_writes_the_files(tmp_path: Path) -> None:
     images = np.stack([IMAGE, IMAGE])
     summary = E.run_attack_experiment(
-        MODELS, images, [0, 0], [3, 9], ["fzoos", "fedzo"], config("fzoos"), 0.5, tmp_path,
-        budget=5000, info={"dataset": "toy"}, plot=False, num_classes=3,
+        MODELS,
+        images,
+        [0, 0],
+        [3, 9],
+        ["fzoos", "fedzo"],
+        config("fzoos"),
+        0.5,
+        tmp_path,
+        budget=5000,
+        info={"dataset": "toy"},
+        plot=False,
+        num_classes=3,
     )
     assert set(summary["results"]) == {"fzoos", "fedzo"}
     assert summary["budgets"] == [5000]

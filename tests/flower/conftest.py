@@ -1,0 +1,57 @@
+"""Fixtures of the Flower tests: a private Flower environment and in-process grids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.app import app as client_app
+from server.settings import parse_run_config
+from tests.flower.inprocess import InProcessGrid, Tamper, task_identity
+
+# dim 10, 3 clients, 3 rounds, M = 200 (the parity setting of the issue)
+SMALL = {"dim": 10, "num-clients": 3, "rounds": 3, "rff-features": 200}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flower_environment() -> Iterator[None]:
+    """Every Flower process of these tests: private home, offline, quiet, 1 BLAS thread."""
+    home = Path(tempfile.mkdtemp(prefix="fz-flwr-home-"))
+    ray_tmp = Path(tempfile.mkdtemp(prefix="fzr", dir="/tmp"))
+    values = {
+        "FLWR_HOME": str(home), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_TMPDIR": str(ray_tmp),
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def identity() -> Iterator[None]:
+    """The task identity a ServerApp process has (to build outgoing Messages)."""
+    with task_identity():
+        yield
+
+
+def make_grid(run_config: dict[str, Any], node_configs: list[dict[str, Any]] | None = None,
+              tamper: Tamper | None = None, **kwargs: Any) -> InProcessGrid:
+    n = parse_run_config(run_config).num_clients
+    configs = node_configs if node_configs is not None else [{"partition-id": i} for i in range(n)]
+    return InProcessGrid(client_app, configs, run_config, tamper=tamper, **kwargs)
