@@ -64,9 +64,9 @@ class RunConfig:
     prox_mu: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "FedProx proximal weight"})
     # FZooS / ZORD local surrogate
     gp_history: int = field(default=300, metadata={"kind": "positive-int", "doc": "GP conditions on this many nearest points"})
-    gp_fit_points: int = field(default=150, metadata={"kind": "positive-int", "doc": "nearest points for the once-per-round hyper-parameter fit"})
+    gp_fit_points: int = field(default=300, metadata={"kind": "positive-int", "doc": "nearest points for the once-per-round hyper-parameter fit"})
     gp_kernel: str = field(default="se", metadata={"kind": "choice", "choices": KERNEL_NAMES, "doc": "GP kernel"})
-    gp_restarts: int = field(default=2, metadata={"kind": "positive-int", "doc": "marginal-likelihood starts per round"})
+    gp_restarts: int = field(default=3, metadata={"kind": "positive-int", "doc": "marginal-likelihood starts of a client's first fit (later fits warm-start)"})
     history_max: int = field(default=5000, metadata={"kind": "positive-int", "doc": "client history cap (oldest dropped)"})
     init_points: int = field(default=10, metadata={"kind": "nonneg-int", "doc": "points around x0 before round 1"})
     init_radius: float = field(default=0.01, metadata={"kind": "positive", "doc": "radius of the initial design"})

@@ -252,8 +252,10 @@ def fit_hyperparameters(
 ) -> GPHyper:
     """Maximise the marginal likelihood over (log l, log s^2, log sigma^2) with L-BFGS-B.
 
-    Starts from ``init`` (e.g. last round's fit) or a data-based default, plus
-    ``restarts - 1`` log-uniform random starts inside the bounds; returns the best.
+    Without ``init`` (a client's first fit): a data-based default start plus
+    ``restarts - 1`` log-uniform random starts inside the bounds; the best wins. With
+    ``init`` (last round's optimum): one warm-started run, since the hyper-parameters
+    move little between rounds (the fit then costs one L-BFGS run).
     """
     X = np.asarray(X, dtype=np.float64)
     y_std, _, _ = _standardise(np.asarray(y, dtype=np.float64))
@@ -262,15 +264,15 @@ def fit_hyperparameters(
     l_lo, l_hi = lengthscale_bounds(Xc)
     bounds = np.log([(l_lo, l_hi), SIGNAL_BOUNDS, NOISE_BOUNDS])
     rng = rng if rng is not None else np.random.default_rng(0)
-    starts = []
-    if init is not None:
-        starts.append(np.clip(init.as_log(), bounds[:, 0], bounds[:, 1]))
-    median = float(np.sqrt(np.median(R2[R2 > 0]))) if np.any(R2 > 0) else 1.0
-    starts.append(np.clip(np.log([median, 1.0, 1e-3]), bounds[:, 0], bounds[:, 1]))
-    while len(starts) < max(restarts, 1):
-        starts.append(rng.uniform(bounds[:, 0], bounds[:, 1]))
+    if init is not None:  # warm start: hyper-parameters move slowly between rounds
+        starts = [np.clip(init.as_log(), bounds[:, 0], bounds[:, 1])]
+    else:
+        median = float(np.sqrt(np.median(R2[R2 > 0]))) if np.any(R2 > 0) else 1.0
+        starts = [np.clip(np.log([median, 1.0, 1e-3]), bounds[:, 0], bounds[:, 1])]
+        while len(starts) < max(restarts, 1):
+            starts.append(rng.uniform(bounds[:, 0], bounds[:, 1]))
     best_theta, best_val = starts[0], np.inf
-    for theta0 in starts[: max(restarts, 1)]:
+    for theta0 in starts:
         res = optimize.minimize(
             negative_log_marginal_likelihood,
             theta0,
