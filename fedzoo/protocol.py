@@ -187,12 +187,9 @@ def _explore_around(
 # Client functions
 # --------------------------------------------------------------------------------------
 def train_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
-    spec: dict[str, ArraySpec | ScalarSpec] = {
-        "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
-    }
+    """The sync message's keys plus the previous round's global corrections."""
+    spec = sync_message_spec(config, dim)
     if config.method == "fzoos":
-        spec["rff-seed"] = ScalarSpec("int", 0)
-        spec["rff-lengthscale"] = ScalarSpec("float", 0.0)
         spec["rff-weights"] = ArraySpec(config.rff_features, optional=True)
     if config.method in ("scaffold1", "scaffold2"):
         spec["scaffold-c"] = ArraySpec(dim, optional=True)
@@ -283,6 +280,7 @@ def client_train(
 
 
 def sync_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    """{x, round} plus, for FZooS, the shared RFF map's seed and lengthscale."""
     spec: dict[str, ArraySpec | ScalarSpec] = {
         "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
     }
