@@ -56,6 +56,8 @@ class RunConfig:
     seed: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "run seed (all randomness derives from it)"})
     optimizer: str = field(default="adam", metadata={"kind": "choice", "choices": OPTIMIZERS, "doc": "local optimiser"})
     lr: float = field(default=0.01, metadata={"kind": "positive", "doc": "local learning rate"})
+    fraction: float = field(default=1.0, metadata={"kind": "unit", "doc": "fraction of clients sampled per round"})
+    min_replies: int = field(default=1, metadata={"kind": "positive-int", "doc": "valid replies needed to update the global state"})
     server_lr: float = field(default=1.0, metadata={"kind": "positive", "doc": "server step eta (1 = weighted average)"})
     # finite differences (fedzo, fedprox, scaffold1/2)
     fd_estimator: str = field(default="rgf", metadata={"kind": "choice", "choices": FD_ESTIMATORS, "doc": "finite-difference estimator"})

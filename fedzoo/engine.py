@@ -65,6 +65,7 @@ def _exchange(
     what: str,
     round_: int,
     pool: ThreadPoolExecutor | None,
+    clients: list[int],
     **kwargs: Any,
 ) -> tuple[dict[int, dict[str, Any]], int, int]:
     """Send one message to every client; returns replies and bytes (down, up).
@@ -80,12 +81,11 @@ def _exchange(
         except FedZooError as err:
             raise ObjectiveError(f"client {cid} failed in the {what} exchange of round {round_}: {err}") from err
 
-    ids = range(problem.num_clients)
-    results = list(pool.map(one, ids)) if pool is not None else [one(cid) for cid in ids]
+    results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
     replies: dict[int, dict[str, Any]] = {}
-    for cid, (state, reply) in zip(ids, results):
+    for cid, (state, reply) in zip(clients, results):
         states[cid], replies[cid] = state, reply
-    down = payload_nbytes(message) * len(problem.objectives)
+    down = payload_nbytes(message) * len(clients)
     up = sum(payload_nbytes(r) for r in replies.values())
     return replies, down, up
 
@@ -182,9 +182,10 @@ def _run(
     sagg = None
     for r in range(first, config.rounds + 1):
         t0 = time.perf_counter()
+        clients = protocol.sample_clients(config, r, list(range(problem.num_clients)))
         msg = protocol.train_message(config, server)
         replies, down, up = _exchange(
-            protocol.client_train, config, problem, states, msg, "train", r, pool, observer=observer
+            protocol.client_train, config, problem, states, msg, "train", r, pool, clients, observer=observer
         )
         server, agg = protocol.aggregate_train(config, server, replies, weights)
         queries = agg.num_queries
@@ -192,7 +193,7 @@ def _run(
             rec.report(r - 1, agg.weighted("value-start"))
         if config.uses_sync:
             smsg = protocol.sync_message(config, server)
-            sreplies, sdown, sup = _exchange(protocol.client_sync, config, problem, states, smsg, "sync", r, pool)
+            sreplies, sdown, sup = _exchange(protocol.client_sync, config, problem, states, smsg, "sync", r, pool, clients)
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
         row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies))
@@ -211,7 +212,8 @@ def _run(
     if final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
         t0 = time.perf_counter()
         emsg = protocol.evaluate_message(server)
-        ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool)
+        ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool,
+                                      list(range(problem.num_clients)))
         eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
         rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
         if eagg.replies:

@@ -358,6 +358,20 @@ class ServerState:
         )
 
 
+def sample_clients(config: RunConfig, round_: int, client_ids: list[int]) -> list[int]:
+    """The clients asked to take part in round ``round_`` (reproducible from the seed).
+
+    ``ceil(fraction * N)`` of the given ids (at least one), drawn without replacement
+    from ``SeedSequence([seed, round, 99])``; all of them when ``fraction == 1``.
+    """
+    ids = sorted(client_ids)
+    if config.fraction >= 1.0:
+        return ids
+    k = max(1, int(np.ceil(config.fraction * len(ids))))
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, round_, 99]))
+    return sorted(int(c) for c in rng.choice(ids, size=k, replace=False))
+
+
 def server_init(config: RunConfig, x0: np.ndarray) -> ServerState:
     return ServerState(x=np.asarray(x0, dtype=np.float64).copy(), rff_lengthscale=config.rff_lengthscale)
 
@@ -453,11 +467,15 @@ def aggregate_train(
 ) -> tuple[ServerState, Aggregate]:
     """Server step x_r = x_{r-1} - eta sum_i p_i (x_{r-1} - x_i) over valid replies.
 
-    With no valid reply the global point is unchanged (the round still counts).
+    With fewer than ``min-replies`` valid replies the global point is unchanged (the
+    round still counts). Partial participation rule: the global corrections average the
+    clients that replied this round (weights renormalised); a client that missed rounds
+    keeps its own control variate / RFF weights from the last round it took part in and
+    corrects with the fresh global ones when it is back.
     """
     agg = collect(replies, weights, train_reply_spec(config, state.x.size), "train")
     new = ServerState(state.x.copy(), state.round + 1, state.rff_global, state.scaffold_c, state.rff_lengthscale)
-    if agg.replies:
+    if len(agg.replies) >= config.min_replies:
         x_avg = agg.weighted("x")
         new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
         if config.method == "scaffold2":
@@ -471,7 +489,7 @@ def aggregate_sync(
     """Average the clients' RFF weights (FZooS) or control variates (SCAFFOLD-1)."""
     agg = collect(replies, weights, sync_reply_spec(config, state.x.size), "sync")
     new = ServerState(state.x, state.round, state.rff_global, state.scaffold_c, state.rff_lengthscale)
-    if agg.replies:
+    if len(agg.replies) >= config.min_replies:
         if config.method == "fzoos":
             new.rff_global = agg.weighted("rff-weights")
         elif config.method == "scaffold1":

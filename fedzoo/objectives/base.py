@@ -52,7 +52,7 @@ def as_points(X: Any, dim: int) -> np.ndarray:
             f"Points must lie in the unit box [0, 1]^{dim}; got values in "
             f"[{lo:.6g}, {hi:.6g}]."
         )
-    return np.clip(X, 0.0, 1.0)
+    return np.ascontiguousarray(np.clip(X, 0.0, 1.0))  # C order: values must not depend on layout
 
 
 class Objective:

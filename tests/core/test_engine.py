@@ -189,3 +189,25 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
                        resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path / "nothing", resume=True)
+
+
+def test_partial_participation_is_reproducible_and_counts_only_participants():
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fzoos", "fraction": 0.5, "rounds": 4})
+    p = make_problem("quadratic", dim=10, clients=6, heterogeneity=5.0, seed=1)
+    p.objectives = [CountingObjective(o) for o in p.objectives]
+    res = run_federation(p, cfg, workers=1)
+    assert res.num_queries == sum(o.points_seen for o in p.objectives)
+    assert [r["clients"] for r in res.history[1:]] == [3, 3, 3, 3]
+    picks = [protocol.sample_clients(cfg, r, list(range(6))) for r in range(1, 5)]
+    assert picks == [protocol.sample_clients(cfg, r, list(range(6))) for r in range(1, 5)]
+    assert len({tuple(x) for x in picks}) > 1  # different clients in different rounds
+    idle = set(range(6)) - set().union(*map(set, picks))
+    assert all(p.objectives[c].points_seen == 0 for c in idle)
+
+
+def test_too_few_valid_replies_leave_the_global_state_unchanged():
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo", "min-replies": 2})
+    state = protocol.server_init(cfg, np.full(4, 0.5))
+    good = {"x": np.full(4, 0.3), "num-queries": 3, "value-start": 1.0}
+    new, agg = protocol.aggregate_train(cfg, state, {0: good, 1: {**good, "x": np.full(4, np.nan)}}, {0: .5, 1: .5})
+    assert np.array_equal(new.x, state.x) and new.round == 1 and len(agg.replies) == 1
