@@ -106,8 +106,12 @@ def describe(msg: Message, context: Context) -> Message:
     settings = settings_of(context)
     pid = partition_id(context.node_config, settings)
     objective = load_objective(settings, context.node_config, pid)
-    meta = ConfigRecord({
-        "partition-id": pid, "dim": objective.dim,
-        "objective-kind": objective_kind(context.node_config), "fedzoo-version": __version__,
-    })
+    meta = ConfigRecord(
+        {
+            "partition-id": pid,
+            "dim": objective.dim,
+            "objective-kind": objective_kind(context.node_config),
+            "fedzoo-version": __version__,
+        }
+    )
     return Message(RecordDict({"fedzoo.meta": meta}), reply_to=msg)

@@ -81,24 +81,34 @@ def load_callable(spec: Any) -> Any:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as err:
-        raise ConfigError(f"Node config 'objective' = {spec!r}: cannot import {module_name!r}: {err}") from err
+        raise ConfigError(
+            f"Node config 'objective' = {spec!r}: cannot import {module_name!r}: {err}"
+        ) from err
     for part in attr_path.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ConfigError(f"Node config 'objective' = {spec!r}: {module_name!r} has no attribute {attr_path!r}.") from None
+            raise ConfigError(
+                f"Node config 'objective' = {spec!r}: {module_name!r} has no attribute {attr_path!r}."
+            ) from None
     if not callable(target):
-        raise ConfigError(f"Node config 'objective' = {spec!r} is a {type(target).__name__}, not a callable.")
+        raise ConfigError(
+            f"Node config 'objective' = {spec!r} is a {type(target).__name__}, not a callable."
+        )
     return target
 
 
 def _remote(node_config: Mapping[str, Any]) -> Objective:
     address = node_config[ORACLE]
     if not isinstance(address, str) or not _ADDRESS.match(address):
-        raise ConfigError(f"Node config 'oracle' = {address!r} is not allowed; expected 'host:port'.")
+        raise ConfigError(
+            f"Node config 'oracle' = {address!r} is not allowed; expected 'host:port'."
+        )
     root_cert = node_config.get(ORACLE_ROOT_CERT)
     if root_cert is not None and not isinstance(root_cert, str):
-        raise ConfigError(f"Node config 'oracle-root-cert' = {root_cert!r} must be the path of a PEM file.")
+        raise ConfigError(
+            f"Node config 'oracle-root-cert' = {root_cert!r} must be the path of a PEM file."
+        )
     timeout = node_config.get(ORACLE_TIMEOUT, 30.0)
     from client.oracle import RemoteOracle  # imports grpc: only for remote objectives
 

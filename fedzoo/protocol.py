@@ -90,8 +90,9 @@ class ClientState:
         if self.history is not None:
             out["history-x"] = self.history.X.copy()
             out["history-y"] = self.history.y.copy()
-        if self.gp_hyper is not None:
-            out["gp-hyper"] = self.gp_hyper.as_log()
+        if self.gp_hyper is not None:  # raw values: a log round trip is not exact
+            h = self.gp_hyper
+            out["gp-hyper"] = np.array([h.lengthscale, h.signal_var, h.noise_var])
         for key, value in (("rff-own", self.rff_own), ("scaffold-own", self.scaffold_own),
                            ("cached-x", self.cached_x), ("local-x", self.local_x)):
             if value is not None:
@@ -110,7 +111,8 @@ class ClientState:
                 config.history_max,
             )
         if "gp-hyper" in arrays:
-            state.gp_hyper = GPHyper.from_log(np.asarray(arrays["gp-hyper"]))
+            ls, s2, n2 = (float(v) for v in np.asarray(arrays["gp-hyper"]))
+            state.gp_hyper = GPHyper(ls, s2, n2)
         state.rff_own = arrays.get("rff-own")
         state.scaffold_own = arrays.get("scaffold-own")
         state.cached_x = arrays.get("cached-x")

@@ -16,8 +16,10 @@ only ``wall_s`` differs).
    with the mapping is dropped. The partition id is the client id the core uses to seed
    that client's randomness, and replies are aggregated in partition order.
 2. **Rounds.** ``train`` (MessageType.TRAIN), then ``query.sync`` for methods with a
-   sync exchange (fzoos, scaffold1); at the end ``query.evaluate`` for the others when
-   the last reported value is missing. Error replies, replies that cannot be decoded and
+   sync exchange (fzoos, scaffold1), both to the partitions
+   ``fedzoo.protocol.sample_clients`` picks for the round (all unless ``fraction < 1``);
+   at the end ``query.evaluate`` to every partition for the others when the last
+   reported value is missing. Error replies, replies that cannot be decoded and
    missing replies (``round-timeout``) are logged and skipped; payloads that decode but
    are invalid are dropped by ``fedzoo.protocol`` (logged, weights renormalised over the
    valid ones, global state unchanged by them).
@@ -99,11 +101,15 @@ def grid_is_simulation(grid: Grid) -> bool:
     return any(cls.__name__ == "InMemoryGrid" for cls in type(grid).__mro__)
 
 
-def _messages(payload: Payload | None, nodes: Mapping[int, int], message_type: str, group: str, ttl: float) -> list[Message]:
+def _messages(
+    payload: Payload | None, nodes: Mapping[int, int], message_type: str, group: str, ttl: float
+) -> list[Message]:
     out = []
     for node in nodes.values():
         content = payload_to_content(payload) if payload is not None else RecordDict()
-        out.append(Message(content, dst_node_id=node, message_type=message_type, group_id=group, ttl=ttl))
+        out.append(
+            Message(content, dst_node_id=node, message_type=message_type, group_id=group, ttl=ttl)
+        )
     return out
 
 
@@ -113,7 +119,9 @@ def _error_text(msg: Message) -> str:
     return f"error code {err.code}: {reason[-1] if reason else 'no reason given'}"
 
 
-def describe_nodes(grid: Grid, settings: FlowerSettings, node_ids: list[int], fed: Federation, timeout: float) -> None:
+def describe_nodes(
+    grid: Grid, settings: FlowerSettings, node_ids: list[int], fed: Federation, timeout: float
+) -> None:
     """Ask ``node_ids`` for their partition id and objective; update ``fed``."""
     if not node_ids:
         return
@@ -175,7 +183,9 @@ def wait_for_partitions(
             asked.update(n for n in new if n in fed.failed or n in fed.nodes.values())
         if wanted <= fed.nodes.keys():
             return fed
-        all_answered = bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in asked]
+        all_answered = (
+            bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in asked]
+        )
         if time.monotonic() >= deadline or (fixed_nodes and all_answered):
             missing = sorted(wanted - fed.nodes.keys())
             failures = "; ".join(f"node {n}: {why}" for n, why in fed.failed.items()) or "none"
@@ -198,14 +208,17 @@ def exchange(
     payload: Payload,
     round_: int,
     timeout: float,
+    partitions: list[int] | None = None,
 ) -> tuple[dict[int, Any], int, int]:
-    """Send ``payload`` to every partition; return (replies by partition id, down, up).
+    """Send ``payload`` to ``partitions`` (default all); return (replies by partition, down, up).
 
     Replies are in partition order; error replies, undecodable replies, replies from
-    an unexpected sender and missing replies are logged and left out.
+    a node not addressed and missing replies are logged and left out.
     """
-    msgs = _messages(payload, fed.nodes, message_type, str(round_), timeout)
-    partition_of = fed.partition_of
+    pids = sorted(fed.nodes) if partitions is None else sorted(partitions)
+    targets = {pid: fed.nodes[pid] for pid in pids}
+    msgs = _messages(payload, targets, message_type, str(round_), timeout)
+    partition_of = {node: pid for pid, node in targets.items()}
     replies: dict[int, Any] = {}
     for reply in grid.send_and_receive(msgs, timeout=timeout):
         node = reply.metadata.src_node_id
@@ -228,10 +241,12 @@ def exchange(
                 log.warning("skipped the %s: it claims partition-id %r", what, claimed)
                 continue
             replies[pid] = decoded
-    missing = sorted(set(fed.nodes) - replies.keys())
+    missing = sorted(set(targets) - replies.keys())
     if missing:
-        log.warning("round %d %s: no usable reply from partition(s) %s", round_, message_type, missing)
-    down = payload_nbytes(payload) * len(fed.nodes)
+        log.warning(
+            "round %d %s: no usable reply from partition(s) %s", round_, message_type, missing
+        )
+    down = payload_nbytes(payload) * len(targets)
     up = sum(payload_nbytes(r) for r in replies.values())
     return dict(sorted(replies.items())), down, up
 
@@ -246,7 +261,9 @@ class FlowerRun:
     federation: Federation
 
 
-def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None) -> FlowerRun:
+def run_server(
+    grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None
+) -> FlowerRun:
     """Run the federation over ``grid``; write history.csv and summary.json.
 
     Mirrors ``fedzoo.engine._run`` step for step (see the module docstring).
@@ -257,39 +274,62 @@ def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None 
     out_dir = resolve_out_dir(settings)
     fed = wait_for_partitions(grid, settings, fixed_nodes=simulation)
     if config.method == "fo" and any(kind != "problem" for kind in fed.kinds.values()):
-        raise FlowerRunError("Method 'fo' needs exact gradients: every node must use the built-in problem.")
+        raise FlowerRunError(
+            "Method 'fo' needs exact gradients: every node must use the built-in problem."
+        )
     x0, w = start_point(settings)
     weights = {pid: float(w[pid]) for pid in range(settings.num_clients)}
     problem = build_problem(settings) if settings.problem != CUSTOM_PROBLEM else None
-    simulated = simulation and problem is not None and problem.is_synthetic and all(
-        kind == "problem" for kind in fed.kinds.values()
+    simulated = (
+        simulation
+        and problem is not None
+        and problem.is_synthetic
+        and all(kind == "problem" for kind in fed.kinds.values())
     )
     rec = HistoryRecorder(problem.global_value if simulated else None)
     server = protocol.server_init(config, x0)
     rec.start(server.x, settings.num_clients)
     timeout = settings.round_timeout
-    log.info("fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s", config.method, config.rounds,
-             settings.num_clients, settings.dim, "simulated F" if simulated else "reported by clients", out_dir)
+    log.info(
+        "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
+        config.method,
+        config.rounds,
+        settings.num_clients,
+        settings.dim,
+        "simulated F" if simulated else "reported by clients",
+        out_dir,
+    )
 
     for r in range(1, config.rounds + 1):
         t0 = time.perf_counter()
+        clients = protocol.sample_clients(config, r, list(range(settings.num_clients)))
         msg = protocol.train_message(config, server)
-        replies, down, up = exchange(grid, fed, MessageType.TRAIN, msg, r, timeout)
+        replies, down, up = exchange(grid, fed, MessageType.TRAIN, msg, r, timeout, clients)
         server, agg = protocol.aggregate_train(config, server, replies, weights)
         queries = agg.num_queries
         if agg.replies:
             rec.report(r - 1, agg.weighted("value-start"))
         if config.uses_sync:
             smsg = protocol.sync_message(config, server)
-            sreplies, sdown, sup = exchange(grid, fed, SYNC, smsg, r, timeout)
+            sreplies, sdown, sup = exchange(grid, fed, SYNC, smsg, r, timeout, clients)
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies))
+        row = rec.end_round(
+            r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies)
+        )
         if config.uses_sync and sagg.replies:
             rec.report(r, sagg.weighted("value"))
-        log.info("round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d (%.2fs)", r, config.rounds,
-                 row["value"], row["reported_value"], row["queries"], row["clients"], settings.num_clients,
-                 row["wall_s"])
+        log.info(
+            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d (%.2fs)",
+            r,
+            config.rounds,
+            row["value"],
+            row["reported_value"],
+            row["queries"],
+            row["clients"],
+            len(clients),
+            row["wall_s"],
+        )
 
     if math.isnan(rec.rows[-1]["reported_value"]):
         t0 = time.perf_counter()
@@ -303,10 +343,20 @@ def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None 
 
     wall = time.perf_counter() - t_start
     if problem is not None:
-        info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,
-                "optimum_value": problem.optimum_value, **problem.info}
+        info = {
+            "name": problem.name,
+            "dim": problem.dim,
+            "clients": problem.num_clients,
+            "optimum_value": problem.optimum_value,
+            **problem.info,
+        }
     else:
-        info = {"name": CUSTOM_PROBLEM, "dim": settings.dim, "clients": settings.num_clients, "optimum_value": None}
+        info = {
+            "name": CUSTOM_PROBLEM,
+            "dim": settings.dim,
+            "clients": settings.num_clients,
+            "optimum_value": None,
+        }
     summ = summary(rec.rows, config.to_dict(), info, "flower", wall)
     summ["flower"] = {
         "simulation": simulation,
@@ -317,8 +367,13 @@ def run_server(grid: Grid, settings: FlowerSettings, *, simulation: bool | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_history(rec.rows, out_dir / "history.csv")
     write_summary(summ, out_dir / "summary.json")
-    log.info("done: final value %.6g, %d queries, %.1f s; wrote %s", rec.rows[-1]["value"], rec.rows[-1]["queries"],
-             wall, out_dir)
+    log.info(
+        "done: final value %.6g, %d queries, %.1f s; wrote %s",
+        rec.rows[-1]["value"],
+        rec.rows[-1]["queries"],
+        wall,
+        out_dir,
+    )
     return FlowerRun(server, rec.rows, summ, fed)
 
 

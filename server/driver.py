@@ -47,7 +47,7 @@ def run_flower(
     out_dir: str | Path,
     *,
     num_clients: int,
-    timeout_s: float = 600.0,
+    timeout_s: float = 3600.0,
     app_dir: str | Path | None = None,
     keep_workdir: bool = False,
 ) -> dict[str, Any]:
@@ -84,8 +84,13 @@ def run_flower(
         log.info("flower simulation: superlink %s, workdir %s", session.address, workdir)
         federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
         left = max(timeout_s - (time.monotonic() - t0), 1.0)
-        return session.run(overrides, out, timeout_s=left, federation_config=federation,
-                           app_dir=None if app_dir is None else Path(app_dir).resolve())
+        return session.run(
+            overrides,
+            out,
+            timeout_s=left,
+            federation_config=federation,
+            app_dir=None if app_dir is None else Path(app_dir).resolve(),
+        )
     finally:
         session.stop()
         if not keep_workdir:

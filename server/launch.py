@@ -65,28 +65,37 @@ def bin_path(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if found is None:
-        raise FlowerLaunchError(f"Cannot find {name!r}; install the extra: pip install 'fedzoo[flower]'.")
+        raise FlowerLaunchError(
+            f"Cannot find {name!r}; install the extra: pip install 'fedzoo[flower]'."
+        )
     return found
 
 
 def flower_env(
-    flwr_home: Path, session: str, ray_tmp: Path | None = None, base: Mapping[str, str] | None = None
+    flwr_home: Path,
+    session: str,
+    ray_tmp: Path | None = None,
+    base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment of a Flower process (see the module docstring)."""
     env = dict(os.environ if base is None else base)
-    env.update({
-        "FLWR_HOME": str(flwr_home),
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        SESSION_ENV: session,
-    })
+    env.update(
+        {
+            "FLWR_HOME": str(flwr_home),
+            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+            "FLWR_TELEMETRY_ENABLED": "0",
+            "FLWR_DISABLE_UPDATE_CHECK": "1",
+            SESSION_ENV: session,
+        }
+    )
     if ray_tmp is not None:
         env["RAY_TMPDIR"] = str(ray_tmp)
     for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(key, "1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [env.get("PATH")])])
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), *filter(None, [env.get("PATH")])]
+    )
     return env
 
 
@@ -119,14 +128,22 @@ def tail(path: Path | None, lines: int = 40) -> str:
     return f"\n--- {path} (last {len(text)} lines) ---\n" + "\n".join(text)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, what: str,
-              log_path: Path | None = None, cafile: Path | None = None) -> None:
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes] | None,
+    timeout_s: float,
+    what: str,
+    log_path: Path | None = None,
+    cafile: Path | None = None,
+) -> None:
     """Poll ``url`` until it answers 2xx; raise if ``proc`` exits or time runs out."""
     context = ssl.create_default_context(cafile=str(cafile)) if cafile is not None else None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise FlowerLaunchError(f"{what} exited with {proc.returncode} while starting.{tail(log_path)}")
+            raise FlowerLaunchError(
+                f"{what} exited with {proc.returncode} while starting.{tail(log_path)}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1.0, context=context) as resp:
                 if 200 <= resp.status < 300:
@@ -137,12 +154,26 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, 
     raise FlowerLaunchError(f"{what} did not answer {url} within {timeout_s:g} s.{tail(log_path)}")
 
 
-def run_checked(cmd: list[str], *, what: str, cwd: Path | None = None, timeout_s: float = 60.0,
-                env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(cmd, cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
-                         timeout=timeout_s)
+def run_checked(
+    cmd: list[str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    timeout_s: float = 60.0,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
     if res.returncode != 0:
-        raise FlowerLaunchError(f"{what} failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
+        raise FlowerLaunchError(
+            f"{what} failed ({res.returncode}): {' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
@@ -164,19 +195,63 @@ def make_certificates(directory: Path, *, days: int = 2) -> Certificates:
     openssl = shutil.which("openssl")
     if openssl is None:
         raise FlowerLaunchError("openssl is needed to generate TLS certificates.")
-    ca_key, ca, key, csr, crt = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    ca_key, ca, key, csr, crt = (
+        directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt")
+    )
     ext = directory / "server.ext"
     ext.write_text(
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
     )
     steps = [
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
-         "-days", str(days), "-subj", "/CN=fedzoo-test-ca"],
-        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
-         "-subj", "/CN=localhost"],
-        [openssl, "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-         "-out", str(crt), "-days", str(days), "-sha256", "-extfile", str(ext)],
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+            "-days",
+            str(days),
+            "-subj",
+            "/CN=fedzoo-test-ca",
+        ],
+        [
+            openssl,
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            "/CN=localhost",
+        ],
+        [
+            openssl,
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(crt),
+            "-days",
+            str(days),
+            "-sha256",
+            "-extfile",
+            str(ext),
+        ],
     ]
     for cmd in steps:
         run_checked(cmd, what="openssl")
@@ -192,8 +267,10 @@ def make_node_key(directory: Path, name: str) -> tuple[Path, Path]:
     private = directory / name
     for p in (private, private.with_suffix(".pub")):
         p.unlink(missing_ok=True)
-    run_checked([ssh_keygen, "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C", name, "-f", str(private)],
-                what="ssh-keygen")
+    run_checked(
+        [ssh_keygen, "-q", "-t", "ecdsa", "-b", "384", "-N", "", "-C", name, "-f", str(private)],
+        what="ssh-keygen",
+    )
     return private, Path(f"{private}.pub")
 
 
@@ -234,14 +311,22 @@ class Session:
         return f"127.0.0.1:{self.port}"
 
     # -- processes -----------------------------------------------------------------------
-    def spawn(self, name: str, cmd: list[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, cmd: list[str], *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start ``cmd`` in a new session with this session's marker; output to name.log."""
         log_path = self.workdir / f"{name}.log"
         full_env = dict(self.env if env is None else env)
         full_env[SESSION_ENV] = self.token
         with open(log_path, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=self.workdir, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append((name, proc, log_path))
         return proc
 
@@ -250,30 +335,53 @@ class Session:
 
     def start_superlink(self, timeout_s: float = 60.0) -> None:
         self.port = self.port or free_port()
-        cmd = [bin_path("flower-superlink"), "--host", "127.0.0.1", "--port", str(self.port),
-               "--disable-runtime-dependency-installation"]
+        cmd = [
+            bin_path("flower-superlink"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--disable-runtime-dependency-installation",
+        ]
         if self.simulation:
             cmd.append("--simulation")
         if self.tls:
             self.certs = make_certificates(self.workdir / "certs")
-            cmd += ["--ssl-ca-certfile", str(self.certs.ca), "--ssl-certfile", str(self.certs.server_cert),
-                    "--ssl-keyfile", str(self.certs.server_key)]
+            cmd += [
+                "--ssl-ca-certfile",
+                str(self.certs.ca),
+                "--ssl-certfile",
+                str(self.certs.server_cert),
+                "--ssl-keyfile",
+                str(self.certs.server_key),
+            ]
         else:
             cmd.append("--insecure")
         if self.node_auth:
             cmd.append("--enable-supernode-auth")
         proc = self.spawn("superlink", cmd)
         scheme = "https" if self.tls else "http"
-        wait_http(f"{scheme}://{self.address}/health", proc, timeout_s, "flower-superlink",
-                  self.log_of("superlink"), cafile=self.certs.ca if self.certs else None)
+        wait_http(
+            f"{scheme}://{self.address}/health",
+            proc,
+            timeout_s,
+            "flower-superlink",
+            self.log_of("superlink"),
+            cafile=self.certs.ca if self.certs else None,
+        )
         self.write_connection()
 
     def write_connection(self) -> Path:
         """``$FLWR_HOME/config.toml`` with this session's connection (the default)."""
         home = Path(self.env["FLWR_HOME"])
         home.mkdir(parents=True, exist_ok=True)
-        lines = ["[superlink]", f'default = "{self.connection}"', "", f"[superlink.{self.connection}]",
-                 f'address = "{self.address}"']
+        lines = [
+            "[superlink]",
+            f'default = "{self.connection}"',
+            "",
+            f"[superlink.{self.connection}]",
+            f'address = "{self.address}"',
+        ]
         if self.certs is not None:
             lines.append(f'root-certificates = "{self.certs.ca}"')
         else:
@@ -282,11 +390,24 @@ class Session:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def start_supernode(self, name: str, node_config: Mapping[str, Any], *, private_key: Path | None = None,
-                        max_wait_s: float | None = None) -> subprocess.Popen[bytes]:
+    def start_supernode(
+        self,
+        name: str,
+        node_config: Mapping[str, Any],
+        *,
+        private_key: Path | None = None,
+        max_wait_s: float | None = None,
+    ) -> subprocess.Popen[bytes]:
         """A ``flower-supernode`` (own FLWR_HOME and ClientAppIo port) for ``node_config``."""
-        cmd = [bin_path("flower-supernode"), "--superlink", self.address, "--port", str(free_port()),
-               "--node-config", config_string(node_config)]
+        cmd = [
+            bin_path("flower-supernode"),
+            "--superlink",
+            self.address,
+            "--port",
+            str(free_port()),
+            "--node-config",
+            config_string(node_config),
+        ]
         if self.certs is not None:
             cmd += ["--root-certificates", str(self.certs.ca)]
         else:
@@ -314,20 +435,36 @@ class Session:
         self.stop()
 
     # -- flwr CLI ------------------------------------------------------------------------
-    def flwr(self, *args: str, check: bool = True, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def flwr(
+        self, *args: str, check: bool = True, timeout_s: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [bin_path("flwr"), *args]
-        res = subprocess.run(cmd, env=self.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s,
-                             start_new_session=True)
+        res = subprocess.run(
+            cmd,
+            env=self.env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            start_new_session=True,
+        )
         if check and res.returncode != 0:
-            raise FlowerLaunchError(f"{' '.join(cmd)} failed with {res.returncode}:\n{res.stdout}\n{res.stderr}")
+            raise FlowerLaunchError(
+                f"{' '.join(cmd)} failed with {res.returncode}:\n{res.stdout}\n{res.stderr}"
+            )
         return res
 
     def register(self, public_key: Path) -> None:
         """``flwr supernode register`` (SuperNode authentication)."""
         self.flwr("supernode", "register", str(public_key), self.connection)
 
-    def submit(self, run_config: Mapping[str, Any], *, app_dir: Path | None = None,
-               federation_config: Mapping[str, Any] | None = None) -> int:
+    def submit(
+        self,
+        run_config: Mapping[str, Any],
+        *,
+        app_dir: Path | None = None,
+        federation_config: Mapping[str, Any] | None = None,
+    ) -> int:
         """``flwr run`` of ``app_dir`` (default: this repository, staged); returns the run id."""
         if app_dir is None:
             app_dir = self.workdir / "app"
@@ -342,7 +479,9 @@ class Session:
         try:
             return int(_json_in(res.stdout)["run-id"])
         except (ValueError, KeyError, TypeError) as err:
-            raise FlowerLaunchError(f"flwr run gave no run id:\n{res.stdout}\n{res.stderr}") from err
+            raise FlowerLaunchError(
+                f"flwr run gave no run id:\n{res.stdout}\n{res.stderr}"
+            ) from err
 
     def status(self, run_id: int) -> str:
         """The run's status from ``flwr ls --format json`` (e.g. ``finished:completed``)."""
@@ -351,7 +490,9 @@ class Session:
             runs = _json_in(res.stdout)["runs"]
             return str(next(r for r in runs if int(r["run-id"]) == run_id)["status"])
         except (ValueError, KeyError, TypeError, StopIteration) as err:
-            raise FlowerLaunchError(f"flwr ls gave no status for run {run_id}:\n{res.stdout}\n{res.stderr}") from err
+            raise FlowerLaunchError(
+                f"flwr ls gave no status for run {run_id}:\n{res.stdout}\n{res.stderr}"
+            ) from err
 
     def wait(self, run_id: int, timeout_s: float, poll_s: float = 1.0) -> str:
         """Poll until the run is finished; return its final status."""
@@ -362,29 +503,45 @@ class Session:
             if status.startswith("finished"):
                 return status
             time.sleep(poll_s)
-        raise FlowerLaunchError(f"Run {run_id} did not finish within {timeout_s:g} s (status {status}).\n"
-                                f"{self.logs(run_id)[-4000:]}")
+        raise FlowerLaunchError(
+            f"Run {run_id} did not finish within {timeout_s:g} s (status {status}).\n"
+            f"{self.logs(run_id)[-4000:]}"
+        )
 
     def logs(self, run_id: int) -> str:
         """The run's log (``flwr log --show``)."""
         res = self.flwr("log", str(run_id), self.connection, "--show", check=False, timeout_s=60.0)
         return res.stdout + res.stderr
 
-    def run(self, run_config: Mapping[str, Any], out_dir: Path, *, timeout_s: float,
-            federation_config: Mapping[str, Any] | None = None, app_dir: Path | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        run_config: Mapping[str, Any],
+        out_dir: Path,
+        *,
+        timeout_s: float,
+        federation_config: Mapping[str, Any] | None = None,
+        app_dir: Path | None = None,
+    ) -> dict[str, Any]:
         """Submit, wait for ``finished:completed``, save the log; return summary.json."""
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "summary.json").unlink(missing_ok=True)
-        run_id = self.submit({**run_config, "out-dir": str(out_dir)}, federation_config=federation_config,
-                             app_dir=app_dir)
+        run_id = self.submit(
+            {**run_config, "out-dir": str(out_dir)},
+            federation_config=federation_config,
+            app_dir=app_dir,
+        )
         status = self.wait(run_id, timeout_s)
         run_log = self.logs(run_id)
         (out_dir / "flower-run.log").write_text(run_log)
         if status != FINISHED_OK:
-            raise FlowerLaunchError(f"Flower run {run_id} ended with status {status!r}:\n{run_log[-6000:]}")
+            raise FlowerLaunchError(
+                f"Flower run {run_id} ended with status {status!r}:\n{run_log[-6000:]}"
+            )
         path = out_dir / "summary.json"
         if not path.exists():
-            raise FlowerLaunchError(f"Flower run {run_id} completed but wrote no {path}:\n{run_log[-6000:]}")
+            raise FlowerLaunchError(
+                f"Flower run {run_id} completed but wrote no {path}:\n{run_log[-6000:]}"
+            )
         return json.loads(path.read_text())
 
 
@@ -408,10 +565,12 @@ def stage_app(destination: Path, app_dir: Path = REPO_ROOT) -> Path:
     for pattern in patterns:
         prefix = pattern.split("*", 1)[0].rstrip("/")
         if prefix and (app_dir / prefix).is_dir():
-            shutil.copytree(app_dir / prefix, destination / prefix, ignore=ignore, dirs_exist_ok=True)
+            shutil.copytree(
+                app_dir / prefix, destination / prefix, ignore=ignore, dirs_exist_ok=True
+            )
     return destination
 
 
 def _json_in(text: str) -> Any:
     """The JSON object in a CLI's stdout (after any banner lines)."""
-    return json.loads(text[text.index("{"):])
+    return json.loads(text[text.index("{") :])

@@ -59,7 +59,9 @@ def record_to_arrays(record: ArrayRecord, *, source: str = "record") -> dict[str
     for key, array in record.items():
         where = f"{source}[{key!r}]"
         if array.stype != _NUMPY_STYPE:
-            raise PayloadError(f"{where}: expected a numpy-serialised array, got stype {array.stype!r}.")
+            raise PayloadError(
+                f"{where}: expected a numpy-serialised array, got stype {array.stype!r}."
+            )
         size = math.prod(int(n) for n in array.shape)
         if size > MAX_ARRAY_ELEMENTS:
             raise PayloadError(
@@ -87,7 +89,9 @@ def _scalar(value: Any, key: str) -> Any:
     return value
 
 
-def payload_to_content(payload: Mapping[str, Any], meta: Mapping[str, Any] | None = None) -> RecordDict:
+def payload_to_content(
+    payload: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+) -> RecordDict:
     """Encode a payload (and optional transport metadata) as message content."""
     arrays = {k: v for k, v in payload.items() if isinstance(v, np.ndarray)}
     scalars = {k: _scalar(v, k) for k, v in payload.items() if not isinstance(v, np.ndarray)}
@@ -113,12 +117,16 @@ def content_to_payload(content: RecordDict, *, source: str = "message") -> dict[
     if ARRAYS in content:
         record = content[ARRAYS]
         if not isinstance(record, ArrayRecord):
-            raise PayloadError(f"{source}: record {ARRAYS!r} must be an ArrayRecord, got {type(record).__name__}.")
+            raise PayloadError(
+                f"{source}: record {ARRAYS!r} must be an ArrayRecord, got {type(record).__name__}."
+            )
         payload.update(record_to_arrays(record, source=source))
     if SCALARS in content:
         record = content[SCALARS]
         if not isinstance(record, ConfigRecord):
-            raise PayloadError(f"{source}: record {SCALARS!r} must be a ConfigRecord, got {type(record).__name__}.")
+            raise PayloadError(
+                f"{source}: record {SCALARS!r} must be a ConfigRecord, got {type(record).__name__}."
+            )
         twice = sorted(set(record) & set(payload))
         if twice:
             raise PayloadError(f"{source}: key(s) {twice} sent both as an array and as a scalar.")

@@ -89,7 +89,9 @@ def _int(values: Mapping[str, Any], key: str, minimum: int) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"Run-config {key!r} = {value!r} is not allowed; expected an integer >= {minimum}.")
+        raise ConfigError(
+            f"Run-config {key!r} = {value!r} is not allowed; expected an integer >= {minimum}."
+        )
     return value
 
 
@@ -119,7 +121,9 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     config = RunConfig.from_mapping({k: v for k, v in values.items() if k in known})
     problem = values["problem"]
     if not isinstance(problem, str) or not problem:
-        raise ConfigError(f"Run-config 'problem' = {problem!r} is not allowed; expected a problem name or 'custom'.")
+        raise ConfigError(
+            f"Run-config 'problem' = {problem!r} is not allowed; expected a problem name or 'custom'."
+        )
     from fedzoo.objectives.problems import PROBLEMS
 
     if problem != CUSTOM_PROBLEM and problem not in PROBLEMS:
@@ -129,7 +133,9 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         )
     out_dir = values["out-dir"]
     if not isinstance(out_dir, str) or not out_dir:
-        raise ConfigError(f"Run-config 'out-dir' = {out_dir!r} is not allowed; expected a directory path.")
+        raise ConfigError(
+            f"Run-config 'out-dir' = {out_dir!r} is not allowed; expected a directory path."
+        )
     return FlowerSettings(
         config=config,
         problem=problem,
@@ -141,13 +147,6 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         node_wait_timeout=_number(values, "node-wait-timeout", positive=True),
         round_timeout=_number(values, "round-timeout", positive=True),
     )
-
-
-def run_config_for(settings_or_values: Mapping[str, Any]) -> dict[str, Any]:
-    """The full run-config (defaults filled in) for a partial mapping; validated."""
-    values = {**shipped_defaults(), **dict(settings_or_values)}
-    parse_run_config(values)
-    return values
 
 
 def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -171,11 +170,29 @@ def build_problem(settings: FlowerSettings) -> Any:
         from fedzoo.objectives.problems import make_problem
 
         _PROBLEMS[key] = make_problem(
-            settings.problem, dim=settings.dim, clients=settings.num_clients,
-            heterogeneity=settings.heterogeneity, seed=settings.problem_seed,
+            settings.problem,
+            dim=settings.dim,
+            clients=settings.num_clients,
+            heterogeneity=settings.heterogeneity,
+            seed=settings.problem_seed,
         )
     return _PROBLEMS[key]
 
 
 def resolve_out_dir(settings: FlowerSettings) -> Path:
     return Path(settings.out_dir).expanduser().resolve()
+
+
+def config_table() -> str:
+    """The body of ``[tool.flwr.app.config]`` (``python -m server.settings`` prints it)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return f'"{v}"' if isinstance(v, str) else repr(v)
+
+    return "".join(f"{k} = {value(v)}\n" for k, v in shipped_defaults().items())
+
+
+if __name__ == "__main__":
+    print(config_table(), end="")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize
+from scipy import linalg
 
 from fedzoo.errors import ShapeError
 from fedzoo.surrogates.kernels import get_kernel, squared_distances
@@ -257,6 +257,8 @@ def fit_hyperparameters(
     ``init`` (last round's optimum): one warm-started run, since the hyper-parameters
     move little between rounds (the fit then costs one L-BFGS run).
     """
+    from scipy import optimize  # lazy: keeps the client start-up light
+
     X = np.asarray(X, dtype=np.float64)
     y_std, _, _ = _standardise(np.asarray(y, dtype=np.float64))
     Xc = X - X.mean(axis=0)

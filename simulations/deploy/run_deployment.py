@@ -46,17 +46,42 @@ def start_oracle(session: Session, run_config: dict[str, Any], client_id: int) -
     """Serve client ``client_id``'s objective over gRPC with TLS; return its address."""
     assert session.certs is not None
     port_file = session.workdir / f"oracle{client_id}.port"
-    cmd = [sys.executable, "-m", "client.oracle_cli", "serve", "--problem", str(run_config["problem"]),
-           "--dim", str(run_config["dim"]), "--clients", str(run_config["num-clients"]),
-           "--heterogeneity", str(float(run_config["heterogeneity"])), "--seed", str(run_config["problem-seed"]),
-           "--client-id", str(client_id), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-           "--tls-cert", str(session.certs.server_cert), "--tls-key", str(session.certs.server_key)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "client.oracle_cli",
+        "serve",
+        "--problem",
+        str(run_config["problem"]),
+        "--dim",
+        str(run_config["dim"]),
+        "--clients",
+        str(run_config["num-clients"]),
+        "--heterogeneity",
+        str(float(run_config["heterogeneity"])),
+        "--seed",
+        str(run_config["problem-seed"]),
+        "--client-id",
+        str(client_id),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--port-file",
+        str(port_file),
+        "--tls-cert",
+        str(session.certs.server_cert),
+        "--tls-key",
+        str(session.certs.server_key),
+    ]
     proc = session.spawn(f"oracle{client_id}", cmd)
     deadline = time.monotonic() + 30.0
     log_path = session.log_of(f"oracle{client_id}")
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"oracle server exited with {proc.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(
+                f"oracle server exited with {proc.returncode}:\n{log_path.read_text()}"
+            )
         if port_file.exists() and port_file.read_text().strip():
             return f"127.0.0.1:{int(port_file.read_text())}"
         time.sleep(0.1)
@@ -64,15 +89,24 @@ def start_oracle(session: Session, run_config: dict[str, Any], client_id: int) -
 
 
 def start_federation(
-    session: Session, run_config: dict[str, Any], *, num_clients: int, oracle_client: int | None = None
+    session: Session,
+    run_config: dict[str, Any],
+    *,
+    num_clients: int,
+    oracle_client: int | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Register and start ``num_clients`` SuperNodes (and the oracle); return node configs.
 
     ``session`` must have its SuperLink running with TLS and node authentication.
     """
     settings = parse_run_config({**run_config, "num-clients": num_clients})
-    problem = {"problem": settings.problem, "dim": settings.dim, "num-clients": settings.num_clients,
-               "heterogeneity": settings.heterogeneity, "problem-seed": settings.problem_seed}
+    problem = {
+        "problem": settings.problem,
+        "dim": settings.dim,
+        "num-clients": settings.num_clients,
+        "heterogeneity": settings.heterogeneity,
+        "problem-seed": settings.problem_seed,
+    }
     keys = []
     for i in range(num_clients):
         private, public = make_node_key(session.workdir / "keys", f"node{i}")
@@ -119,21 +153,38 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heterogeneity", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rff-features", type=int, default=1000)
-    p.add_argument("--oracle-client", type=int, default=None,
-                   help="serve this client's objective from a separate oracle process")
+    p.add_argument(
+        "--oracle-client",
+        type=int,
+        default=None,
+        help="serve this client's objective from a separate oracle process",
+    )
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "deploy")
-    p.add_argument("--workdir", type=Path, default=None, help="logs, certificates, keys (default: a temp dir)")
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="logs, certificates, keys (default: a temp dir)"
+    )
     p.add_argument("--timeout", type=float, default=900.0)
-    p.add_argument("-c", "--run-config", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other run-config key (TOML value), repeatable")
+    p.add_argument(
+        "-c",
+        "--run-config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other run-config key (TOML value), repeatable",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     run_config: dict[str, Any] = {
-        "method": args.method, "rounds": args.rounds, "local-steps": args.local_steps, "dim": args.dim,
-        "problem": args.problem, "heterogeneity": args.heterogeneity, "seed": args.seed,
+        "method": args.method,
+        "rounds": args.rounds,
+        "local-steps": args.local_steps,
+        "dim": args.dim,
+        "problem": args.problem,
+        "heterogeneity": args.heterogeneity,
+        "seed": args.seed,
         "rff-features": args.rff_features,
     }
     import tomllib
@@ -143,17 +194,33 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fedzoo-deploy-"))
     print(f"workdir (logs, certificates, keys): {workdir}", flush=True)
     t0 = time.perf_counter()
-    summ = deploy(run_config, args.out, num_clients=args.clients, workdir=workdir,
-                  oracle_client=args.oracle_client, timeout_s=args.timeout)
+    summ = deploy(
+        run_config,
+        args.out,
+        num_clients=args.clients,
+        workdir=workdir,
+        oracle_client=args.oracle_client,
+        timeout_s=args.timeout,
+    )
     wall = time.perf_counter() - t0
     fv = summ["final_value"]
-    print(json.dumps({
-        "method": summ["method"], "rounds": summ["rounds"], "final_value": fv if fv is None or math.isfinite(fv) else None,
-        "total_queries": summ["total_queries"], "total_bytes": summ["total_bytes"],
-        "median_round_s": summ["median_round_s"], "value_source": summ["flower"]["value_source"],
-        "objective_kinds": summ["flower"]["objective_kinds"], "wall_s_with_startup": round(wall, 1),
-        "out": str(args.out.resolve()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "method": summ["method"],
+                "rounds": summ["rounds"],
+                "final_value": fv if fv is None or math.isfinite(fv) else None,
+                "total_queries": summ["total_queries"],
+                "total_bytes": summ["total_bytes"],
+                "median_round_s": summ["median_round_s"],
+                "value_source": summ["flower"]["value_source"],
+                "objective_kinds": summ["flower"]["objective_kinds"],
+                "wall_s_with_startup": round(wall, 1),
+                "out": str(args.out.resolve()),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -25,8 +25,11 @@ def flower_environment() -> Iterator[None]:
     home = Path(tempfile.mkdtemp(prefix="fz-flwr-home-"))
     ray_tmp = Path(tempfile.mkdtemp(prefix="fzr", dir="/tmp"))
     values = {
-        "FLWR_HOME": str(home), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "RAY_TMPDIR": str(ray_tmp),
+        "FLWR_HOME": str(home),
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "RAY_TMPDIR": str(ray_tmp),
         "OPENBLAS_NUM_THREADS": "1",
     }
     saved = {k: os.environ.get(k) for k in values}
@@ -50,8 +53,12 @@ def identity() -> Iterator[None]:
         yield
 
 
-def make_grid(run_config: dict[str, Any], node_configs: list[dict[str, Any]] | None = None,
-              tamper: Tamper | None = None, **kwargs: Any) -> InProcessGrid:
+def make_grid(
+    run_config: dict[str, Any],
+    node_configs: list[dict[str, Any]] | None = None,
+    tamper: Tamper | None = None,
+    **kwargs: Any,
+) -> InProcessGrid:
     n = parse_run_config(run_config).num_clients
     configs = node_configs if node_configs is not None else [{"partition-id": i} for i in range(n)]
     return InProcessGrid(client_app, configs, run_config, tamper=tamper, **kwargs)

@@ -63,8 +63,13 @@ class InProcessGrid(Grid):
         node_ids = node_ids or [1000 + 7 * i for i in range(len(node_configs))]
         self.client_app = client_app
         self.contexts = {
-            node: Context(run_id=run_id, node_id=node, node_config=dict(cfg), state=RecordDict(),
-                          run_config=dict(run_config))
+            node: Context(
+                run_id=run_id,
+                node_id=node,
+                node_config=dict(cfg),
+                state=RecordDict(),
+                run_config=dict(run_config),
+            )
             for node, cfg in zip(node_ids, node_configs)
         }
         self.tamper = tamper
@@ -79,7 +84,9 @@ class InProcessGrid(Grid):
     def run(self) -> Any:  # pragma: no cover - not used
         raise NotImplementedError
 
-    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):  # pragma: no cover
+    def create_message(
+        self, content, message_type, dst_node_id, group_id, ttl=None
+    ):  # pragma: no cover
         return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
 
     def get_node_ids(self) -> Iterable[int]:
@@ -91,7 +98,9 @@ class InProcessGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
         raise NotImplementedError
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
         replies = []
         for msg in messages:
             msg.metadata.__dict__["_message_id"] = uuid.uuid4().hex
@@ -104,7 +113,9 @@ class InProcessGrid(Grid):
                 reply = self.client_app(inbound, context)
             except Exception as err:  # what the Flower runtime does with a raising ClientApp
                 reason = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
-                reply = Message(Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=inbound)
+                reply = Message(
+                    Error(code=CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=inbound
+                )
             if reply.has_content():
                 reply = Message(metadata=reply.metadata, content=wire(reply.content))
             if self.tamper is not None:

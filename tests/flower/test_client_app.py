@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import Context, Message, Metadata, MessageType, RecordDict
+from flwr.app import Context, Message, MessageType, Metadata, RecordDict
 
 from client.app import STATE_KEY
 from client.app import app as client_app
@@ -25,14 +25,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def message(payload, message_type, *, group="1"):
     content = payload_to_content(payload) if payload is not None else RecordDict()
-    meta = Metadata(run_id=1, message_id="m1", src_node_id=1, dst_node_id=7, reply_to_message_id="",
-                    group_id=group, created_at=time.time(), ttl=60, message_type=message_type)
+    meta = Metadata(
+        run_id=1,
+        message_id="m1",
+        src_node_id=1,
+        dst_node_id=7,
+        reply_to_message_id="",
+        group_id=group,
+        created_at=time.time(),
+        ttl=60,
+        message_type=message_type,
+    )
     return Message(content, metadata=meta)
 
 
 def context(node_config, run_config=None):
-    return Context(run_id=1, node_id=7, node_config=node_config, state=RecordDict(),
-                   run_config=dict(SMALL if run_config is None else run_config))
+    return Context(
+        run_id=1,
+        node_id=7,
+        node_config=node_config,
+        state=RecordDict(),
+        run_config=dict(SMALL if run_config is None else run_config),
+    )
 
 
 def train_payload(run_config=None):
@@ -53,20 +67,30 @@ def test_train_reply_is_the_protocol_reply_and_state_persists():
     ctx = context({"partition-id": 1})
     msg = train_payload()
     reply = client_app(message(msg, MessageType.TRAIN), ctx)
-    assert reply.metadata.reply_to_message_id == "m1" and content_meta(reply.content) == {"partition-id": 1}
+    assert reply.metadata.reply_to_message_id == "m1" and content_meta(reply.content) == {
+        "partition-id": 1
+    }
     got = content_to_payload(reply.content)
     # the same call in process gives the same reply, bit for bit
     with blas_threads(1):  # as the ClientApp (and the engine): BLAS results depend on threads
-        state, expected = protocol.client_train(s.config, build_problem(s).objectives[1],
-                                                protocol.new_client_state(s.config, 10), msg, 1)
+        state, expected = protocol.client_train(
+            s.config,
+            build_problem(s).objectives[1],
+            protocol.new_client_state(s.config, 10),
+            msg,
+            1,
+        )
     assert got.keys() == expected.keys()
     assert np.array_equal(got["x"], expected["x"]) and got["num-queries"] == expected["num-queries"]
     assert got["value-start"] == expected["value-start"]
     stored = protocol.ClientState.from_arrays(
-        {k: v.numpy() for k, v in ctx.state[STATE_KEY].items()}, s.config)
+        {k: v.numpy() for k, v in ctx.state[STATE_KEY].items()}, s.config
+    )
     assert np.array_equal(stored.history.X, state.history.X)
     # the sync exchange continues from the stored state
-    server, _ = protocol.aggregate_train(s.config, protocol.server_init(s.config, msg["x"]), {1: got}, {1: 1.0})
+    server, _ = protocol.aggregate_train(
+        s.config, protocol.server_init(s.config, msg["x"]), {1: got}, {1: 1.0}
+    )
     sreply = client_app(message(protocol.sync_message(s.config, server), "query.sync"), ctx)
     assert content_to_payload(sreply.content)["rff-weights"].shape == (200,)
 
@@ -80,28 +104,42 @@ def test_a_failing_handler_leaves_the_stored_state_alone():
     with pytest.raises(PayloadError, match="unit box"):
         client_app(message(bad, MessageType.TRAIN), ctx)
     after = {k: v.numpy() for k, v in ctx.state[STATE_KEY].items()}
-    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert before.keys() == after.keys() and all(
+        np.array_equal(before[k], after[k]) for k in before
+    )
 
 
 def test_callable_objective_from_the_node_config():
     ctx = context({"partition-id": 0, "objective": "tests.flower.fixtures:sphere"})
     meta = content_meta(client_app(message(None, "query.describe"), ctx).content)
     assert meta["objective-kind"] == "callable"
-    reply = content_to_payload(client_app(message({"x": np.full(10, 0.5)}, "query.evaluate"), ctx).content)
+    reply = content_to_payload(
+        client_app(message({"x": np.full(10, 0.5)}, "query.evaluate"), ctx).content
+    )
     assert reply == {"value": pytest.approx(10 * 0.2**2), "num-queries": 1}
 
 
-@pytest.mark.parametrize("node_config, match", [
-    ({}, "no 'partition-id'"),
-    ({"partition-id": 3}, r"\[0, 2\]"),
-    ({"partition-id": True}, "partition-id"),
-    ({"partition-id": 0, "objective": "os.system('x')"}, "package.module:function"),
-    ({"partition-id": 0, "objective": "tests.flower.nowhere:f"}, "cannot import"),
-    ({"partition-id": 0, "objective": "tests.flower.fixtures:missing"}, "no attribute"),
-    ({"partition-id": 0, "objective": "tests.flower.fixtures:NOT_CALLABLE"}, "not a callable"),
-    ({"partition-id": 0, "objective": "tests.flower.fixtures:sphere", "oracle": "127.0.0.1:1"}, "both"),
-    ({"partition-id": 0, "oracle": "not an address"}, "host:port"),
-])
+@pytest.mark.parametrize(
+    "node_config, match",
+    [
+        ({}, "no 'partition-id'"),
+        ({"partition-id": 3}, r"\[0, 2\]"),
+        ({"partition-id": True}, "partition-id"),
+        ({"partition-id": 0, "objective": "os.system('x')"}, "package.module:function"),
+        ({"partition-id": 0, "objective": "tests.flower.nowhere:f"}, "cannot import"),
+        ({"partition-id": 0, "objective": "tests.flower.fixtures:missing"}, "no attribute"),
+        ({"partition-id": 0, "objective": "tests.flower.fixtures:NOT_CALLABLE"}, "not a callable"),
+        (
+            {
+                "partition-id": 0,
+                "objective": "tests.flower.fixtures:sphere",
+                "oracle": "127.0.0.1:1",
+            },
+            "both",
+        ),
+        ({"partition-id": 0, "oracle": "not an address"}, "host:port"),
+    ],
+)
 def test_bad_node_configs_raise_clear_errors(node_config, match):
     with pytest.raises(ConfigError, match=match):
         client_app(message(None, "query.describe"), context(node_config))
@@ -109,7 +147,10 @@ def test_bad_node_configs_raise_clear_errors(node_config, match):
 
 def test_custom_problem_needs_a_named_objective():
     with pytest.raises(ConfigError, match="custom"):
-        client_app(message(None, "query.describe"), context({"partition-id": 0}, {**SMALL, "problem": "custom"}))
+        client_app(
+            message(None, "query.describe"),
+            context({"partition-id": 0}, {**SMALL, "problem": "custom"}),
+        )
 
 
 def test_remote_oracle_objective():
@@ -124,18 +165,32 @@ def test_remote_oracle_objective():
         msg = train_payload()
         got = content_to_payload(client_app(message(msg, MessageType.TRAIN), ctx).content)
         with blas_threads(1):
-            _, expected = protocol.client_train(s.config, build_problem(s).objectives[2],
-                                                protocol.new_client_state(s.config, 10), msg, 2)
-        assert np.array_equal(got["x"], expected["x"]) and got["value-start"] == expected["value-start"]
+            _, expected = protocol.client_train(
+                s.config,
+                build_problem(s).objectives[2],
+                protocol.new_client_state(s.config, 10),
+                msg,
+                2,
+            )
+        assert (
+            np.array_equal(got["x"], expected["x"])
+            and got["value-start"] == expected["value-start"]
+        )
         with pytest.raises(ConfigError, match="dimension 10"):
-            client_app(message(None, "query.describe"),
-                       context({"partition-id": 2, "oracle": f"127.0.0.1:{port}"}, {**SMALL, "dim": 4}))
+            client_app(
+                message(None, "query.describe"),
+                context({"partition-id": 2, "oracle": f"127.0.0.1:{port}"}, {**SMALL, "dim": 4}),
+            )
     finally:
         server.stop(0)
 
 
 def test_the_clientapp_import_path_is_light():
-    code = ("import sys, client.app; bad = [m for m in ('torch', 'client.oracle', 'ray', 'fedzoo.attack') "
-            "if m in sys.modules]; print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    code = (
+        "import sys, client.app; bad = [m for m in ('torch', 'client.oracle', 'ray', 'fedzoo.attack') "
+        "if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"

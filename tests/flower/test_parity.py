@@ -48,22 +48,54 @@ def test_flower_history_equals_the_engine_history(tmp_path, method):
     ref = engine_reference(rc, tmp_path / "engine")
     run = run_server(make_grid(rc), parse_run_config(rc))
     assert_same_history(run.rows, ref.history)
-    assert_same_history(read_history(tmp_path / "flower" / "history.csv"),
-                        read_history(tmp_path / "engine" / "history.csv"))
-    for key in ("final_value", "final_reported_value", "best_value", "total_queries", "total_bytes", "config",
-                "problem", "rounds"):
+    assert_same_history(
+        read_history(tmp_path / "flower" / "history.csv"),
+        read_history(tmp_path / "engine" / "history.csv"),
+    )
+    for key in (
+        "final_value",
+        "final_reported_value",
+        "best_value",
+        "total_queries",
+        "total_bytes",
+        "config",
+        "problem",
+        "rounds",
+    ):
         assert run.summary[key] == ref.summary[key] or same(run.summary[key], ref.summary[key]), key
     assert run.summary["engine"] == "flower" and ref.summary["engine"] == "inprocess"
 
 
-def test_parity_holds_when_one_client_queries_a_remote_oracle(tmp_path):
+@pytest.mark.parametrize("method", ["fzoos", "fedzo"])
+def test_partial_participation_samples_the_same_clients(tmp_path, method):
+    rc = {
+        **SMALL,
+        "method": method,
+        "num-clients": 4,
+        "fraction": 0.5,
+        "out-dir": str(tmp_path / "f"),
+    }
+    ref = engine_reference(rc, None)
+    grid = make_grid(rc)
+    run = run_server(grid, parse_run_config(rc))
+    assert_same_history(run.rows, ref.history)
+    per_round = {m.metadata.group_id for m in grid.sent if m.metadata.message_type == "train"}
+    assert len(per_round) == 3 and grid.calls["train"] == 3 * 2  # 2 of 4 clients per round
+
+
+@pytest.mark.parametrize("method", ["fzoos", "fedzo"])
+def test_parity_holds_when_one_client_queries_a_remote_oracle(tmp_path, method):
     from client.oracle_server import start_oracle_server
 
-    rc = {**SMALL, "method": "fzoos", "out-dir": str(tmp_path / "flower")}
+    rc = {**SMALL, "method": method, "out-dir": str(tmp_path / "flower")}
     s = parse_run_config(rc)
     server, port = start_oracle_server(build_problem(s).objectives[1], port=0)
     try:
-        nodes = [{"partition-id": 0}, {"partition-id": 1, "oracle": f"127.0.0.1:{port}"}, {"partition-id": 2}]
+        nodes = [
+            {"partition-id": 0},
+            {"partition-id": 1, "oracle": f"127.0.0.1:{port}"},
+            {"partition-id": 2},
+        ]
         run = run_server(make_grid(rc, nodes), s)
     finally:
         server.stop(0)
@@ -72,5 +104,8 @@ def test_parity_holds_when_one_client_queries_a_remote_oracle(tmp_path):
     assert run.summary["flower"]["value_source"] == "reported"
     for got, want in zip(run.rows, ref.history):
         assert same(got["reported_value"], want["reported_value"])
-        assert (got["queries"], got["bytes_up"], got["bytes_down"]) == (want["queries"], want["bytes_up"],
-                                                                        want["bytes_down"])
+        assert (got["queries"], got["bytes_up"], got["bytes_down"]) == (
+            want["queries"],
+            want["bytes_up"],
+            want["bytes_down"],
+        )

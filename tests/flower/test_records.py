@@ -26,9 +26,15 @@ from tests.flower.inprocess import wire
 def test_payload_round_trip_is_exact_over_the_wire():
     rng = np.random.default_rng(0)
     payload = {
-        "x": rng.uniform(size=7), "rff-weights": rng.normal(size=200) * 1e-300,
-        "num-queries": 351, "value-start": -0.1 + 1e-17, "round": np.int64(3), "rff-lengthscale": np.float64(1.5),
-        "flag": True, "name": "fzoos", "empty": np.empty(0),
+        "x": rng.uniform(size=7),
+        "rff-weights": rng.normal(size=200) * 1e-300,
+        "num-queries": 351,
+        "value-start": -0.1 + 1e-17,
+        "round": np.int64(3),
+        "rff-lengthscale": np.float64(1.5),
+        "flag": True,
+        "name": "fzoos",
+        "empty": np.empty(0),
     }
     back = content_to_payload(wire(payload_to_content(payload, {"partition-id": 2})))
     assert back.keys() == payload.keys()
@@ -36,8 +42,11 @@ def test_payload_round_trip_is_exact_over_the_wire():
         if isinstance(value, np.ndarray):
             assert back[key].dtype == value.dtype and back[key].tobytes() == value.tobytes()
         else:
-            assert back[key] == value and type(back[key]) is type(getattr(value, "item", lambda: value)())
-    assert content_meta(wire(payload_to_content(payload, {"partition-id": 2}))) == {"partition-id": 2}
+            plain = value.item() if isinstance(value, np.generic) else value
+            assert back[key] == plain and type(back[key]) is type(plain)
+    assert content_meta(wire(payload_to_content(payload, {"partition-id": 2}))) == {
+        "partition-id": 2
+    }
 
 
 def test_meta_is_not_part_of_the_payload():
@@ -52,7 +61,11 @@ def test_client_state_round_trip_reproduces_the_state():
     state = protocol.new_client_state(config, 4)
     rng = np.random.default_rng(1)
     state.history.add(rng.uniform(size=(9, 4)), rng.normal(size=9))
-    state.rff_own, state.cached_x, state.cached_value = rng.normal(size=50), rng.uniform(size=4), 0.25
+    state.rff_own, state.cached_x, state.cached_value = (
+        rng.normal(size=50),
+        rng.uniform(size=4),
+        0.25,
+    )
     arrays = state.to_arrays()
     back = record_to_arrays(wire(RecordDict({"s": arrays_to_record(arrays)}))["s"])
     assert back.keys() == arrays.keys()
@@ -73,16 +86,42 @@ def _content(**records):
     return RecordDict(records)
 
 
-@pytest.mark.parametrize("content, match", [
-    (_content(**{"other": ConfigRecord({"a": 1})}), "unexpected record"),
-    (_content(**{ARRAYS: ConfigRecord({"x": 1.0})}), "must be an ArrayRecord"),
-    (_content(**{SCALARS: MetricRecord({"x": 1.0})}), "must be a ConfigRecord"),
-    (_content(**{ARRAYS: arrays_to_record({"x": np.zeros(2)}), SCALARS: ConfigRecord({"x": 1.0})}), "both"),
-    (_content(**{ARRAYS: ArrayRecord({"x": Array("float64", (3,), "torch.Tensor", b"abc")})}), "numpy-serialised"),
-    (_content(**{ARRAYS: ArrayRecord({"x": Array("float64", (3,), "numpy.ndarray", b"not npy")})}), "cannot decode"),
-    (_content(**{ARRAYS: ArrayRecord({"x": Array("float64", (MAX_ARRAY_ELEMENTS + 1,), "numpy.ndarray", b"")})}),
-     "exceeds the limit"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (_content(**{"other": ConfigRecord({"a": 1})}), "unexpected record"),
+        (_content(**{ARRAYS: ConfigRecord({"x": 1.0})}), "must be an ArrayRecord"),
+        (_content(**{SCALARS: MetricRecord({"x": 1.0})}), "must be a ConfigRecord"),
+        (
+            _content(
+                **{ARRAYS: arrays_to_record({"x": np.zeros(2)}), SCALARS: ConfigRecord({"x": 1.0})}
+            ),
+            "both",
+        ),
+        (
+            _content(
+                **{ARRAYS: ArrayRecord({"x": Array("float64", (3,), "torch.Tensor", b"abc")})}
+            ),
+            "numpy-serialised",
+        ),
+        (
+            _content(
+                **{ARRAYS: ArrayRecord({"x": Array("float64", (3,), "numpy.ndarray", b"not npy")})}
+            ),
+            "cannot decode",
+        ),
+        (
+            _content(
+                **{
+                    ARRAYS: ArrayRecord(
+                        {"x": Array("float64", (MAX_ARRAY_ELEMENTS + 1,), "numpy.ndarray", b"")}
+                    )
+                }
+            ),
+            "exceeds the limit",
+        ),
+    ],
+)
 def test_hostile_content_raises_payload_error_before_loading(content, match):
     with pytest.raises(PayloadError, match=match):
         content_to_payload(content)

@@ -19,7 +19,14 @@ from fedzoo import protocol
 from fedzoo.payload import MAX_ARRAY_ELEMENTS
 from fedzoo.results import read_history
 from server.app import FlowerRunError, run_server
-from server.records import ARRAYS, META, SCALARS, content_meta, content_to_payload, payload_to_content
+from server.records import (
+    ARRAYS,
+    META,
+    SCALARS,
+    content_meta,
+    content_to_payload,
+    payload_to_content,
+)
 from server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 
@@ -27,8 +34,14 @@ pytestmark = pytest.mark.usefixtures("identity")
 
 
 def config(tmp_path, **extra):
-    return {**SMALL, "method": "fedzo", "rounds": 1, "out-dir": str(tmp_path / "out"),
-            "node-wait-timeout": 5.0, **extra}
+    return {
+        **SMALL,
+        "method": "fedzo",
+        "rounds": 1,
+        "out-dir": str(tmp_path / "out"),
+        "node-wait-timeout": 5.0,
+        **extra,
+    }
 
 
 class Corrupt:
@@ -45,7 +58,11 @@ class Corrupt:
             self.clean[pid] = payload
             return reply
         new = self.change(dict(payload), content_meta(reply.content))
-        content = new if isinstance(new, RecordDict) else payload_to_content(new, content_meta(reply.content))
+        content = (
+            new
+            if isinstance(new, RecordDict)
+            else payload_to_content(new, content_meta(reply.content))
+        )
         return Message(metadata=reply.metadata, content=content)
 
 
@@ -62,13 +79,20 @@ def _nan_at(key, index=0):
         arr = p[key].copy()
         arr[index] = np.nan
         return {**p, key: arr}
+
     return change
 
 
 def _records(arrays_record):
     def change(p, meta):
-        return RecordDict({ARRAYS: arrays_record, SCALARS: ConfigRecord({k: v for k, v in p.items() if k != "x"}),
-                           META: ConfigRecord(meta)})
+        return RecordDict(
+            {
+                ARRAYS: arrays_record,
+                SCALARS: ConfigRecord({k: v for k, v in p.items() if k != "x"}),
+                META: ConfigRecord(meta),
+            }
+        )
+
     return change
 
 
@@ -82,8 +106,12 @@ MALFORMED_TRAIN = {
     "x outside the box": _with("x", np.full(10, 1.5)),
     "negative queries": _with("num-queries", -5),
     "string queries": _with("num-queries", "many"),
-    "oversized array": _records(ArrayRecord({"x": Array("float64", (MAX_ARRAY_ELEMENTS + 1,), "numpy.ndarray", b"")})),
-    "undecodable array": _records(ArrayRecord({"x": Array("float64", (10,), "numpy.ndarray", b"garbage")})),
+    "oversized array": _records(
+        ArrayRecord({"x": Array("float64", (MAX_ARRAY_ELEMENTS + 1,), "numpy.ndarray", b"")})
+    ),
+    "undecodable array": _records(
+        ArrayRecord({"x": Array("float64", (10,), "numpy.ndarray", b"garbage")})
+    ),
     "foreign serialisation": _records(ArrayRecord({"x": Array("float64", (10,), "torch", b"")})),
     "wrong partition id": lambda p, meta: payload_to_content(p, {"partition-id": 0}),
     "no partition id": lambda p, meta: payload_to_content(p),
@@ -98,7 +126,9 @@ def test_malformed_train_reply_is_dropped_and_the_others_aggregated(tmp_path, ca
         run = run_server(make_grid(rc, tamper=tamper), parse_run_config(rc))
     s = parse_run_config(rc)
     x0, weights = build_problem(s).x0, {i: 1 / 3 for i in range(3)}
-    expected, agg = protocol.aggregate_train(s.config, protocol.server_init(s.config, x0), tamper.clean, weights)
+    expected, agg = protocol.aggregate_train(
+        s.config, protocol.server_init(s.config, x0), tamper.clean, weights
+    )
     assert sorted(tamper.clean) == [0, 2]
     assert np.array_equal(run.state.x, expected.x)  # only partitions 0 and 2 moved x
     assert run.rows[1]["clients"] == 2
@@ -108,7 +138,9 @@ def test_malformed_train_reply_is_dropped_and_the_others_aggregated(tmp_path, ca
 
 def test_when_every_reply_is_malformed_the_global_point_does_not_move(tmp_path):
     rc = config(tmp_path)
-    run = run_server(make_grid(rc, tamper=Corrupt("train", {0, 1, 2}, _nan_at("x"))), parse_run_config(rc))
+    run = run_server(
+        make_grid(rc, tamper=Corrupt("train", {0, 1, 2}, _nan_at("x"))), parse_run_config(rc)
+    )
     assert np.array_equal(run.state.x, build_problem(parse_run_config(rc)).x0)
     assert run.rows[1]["clients"] == 0 and run.rows[1]["value"] == run.rows[0]["value"]
 
@@ -119,14 +151,19 @@ def test_malformed_sync_reply_leaves_the_rff_average_to_the_valid_ones(tmp_path)
     run = run_server(make_grid(rc, tamper=tamper), parse_run_config(rc))
     clean = tamper.clean
     assert sorted(clean) == [1, 2]
-    assert np.array_equal(run.state.rff_global, 0.5 * clean[1]["rff-weights"] + 0.5 * clean[2]["rff-weights"])
+    assert np.array_equal(
+        run.state.rff_global, 0.5 * clean[1]["rff-weights"] + 0.5 * clean[2]["rff-weights"]
+    )
     assert run.rows[1]["reported_value"] == 0.5 * clean[1]["value"] + 0.5 * clean[2]["value"]
 
 
 def test_a_client_whose_objective_raises_is_skipped(tmp_path, caplog):
     rc = config(tmp_path, rounds=2)
-    nodes = [{"partition-id": 0}, {"partition-id": 1, "objective": "tests.flower.fixtures:broken"},
-             {"partition-id": 2}]
+    nodes = [
+        {"partition-id": 0},
+        {"partition-id": 1, "objective": "tests.flower.fixtures:broken"},
+        {"partition-id": 2},
+    ]
     with caplog.at_level(logging.WARNING):
         run = run_server(make_grid(rc, nodes), parse_run_config(rc))
     assert [r["clients"] for r in run.rows[1:]] == [2, 2]
@@ -155,7 +192,9 @@ def test_nodes_are_mapped_by_their_partition_id_not_by_order(tmp_path):
     nodes = [{"partition-id": 2}, {"partition-id": 0}, {"partition-id": 1}]
     run = run_server(make_grid(rc, nodes, node_ids=[9, 5, 77]), parse_run_config(rc))
     assert run.federation.nodes == {2: 9, 0: 5, 1: 77}
-    reference = run_server(make_grid(config(tmp_path / "ref")), parse_run_config(config(tmp_path / "ref")))
+    reference = run_server(
+        make_grid(config(tmp_path / "ref")), parse_run_config(config(tmp_path / "ref"))
+    )
     assert np.array_equal(run.state.x, reference.state.x)
 
 
@@ -165,13 +204,22 @@ def test_missing_partitions_fail_after_the_wait_with_the_reasons(tmp_path):
     with pytest.raises(FlowerRunError) as err:
         run_server(make_grid(rc, nodes), parse_run_config(rc))
     text = str(err.value)
-    assert "missing partition id(s) [1, 2]" in text and "cannot import" in text and "node-wait-timeout" in text
+    assert (
+        "missing partition id(s) [1, 2]" in text
+        and "cannot import" in text
+        and "node-wait-timeout" in text
+    )
 
 
 def test_duplicate_and_out_of_range_partitions_are_ignored(tmp_path, caplog):
     rc = config(tmp_path)
-    nodes = [{"partition-id": 0}, {"partition-id": 0}, {"partition-id": 1}, {"partition-id": 2},
-             {"partition-id": 7}]
+    nodes = [
+        {"partition-id": 0},
+        {"partition-id": 0},
+        {"partition-id": 1},
+        {"partition-id": 2},
+        {"partition-id": 7},
+    ]
     with caplog.at_level(logging.WARNING):
         run = run_server(make_grid(rc, nodes, node_ids=[10, 11, 12, 13, 14]), parse_run_config(rc))
     assert run.federation.nodes == {0: 10, 1: 12, 2: 13}
@@ -181,8 +229,11 @@ def test_duplicate_and_out_of_range_partitions_are_ignored(tmp_path, caplog):
 
 def test_fo_needs_built_in_objectives(tmp_path):
     rc = config(tmp_path, method="fo")
-    nodes = [{"partition-id": 0, "objective": "tests.flower.fixtures:sphere"}, {"partition-id": 1},
-             {"partition-id": 2}]
+    nodes = [
+        {"partition-id": 0, "objective": "tests.flower.fixtures:sphere"},
+        {"partition-id": 1},
+        {"partition-id": 2},
+    ]
     with pytest.raises(FlowerRunError, match="exact gradients"):
         run_server(make_grid(rc, nodes), parse_run_config(rc))
 

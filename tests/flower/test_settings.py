@@ -10,7 +10,12 @@ import pytest
 
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
-from server.settings import FEDERATION_DEFAULTS, SMALL_RUN_OVERRIDES, parse_run_config, shipped_defaults
+from server.settings import (
+    FEDERATION_DEFAULTS,
+    SMALL_RUN_OVERRIDES,
+    parse_run_config,
+    shipped_defaults,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,9 +29,14 @@ def test_app_config_holds_every_runconfig_option_with_its_default(pyproject):
     config = pyproject["tool"]["flwr"]["app"]["config"]
     assert set(RunConfig.keys()) <= set(config)
     defaults = RunConfig().to_dict()
-    differing = {k: config[k] for k in defaults if config[k] != defaults[k] or type(config[k]) is not type(defaults[k])}
-    assert differing == SMALL_RUN_OVERRIDES  # documented small-run overrides only
-    assert config == shipped_defaults()
+    differing = {
+        k: config[k]
+        for k in defaults
+        if config[k] != defaults[k] or type(config[k]) is not type(defaults[k])
+    }
+    hint = "RunConfig changed: regenerate [tool.flwr.app.config] with `python -m server.settings`"
+    assert differing == SMALL_RUN_OVERRIDES, hint  # documented small-run overrides only
+    assert config == shipped_defaults(), hint
     for key, value in FEDERATION_DEFAULTS.items():
         assert config[key] == value
     parse_run_config(config)
@@ -46,14 +56,19 @@ def test_app_metadata_and_components(pyproject):
         assert isinstance(getattr(importlib.import_module(module), attr), cls)
 
 
-def test_fab_contains_the_apps_and_the_core_only():
-    from flwr.cli.build import build_fab_from_disk
+def test_fab_contains_the_apps_and_the_core_only_and_staging_builds_the_same_fab(tmp_path):
     import io
     import zipfile
 
-    names = zipfile.ZipFile(io.BytesIO(build_fab_from_disk(ROOT))).namelist()
+    from flwr.cli.build import build_fab_from_disk
+
+    from server.launch import stage_app
+
+    fab = build_fab_from_disk(ROOT)  # what `flwr run .` ships (walks .venv too: seconds)
+    names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
     assert "server/app.py" in names and "client/app.py" in names and "fedzoo/protocol.py" in names
     assert not any(n.startswith(("tests/", "simulations/", ".venv/")) for n in names)
+    assert build_fab_from_disk(stage_app(tmp_path / "app")) == fab  # the driver's fast copy
 
 
 def test_flower_home_ships_a_local_simulation_connection():
@@ -77,17 +92,20 @@ def test_integral_floats_and_int_numbers_are_accepted():
     assert s.heterogeneity == 1.0 and s.num_clients == 4 and s.config.lr == 1.0
 
 
-@pytest.mark.parametrize("values, match", [
-    ({"nonsense": 1}, "Unknown run-config key"),
-    ({"method": "sgd"}, "'method'"),
-    ({"dim": 0}, "'dim'"),
-    ({"num-clients": 2.5}, "'num-clients'"),
-    ({"heterogeneity": -1.0}, "'heterogeneity'"),
-    ({"problem": "rosenbrock"}, "'problem'"),
-    ({"node-wait-timeout": 0}, "'node-wait-timeout'"),
-    ({"round-timeout": float("inf")}, "'round-timeout'"),
-    ({"out-dir": ""}, "'out-dir'"),
-])
+@pytest.mark.parametrize(
+    "values, match",
+    [
+        ({"nonsense": 1}, "Unknown run-config key"),
+        ({"method": "sgd"}, "'method'"),
+        ({"dim": 0}, "'dim'"),
+        ({"num-clients": 2.5}, "'num-clients'"),
+        ({"heterogeneity": -1.0}, "'heterogeneity'"),
+        ({"problem": "rosenbrock"}, "'problem'"),
+        ({"node-wait-timeout": 0}, "'node-wait-timeout'"),
+        ({"round-timeout": float("inf")}, "'round-timeout'"),
+        ({"out-dir": ""}, "'out-dir'"),
+    ],
+)
 def test_invalid_run_config_names_key_and_value(values, match):
     with pytest.raises(ConfigError, match=match):
         parse_run_config(values)
