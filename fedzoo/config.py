@@ -14,7 +14,7 @@ from typing import Any
 
 from fedzoo.errors import ConfigError
 
-METHODS = ("fzoos", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fo")
+METHODS = ("fzoos", "fzoos-lagged", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fo")
 OPTIMIZERS = ("adam", "sgd")
 KERNEL_NAMES = ("se", "matern52")
 FD_ESTIMATORS = ("rgf", "coordinate")
@@ -117,7 +117,12 @@ class RunConfig:
 
     @property
     def uses_surrogate(self) -> bool:
-        return self.method in ("fzoos", "zord")
+        return self.method in ("fzoos", "fzoos-lagged", "zord")
+
+    @property
+    def uses_rff(self) -> bool:
+        """Whether clients fit and exchange RFF surrogates (the FZooS correction)."""
+        return self.method in ("fzoos", "fzoos-lagged")
 
     @property
     def uses_sync(self) -> bool:

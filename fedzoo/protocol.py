@@ -11,6 +11,9 @@ A round r (DESIGN §2):
    clients query x_r (and, for FZooS, the most uncertain points around it), then reply
    ``{value: f_i(x_r), num-queries, rff-weights: w_i}`` (FZooS) or
    ``{value, num-queries, scaffold-ci: RGF(x_r)}`` (SCAFFOLD-1). The server averages.
+   ``fzoos-lagged`` (single exchange): no sync; each client explores at x_{r-1} at
+   the start of train, fits its RFF weights there and sends them with the train reply;
+   the correction in round r uses the weights fitted at x_{r-2} (one round older).
 3. **evaluate** (optional, once at the end) — ``{x}`` → ``{value, num-queries}``; single-
    exchange methods use it to report f_i(x_R). It costs N counted queries.
 
@@ -188,10 +191,21 @@ def _explore_around(
 # --------------------------------------------------------------------------------------
 # Client functions
 # --------------------------------------------------------------------------------------
+def _rff_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
+    spec: dict[str, ArraySpec | ScalarSpec] = {
+        "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
+    }
+    if config.uses_rff:
+        spec["rff-seed"] = ScalarSpec("int", 0)
+        spec["rff-lengthscale"] = ScalarSpec("float", 0.0)
+    return spec
+
+
 def train_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
-    """The sync message's keys plus the previous round's global corrections."""
-    spec = sync_message_spec(config, dim)
-    if config.method == "fzoos":
+    """{x, round}, the shared RFF map's seed and lengthscale, and the previous round's
+    global corrections (RFF weights or the SCAFFOLD control variate) once they exist."""
+    spec = _rff_spec(config, dim)
+    if config.uses_rff:
         spec["rff-weights"] = ArraySpec(config.rff_features, optional=True)
     if config.method in ("scaffold1", "scaffold2"):
         spec["scaffold-c"] = ArraySpec(dim, optional=True)
@@ -230,12 +244,15 @@ def client_train(
         assert state.history is not None
         if round_ == 1 or len(state.history) < 2:
             session.query(box_points(x_global, rng, config.init_points, config.init_radius))
-        elif config.method == "zord":  # ZORD explores at x_{r-1} here instead of in a sync
+        elif config.method in ("zord", "fzoos-lagged"):  # explore at x_{r-1} here, not in a sync
             _explore_around(config, session, state, x_global, rng)
         surrogate = _surrogate(config, state)
         state.gp_hyper = surrogate.refit(x_global, rng, config.gp_restarts, config.gp_fit_points)
-        if config.method == "fzoos" and "rff-weights" in msg and state.rff_own is not None:
+        if config.uses_rff and "rff-weights" in msg and state.rff_own is not None:
             rff = shared_features(dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
+    w_fresh = None
+    if config.method == "fzoos-lagged":  # this round's surrogate at x_{r-1}, sent with the reply
+        w_fresh = _fit_own_rff(config, state, x_global, msg)
 
     opt = make_optimizer(config.optimizer, config.lr)
     opt_state = opt.init(x_global)
@@ -257,7 +274,7 @@ def client_train(
             g_hat = g + fedprox_term(x, x_global, config.prox_mu)
         elif config.method in ("scaffold1", "scaffold2"):
             g_hat = g + scaffold_term(c_global, state.scaffold_own)
-        elif config.method == "fzoos":
+        elif config.uses_rff:
             g_hat = g + fzoos_term(x, t, config.gamma, rff, msg.get("rff-weights"), state.rff_own)
         if observer is not None:
             observer(client_id, t, x, g, g_hat)
@@ -278,18 +295,23 @@ def client_train(
     if config.method == "scaffold2":
         state.scaffold_own = grad_sum / config.local_steps
         reply["scaffold-ci"] = state.scaffold_own.copy()
+    if w_fresh is not None:
+        state.rff_own = w_fresh
+        reply["rff-weights"] = w_fresh.copy()
     return state, reply
+
+
+def _fit_own_rff(config: RunConfig, state: ClientState, x: np.ndarray, msg: Payload) -> np.ndarray:
+    """Ridge-fit this client's RFF weights on its ``rff-history`` points nearest to x."""
+    assert state.history is not None
+    rff = shared_features(state.dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
+    idx = nearest_indices(state.history.X, x, config.rff_history)
+    return fit_rff_weights(rff, state.history.X[idx], state.history.y[idx], config.rff_ridge)
 
 
 def sync_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
     """{x, round} plus, for FZooS, the shared RFF map's seed and lengthscale."""
-    spec: dict[str, ArraySpec | ScalarSpec] = {
-        "x": ArraySpec(dim, unit_box=True), "round": ScalarSpec("int", 1),
-    }
-    if config.method == "fzoos":
-        spec["rff-seed"] = ScalarSpec("int", 0)
-        spec["rff-lengthscale"] = ScalarSpec("float", 0.0)
-    return spec
+    return _rff_spec(config, dim)
 
 
 def client_sync(
@@ -305,10 +327,7 @@ def client_sync(
     session = _Session(objective, state)
     if config.method == "fzoos":
         _explore_around(config, session, state, x, rng)
-        assert state.history is not None
-        rff = shared_features(state.dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
-        idx = nearest_indices(state.history.X, x, config.rff_history)
-        state.rff_own = fit_rff_weights(rff, state.history.X[idx], state.history.y[idx], config.rff_ridge)
+        state.rff_own = _fit_own_rff(config, state, x, msg)
         extra = {"rff-weights": state.rff_own.copy()}
     elif config.method == "scaffold1":
         fx = session.value_at(x)
@@ -385,7 +404,7 @@ def rff_seed(config: RunConfig) -> int:
 
 def train_message(config: RunConfig, state: ServerState) -> Payload:
     msg: Payload = {"x": state.x.copy(), "round": state.round + 1}
-    if config.method == "fzoos":
+    if config.uses_rff:
         msg["rff-seed"] = rff_seed(config)
         msg["rff-lengthscale"] = state.rff_lengthscale
         if state.rff_global is not None:
@@ -414,6 +433,8 @@ def train_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | Scala
     }
     if config.method == "scaffold2":
         spec["scaffold-ci"] = ArraySpec(dim)
+    if config.method == "fzoos-lagged":
+        spec["rff-weights"] = ArraySpec(config.rff_features)
     return spec
 
 
@@ -482,6 +503,8 @@ def aggregate_train(
         new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
         if config.method == "scaffold2":
             new.scaffold_c = agg.weighted("scaffold-ci")
+        if config.method == "fzoos-lagged":
+            new.rff_global = agg.weighted("rff-weights")
     return new, agg
 
 

@@ -211,3 +211,27 @@ def test_too_few_valid_replies_leave_the_global_state_unchanged():
     good = {"x": np.full(4, 0.3), "num-queries": 3, "value-start": 1.0}
     new, agg = protocol.aggregate_train(cfg, state, {0: good, 1: {**good, "x": np.full(4, np.nan)}}, {0: .5, 1: .5})
     assert np.array_equal(new.x, state.x) and new.round == 1 and len(agg.replies) == 1
+
+
+def test_lagged_fzoos_needs_one_exchange_and_corrects_from_round_two():
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fzoos-lagged"})
+    p = small_problem(False)
+    assert not cfg.uses_sync and cfg.uses_rff
+    srv = protocol.server_init(cfg, p.x0)
+    states = [protocol.new_client_state(cfg, p.dim) for _ in range(3)]
+    corrections = []
+
+    def observer(cid, t, x, g, g_hat):
+        corrections.append(float(np.linalg.norm(g_hat - g)))
+
+    for r in (1, 2):
+        corrections.clear()
+        msg = protocol.train_message(cfg, srv)
+        assert ("rff-weights" in msg) == (r > 1)
+        replies = {}
+        for cid in range(3):
+            states[cid], replies[cid] = protocol.client_train(cfg, p.objectives[cid], states[cid], msg, cid, observer)
+            assert replies[cid]["rff-weights"].shape == (200,)
+        srv, agg = protocol.aggregate_train(cfg, srv, replies, {0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
+        assert srv.rff_global is not None and not agg.rejected
+        assert (max(corrections) > 0) == (r > 1)

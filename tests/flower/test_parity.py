@@ -40,7 +40,7 @@ def engine_reference(run_config, out_dir):
     return run_federation(build_problem(s), s.config, out_dir=out_dir, workers=1)
 
 
-@pytest.mark.parametrize("method", ["fzoos", "fedzo", "scaffold1", "fedprox", "scaffold2", "zord"])
+@pytest.mark.parametrize("method", ["fzoos", "fedzo", "scaffold1", "fedprox", "scaffold2", "zord", "fzoos-lagged"])
 def test_flower_history_equals_the_engine_history(tmp_path, method):
     rc = {**SMALL, "method": method, "out-dir": str(tmp_path / "flower")}
     if method not in ("fzoos", "fedzo"):
