@@ -194,3 +194,30 @@ def test_the_clientapp_import_path_is_light():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("fn", "timeout", "match"),
+    [
+        ("raises", 30.0, "sensor offline"),
+        ("nan_first", 30.0, "(?i)nan|non-finite"),
+        ("wrong_length", 30.0, "values"),
+        ("sleepy", 0.2, "(?i)tries|deadline"),
+    ],
+)
+def test_a_failing_remote_oracle_gives_a_clear_error_never_a_value(fn, timeout, match, monkeypatch):
+    """The handler raises (Flower turns it into an error reply the server skips)."""
+    from client.oracle_server import start_oracle_server
+    from fedzoo.errors import FedZooError
+    from fedzoo.objectives.base import CallableObjective
+    from tests.proto import oracle_fixtures
+
+    monkeypatch.setenv("FEDZOO_TEST_SLEEP_S", "4.0")  # outlasts every retry (~2.2 s in all)
+    server, port = start_oracle_server(CallableObjective(getattr(oracle_fixtures, fn), 10), port=0)
+    try:
+        ctx = context({"partition-id": 2, "oracle": f"127.0.0.1:{port}", "oracle-timeout": timeout})
+        with pytest.raises(FedZooError, match=match):
+            client_app(message(train_payload(), MessageType.TRAIN), ctx)
+        assert STATE_KEY not in ctx.state  # nothing half-done was stored
+    finally:
+        server.stop(0)
