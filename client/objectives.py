@@ -22,7 +22,6 @@ clients in one process; a deployed SuperNode starts a fresh process per message)
 
 from __future__ import annotations
 
-import importlib
 import re
 import threading
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from typing import Any
 
 from fedzoo.errors import ConfigError
 from fedzoo.objectives.base import CallableObjective, Objective
+from fedzoo.objectives.loading import load_callable as _load_callable
 from server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
 
 PARTITION_ID = "partition-id"
@@ -38,7 +38,6 @@ ORACLE = "oracle"
 ORACLE_ROOT_CERT = "oracle-root-cert"
 ORACLE_TIMEOUT = "oracle-timeout"
 
-_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _ADDRESS = re.compile(r"^[\w.\-\[\]:]+:\d{1,5}$")
 _CACHE: dict[tuple[Any, ...], Objective] = {}
 _LOCK = threading.Lock()
@@ -72,30 +71,8 @@ def objective_kind(node_config: Mapping[str, Any]) -> str:
 
 
 def load_callable(spec: Any) -> Any:
-    """Import ``package.module:function`` (the attribute may be dotted)."""
-    if not isinstance(spec, str) or not _SPEC.match(spec):
-        raise ConfigError(
-            f"Node config 'objective' = {spec!r} is not allowed; expected 'package.module:function'."
-        )
-    module_name, attr_path = spec.split(":", 1)
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"Node config 'objective' = {spec!r}: cannot import {module_name!r}: {err}"
-        ) from err
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(
-                f"Node config 'objective' = {spec!r}: {module_name!r} has no attribute {attr_path!r}."
-            ) from None
-    if not callable(target):
-        raise ConfigError(
-            f"Node config 'objective' = {spec!r} is a {type(target).__name__}, not a callable."
-        )
-    return target
+    """Import the node config's ``objective = "package.module:function"``."""
+    return _load_callable(spec, what="Node config 'objective'")
 
 
 def _remote(node_config: Mapping[str, Any]) -> Objective:

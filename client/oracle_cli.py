@@ -19,21 +19,19 @@ Wiring: the ``fedzoo`` CLI calls :func:`add_arguments` on its ``oracle`` sub-par
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fedzoo.errors import ConfigError, FedZooError
 from fedzoo.objectives.base import CallableObjective, Objective
+from fedzoo.objectives.loading import load_callable as _load_callable
 from fedzoo.objectives.problems import PROBLEMS, make_problem
 
 logger = logging.getLogger(__name__)
 
-_CALLABLE_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _PROBLEM_ONLY = ("clients", "heterogeneity", "seed", "client_id")
 
 
@@ -100,34 +98,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_callable(spec: str) -> Callable[..., Any]:
-    """Import ``module:function`` (``function`` may be dotted, e.g. ``mod:Cls.method``).
+    """Import ``--callable module:function`` (``function`` may be dotted, ``mod:Cls.method``).
+
+    The current directory is importable, as with ``python -m``.
 
     Raises:
         ConfigError: malformed spec, module not importable, attribute missing or not
             callable.
     """
-    if not _CALLABLE_SPEC.match(spec):
-        raise ConfigError(f"--callable must look like 'package.module:function', got {spec!r}.")
-    module_name, attr_path = spec.split(":", 1)
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"Cannot import module {module_name!r} for --callable {spec}: {err}"
-        ) from err
-    for part in attr_path.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(
-                f"--callable {spec}: {module_name!r} has no attribute {attr_path!r}."
-            ) from None
-    if not callable(target):
-        raise ConfigError(f"--callable {spec} is a {type(target).__name__}, not a callable.")
-    return target
+    return _load_callable(spec, what="--callable")
 
 
 def build_objective(args: argparse.Namespace) -> Objective:
