@@ -18,6 +18,7 @@ METHODS = ("fzoos", "fzoos-lagged", "zord", "fedzo", "fedprox", "scaffold1", "sc
 OPTIMIZERS = ("adam", "sgd")
 KERNEL_NAMES = ("se", "matern52")
 FD_ESTIMATORS = ("rgf", "coordinate")
+AGGREGATIONS = ("mean", "median", "clip")
 
 
 def _positive_int(v: Any) -> bool:
@@ -58,6 +59,8 @@ class RunConfig:
     lr: float = field(default=0.01, metadata={"kind": "positive", "doc": "local learning rate"})
     fraction: float = field(default=1.0, metadata={"kind": "unit", "doc": "fraction of clients sampled per round"})
     min_replies: int = field(default=1, metadata={"kind": "positive-int", "doc": "valid replies needed to update the global state"})
+    aggregation: str = field(default="mean", metadata={"kind": "choice", "choices": AGGREGATIONS, "doc": "how corrections (RFF weights, control variates) are combined"})
+    clip_factor: float = field(default=2.0, metadata={"kind": "positive", "doc": "clip: norms capped at this multiple of the median norm"})
     server_lr: float = field(default=1.0, metadata={"kind": "positive", "doc": "server step eta (1 = weighted average)"})
     # finite differences (fedzo, fedprox, scaffold1/2)
     fd_estimator: str = field(default="rgf", metadata={"kind": "choice", "choices": FD_ESTIMATORS, "doc": "finite-difference estimator"})

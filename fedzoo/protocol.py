@@ -467,6 +467,25 @@ class Aggregate:
     def weighted(self, key: str) -> Any:
         return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
 
+    def robust(self, key: str, config: RunConfig) -> np.ndarray:
+        """Combine the vectors under ``key`` by ``config.aggregation``.
+
+        ``mean``: sum_i p_i v_i. ``median``: the coordinate-wise median (unweighted).
+        ``clip``: each v_i scaled down to at most ``clip-factor`` x the median norm of
+        the replies, then the weighted mean — one hostile client moves the result by at
+        most p_i x clip-factor x median norm.
+        """
+        if config.aggregation == "median":
+            return np.median(np.stack([self.replies[c][key] for c in self.replies]), axis=0)
+        if config.aggregation == "clip":
+            norms = {c: float(np.linalg.norm(self.replies[c][key])) for c in self.replies}
+            cap = config.clip_factor * float(np.median(list(norms.values())))
+            return sum(
+                self.weights[c] * self.replies[c][key] * (min(1.0, cap / norms[c]) if norms[c] > 0 else 1.0)
+                for c in self.replies
+            )
+        return self.weighted(key)
+
 
 def collect(
     replies: Mapping[int, Any], weights: Mapping[int, float], spec: Mapping[str, ArraySpec | ScalarSpec], what: str
@@ -502,9 +521,9 @@ def aggregate_train(
         x_avg = agg.weighted("x")
         new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
         if config.method == "scaffold2":
-            new.scaffold_c = agg.weighted("scaffold-ci")
+            new.scaffold_c = agg.robust("scaffold-ci", config)
         if config.method == "fzoos-lagged":
-            new.rff_global = agg.weighted("rff-weights")
+            new.rff_global = agg.robust("rff-weights", config)
     return new, agg
 
 
@@ -516,7 +535,7 @@ def aggregate_sync(
     new = ServerState(state.x, state.round, state.rff_global, state.scaffold_c, state.rff_lengthscale)
     if len(agg.replies) >= config.min_replies:
         if config.method == "fzoos":
-            new.rff_global = agg.weighted("rff-weights")
+            new.rff_global = agg.robust("rff-weights", config)
         elif config.method == "scaffold1":
-            new.scaffold_c = agg.weighted("scaffold-ci")
+            new.scaffold_c = agg.robust("scaffold-ci", config)
     return new, agg

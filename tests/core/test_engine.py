@@ -235,3 +235,18 @@ def test_lagged_fzoos_needs_one_exchange_and_corrects_from_round_two():
         srv, agg = protocol.aggregate_train(cfg, srv, replies, {0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
         assert srv.rff_global is not None and not agg.rejected
         assert (max(corrections) > 0) == (r > 1)
+
+
+def test_robust_aggregation_bounds_one_hostile_client():
+    cfg = RunConfig.from_mapping({**SMALL, "method": "scaffold2"})
+    state = protocol.server_init(cfg, np.full(4, 0.5))
+    honest = {"x": np.full(4, 0.4), "num-queries": 3, "value-start": 1.0, "scaffold-ci": np.ones(4)}
+    hostile = {**honest, "scaffold-ci": np.full(4, 1e6)}
+    replies = {0: honest, 1: dict(honest), 2: hostile}
+    w = {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}
+    mean, _ = protocol.aggregate_train(cfg, state, replies, w)
+    median, _ = protocol.aggregate_train(cfg.replace(aggregation="median"), state, replies, w)
+    clip, _ = protocol.aggregate_train(cfg.replace(aggregation="clip", **{"clip-factor": 2.0}), state, replies, w)
+    assert mean.scaffold_c[0] > 1e5
+    np.testing.assert_allclose(median.scaffold_c, 1.0)
+    np.testing.assert_allclose(clip.scaffold_c, (1 + 1 + 2) / 3)  # hostile capped at 2x the median norm
