@@ -1,12 +1,13 @@
 """Markdown tables from the summary.json files of `fedzoo attack` runs.
 
-Usage: python simulations/attack/summarize.py runs/attack [more run roots or dirs]
+Usage: python simulations/attack/summarize.py RUN_ROOT [RUN_ROOT ...]
 
-One table per run directory (any directory holding a summary.json written by
-`fedzoo attack`): success rate at each reported budget, queries to 90 % success (">B"
-when not reached within the budget B), mean / median queries to success over the fooled
-images, and the median seconds per round. A final line per directory compares FZooS
-with FedZO when both ran.
+Every directory below the roots holding a summary.json written by `fedzoo attack` is
+read; runs on the same problem (data set, N, P, eps, targeting, images, budget) are
+merged into one table with a row per (method, run directory): success rate at each
+reported budget, queries to 50 % and 90 % success (">B" when not reached within the budget B),
+mean / median queries to success over the fooled images, and the median seconds per
+round. A line per table compares FZooS with FedZO when both ran.
 """
 
 from __future__ import annotations
@@ -14,47 +15,70 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _q(v: object) -> str:
     return "-" if v is None else f"{float(v):.0f}"  # type: ignore[arg-type]
 
 
-def table(summary: dict) -> list[str]:
-    budgets = [str(b) for b in summary["budgets"]]
-    cap = summary.get("budget")
+def _reach(q: float | None, cap: int | None) -> str:
+    return _q(q) if q is not None else (f"> {cap}" if cap else "not reached")
+
+
+def _key(s: dict[str, Any]) -> tuple[Any, ...]:
+    p = s["problem"]
+    return (
+        p.get("dataset"),
+        p.get("num_clients"),
+        p.get("portion"),
+        s["epsilon"],
+        s["targeted"],
+        tuple(s["images"]),
+        s["budget"],
+    )
+
+
+def table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    budgets = [str(b) for b in runs[0][1]["budgets"]]
+    cap = runs[0][1].get("budget")
     head = [
         "method",
+        "run",
         *[f"success @{int(b) // 1000}k" for b in budgets],
+        "queries to 50 %",
         "queries to 90 %",
         "mean / median queries to success",
         "s / round",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in summary["methods"]:
-        r = summary["results"][method]
-        q90 = r["queries_to_90pct"]
-        q90s = _q(q90) if q90 is not None else (f"> {cap}" if cap else "not reached")
-        rates = [
-            f"{r['success_rate_at'][b]:.2f} ({round(r['success_rate_at'][b] * r['images'])}/{r['images']})"
-            for b in budgets
-        ]
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    method,
-                    *rates,
-                    q90s,
-                    f"{_q(r['mean_queries_to_success'])} / {_q(r['median_queries_to_success'])}",
-                    f"{r['median_round_s']:.2f}" if r["median_round_s"] is not None else "-",
-                ]
+    q90: dict[str, list[float | None]] = {}
+    for name, summary in runs:
+        for method in summary["methods"]:
+            r = summary["results"][method]
+            q = r["queries_to_90pct"]
+            q90.setdefault(method, []).append(q)
+            rates = [
+                f"{r['success_rate_at'][b]:.2f} ({round(r['success_rate_at'][b] * r['images'])}/{r['images']})"
+                for b in budgets
+            ]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        method,
+                        name,
+                        *rates,
+                        _reach(r["queries_to_50pct"], cap),
+                        _reach(q, cap),
+                        f"{_q(r['mean_queries_to_success'])} / {_q(r['median_queries_to_success'])}",
+                        f"{r['median_round_s']:.2f}" if r["median_round_s"] is not None else "-",
+                    ]
+                )
+                + " |"
             )
-            + " |"
-        )
-    res = summary["results"]
-    if "fzoos" in res and "fedzo" in res:
-        a, b = res["fzoos"]["queries_to_90pct"], res["fedzo"]["queries_to_90pct"]
+    if "fzoos" in q90 and "fedzo" in q90 and len(q90["fzoos"]) == len(q90["fedzo"]) == 1:
+        a, b = q90["fzoos"][0], q90["fedzo"][0]
         if a is not None and b is not None:
             lines.append(f"\nFedZO / FZooS queries to 90 %: {b / a:.2f}x")
         elif a is not None:
@@ -65,20 +89,21 @@ def table(summary: dict) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    dirs = []
-    for root in map(Path, argv or ["runs/attack"]):
-        dirs += sorted(p.parent for p in root.glob("**/summary.json"))
-    for d in dirs:
-        s = json.loads((d / "summary.json").read_text())
-        if s.get("command") != "attack":
-            continue
-        p = s["problem"]
+    groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
+    for root in map(Path, argv or ["runs/attack-fast"]):
+        for path in sorted(root.glob("**/summary.json")):
+            s = json.loads(path.read_text())
+            if s.get("command") == "attack":
+                groups.setdefault(_key(s), []).append((path.parent.name, s))
+    for key, runs in groups.items():
+        runs.sort(key=lambda r: ("fzoos" not in r[1]["methods"], r[0]))
+        dataset, n, p, eps, targeted, images, budget = key
+        wall = sum(s["wall_s"] for _, s in runs) / 60
         print(
-            f"\n### {d.name}: {p.get('dataset')}, N={p.get('num_clients')}, P={p.get('portion')}, "
-            f"eps={s['epsilon']}, {'targeted' if s['targeted'] else 'untargeted'}, "
-            f"K={len(s['images'])} images, budget {s['budget']}, wall {s['wall_s'] / 60:.1f} min\n"
+            f"\n### {dataset}, N={n}, P={p}, eps={eps}, {'targeted' if targeted else 'untargeted'}, "
+            f"K={len(images)} images, budget {budget} queries per image, wall {wall:.1f} min\n"
         )
-        print("\n".join(table(s)))
+        print("\n".join(table(runs)))
     return 0
 
 

@@ -67,8 +67,10 @@ def main(argv: list[str]) -> int:
                 fooled(models, data.x_test[i], data.y_test[i], s["epsilon"], s["targeted"])
                 for i in s["images"]
             ]
-        print(f"{run.name}: white-box attackable {sum(hits)}/{len(hits)} "
-              f"(images not attackable: {[i for i, h in zip(s['images'], hits) if not h]})")
+        print(
+            f"{run.name}: white-box attackable {sum(hits)}/{len(hits)} "
+            f"(images not attackable: {[i for i, h in zip(s['images'], hits) if not h]})"
+        )
     return 0
 
 
