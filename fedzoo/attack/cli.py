@@ -20,10 +20,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from fedzoo.config import METHODS
 from fedzoo.errors import ConfigError, UnknownNameError
 
 ROUNDS_CAP_WITH_BUDGET = 1000
-ATTACK_METHODS = ("fzoos", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2")
+# Every registered method except the exact-gradient upper bound (the attack is a black box).
+ATTACK_METHODS = tuple(m for m in METHODS if m != "fo")
 
 
 # --------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 
 from fedzoo.attack import experiment as E
 from fedzoo.attack import objectives as O
+from fedzoo.attack.cli import ATTACK_METHODS
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 
@@ -66,7 +67,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("method", ["fzoos", "fedzo", "scaffold2", "fedprox"])
+@pytest.mark.parametrize("method", ATTACK_METHODS)  # every black-box method
 def test_attack_image_counts_every_query_and_stops_at_success(
     method: str, counted: list[int]
 ) -> None:
@@ -198,3 +199,12 @@ def test_metric_run_budget(tmp_path: Path) -> None:
     assert out.value_at_budget == next(
         h["value"] for h in reversed(out.history) if h["queries"] <= 500
     )
+
+
+def test_targeted_attack_reaches_the_target_class(counted: list[int]) -> None:
+    # Target t = (0 + 1) mod 3 = 1, whose logit is 2 x_0: reached by raising the first
+    # pixel and lowering the others.
+    out = E.attack_image(MODELS, IMAGE, 0, config("fedzo"), 0.5, targeted=True, num_classes=3)
+    assert out.success and out.final_queries == sum(counted)
+    clean = O.attack_success(MODELS, IMAGE, 0, np.full(4, 0.5), 0.5, targeted=True, num_classes=3)
+    assert not clean["success"] and out.history[0]["success"] is False
