@@ -29,12 +29,13 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--problem-seed", type=int, default=None, help="problem seed (default: --seed)")
 
 
-def _add_config_args(p: argparse.ArgumentParser, *, with_method: bool = True) -> None:
+def add_config_args(p: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> None:
+    """One flag per RunConfig option (default None: RunConfig's default applies)."""
     from fedzoo.config import RunConfig
 
     g = p.add_argument_group("algorithm (every option of the run configuration)")
     for f in dataclasses.fields(RunConfig):
-        if f.name == "method" and not with_method:
+        if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.metadata.get("kind", "")
@@ -44,7 +45,8 @@ def _add_config_args(p: argparse.ArgumentParser, *, with_method: bool = True) ->
                        help=f"{f.metadata.get('doc', '')} (default {f.default})")
 
 
-def _config_from_args(args: argparse.Namespace, **override: Any) -> Any:
+def config_from_args(args: argparse.Namespace, **override: Any) -> Any:
+    """The validated RunConfig from the flags of :func:`add_config_args` and overrides."""
     from fedzoo.config import RunConfig
 
     values = {}
@@ -98,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from fedzoo.errors import ConfigError
 
         raise ConfigError("fedzoo run needs --out DIR (or --resume DIR).")
-    config = _config_from_args(args)
+    config = config_from_args(args)
     out = Path(args.out)
     rows = _run_one(args, config, out, config.method)
     last = rows[-1]
@@ -167,7 +169,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
     for method in methods:
-        config = _config_from_args(args, method=method)
+        config = config_from_args(args, method=method)
         histories[method] = _run_one(args, config, out / method, method)
     table, target = comparison_table(histories)
     with open(out / "comparison.csv", "w", newline="") as fh:
@@ -196,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_run = sub.add_parser("run", help="run one method on a synthetic problem")
     _add_problem_args(p_run)
-    _add_config_args(p_run)
+    add_config_args(p_run)
     p_run.add_argument("--out", help="output directory")
     p_run.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     p_run.add_argument("--checkpoint", action="store_true",
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_cmp = sub.add_parser("compare", help="run several methods and compare them")
     _add_problem_args(p_cmp)
-    _add_config_args(p_cmp, with_method=False)
+    add_config_args(p_cmp, skip=("method",))
     p_cmp.add_argument("--methods", default="fzoos,fedzo,fedprox,scaffold1,scaffold2")
     p_cmp.add_argument("--out", required=True, help="output directory")
     p_cmp.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")

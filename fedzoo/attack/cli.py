@@ -14,12 +14,12 @@ Torch, the data and matplotlib are imported only when a command runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from fedzoo.cli import add_config_args, config_from_args
 from fedzoo.config import METHODS
 from fedzoo.errors import ConfigError, UnknownNameError
 
@@ -31,37 +31,6 @@ ATTACK_METHODS = tuple(m for m in METHODS if m != "fo")
 # --------------------------------------------------------------------------------------
 # Arguments
 # --------------------------------------------------------------------------------------
-def _add_run_config_args(p: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per RunConfig option (default None: RunConfig's default applies)."""
-    from fedzoo.config import RunConfig
-
-    g = p.add_argument_group("algorithm (every option of the run configuration)")
-    for f in dataclasses.fields(RunConfig):
-        if f.name in skip:
-            continue
-        kind = f.metadata.get("kind", "")
-        typ = str if kind == "choice" else int if kind.endswith("int") else float
-        g.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=typ,
-            default=None,
-            choices=f.metadata.get("choices") or None,
-            help=f"{f.metadata.get('doc', '')} (default {f.default})",
-        )
-
-
-def _run_config(args: argparse.Namespace, **override: Any) -> Any:
-    from fedzoo.config import RunConfig
-
-    values = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(RunConfig)
-        if getattr(args, f.name, None) is not None
-    }
-    values.update(override)
-    return RunConfig.from_mapping(values)
-
-
 def _int_list(text: str, what: str) -> list[int]:
     try:
         out = [int(v) for v in text.split(",") if v.strip()]
@@ -176,7 +145,7 @@ def add_attack_commands(subparsers: Any) -> None:
     o.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     o.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     o.add_argument("--no-plot", action="store_true", help="do not write attack.png")
-    _add_run_config_args(p, skip=("method",))
+    add_config_args(p, skip=("method",))
     p.set_defaults(func=cmd_attack)
 
     m = subparsers.add_parser(
@@ -215,7 +184,7 @@ def add_attack_commands(subparsers: Any) -> None:
     o.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     o.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     o.add_argument("--no-plot", action="store_true", help="do not write metric.png")
-    _add_run_config_args(m, skip=("method", "seed"))
+    add_config_args(m, skip=("method", "seed"))
     m.set_defaults(func=cmd_metric)
 
 
@@ -239,7 +208,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     override = {"method": methods[0]}
     if args.budget is not None and args.rounds is None:
         override["rounds"] = ROUNDS_CAP_WITH_BUDGET
-    config = _run_config(args, **override)
+    config = config_from_args(args, **override)
 
     import numpy as np
 
@@ -366,7 +335,7 @@ def cmd_metric(args: argparse.Namespace) -> int:
     override: dict[str, Any] = {"method": methods[0], "seed": seeds[0]}
     if args.budget is not None and args.rounds is None:
         override["rounds"] = ROUNDS_CAP_WITH_BUDGET
-    config = _run_config(args, **override)
+    config = config_from_args(args, **override)
 
     from fedzoo.attack.experiment import run_metric_experiment
 
