@@ -30,6 +30,7 @@ from flwr.clientapp import ClientApp
 
 from client.objectives import load_objective, objective_kind, partition_id
 from fedzoo import __version__, protocol
+from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from server.records import (
     arrays_to_record,
@@ -79,6 +80,7 @@ def handle(fn: ClientFn, msg: Message, context: Context) -> Message:
     objective = load_objective(settings, context.node_config, pid)
     payload = content_to_payload(msg.content, source=f"{msg.metadata.message_type} message")
     state = load_state(context, settings)
+    retain_freed_memory()
     with blas_threads(1):  # as the engine: many small factorisations, one BLAS thread
         state, reply = fn(settings.config, objective, state, payload, pid)
     save_state(context, state)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fedzoo import protocol
+from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedzoo.config import RunConfig
@@ -126,6 +127,7 @@ def run_federation(
             (``wall_s`` aside).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
+    retain_freed_memory()  # many medium temporaries per step: reuse heap pages
     with blas_threads(1), ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
         return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
                     round_callback, checkpoint_dir, resume)

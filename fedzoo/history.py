@@ -1,7 +1,9 @@
 """A client's query history D_i: every point it queried and the value it got.
 
 A bounded FIFO buffer over preallocated arrays (amortised O(d) per point, no Python loop
-over points); when full, the oldest points are dropped.
+over points); when full, the oldest points are dropped. Every point keeps a serial id
+(0 for the first point ever added, counting on across drops), so a cache keyed by ids
+(:class:`fedzoo.surrogates.rff.RFFFitCache`) stays valid while rows shift.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class QueryHistory:
         self._X = np.empty((min(self.capacity, 256), self.dim))
         self._y = np.empty(self._X.shape[0])
         self._n = 0
+        self.first_id = 0  # serial id of row 0
 
     def __len__(self) -> int:
         return self._n
@@ -31,6 +34,11 @@ class QueryHistory:
     def y(self) -> np.ndarray:
         return self._y[: self._n]
 
+    @property
+    def ids(self) -> np.ndarray:
+        """Serial ids of the rows (int64, increasing)."""
+        return np.arange(self.first_id, self.first_id + self._n, dtype=np.int64)
+
     def add(self, X: np.ndarray, y: np.ndarray) -> None:
         """Append the n x d points X with values y, dropping the oldest beyond capacity."""
         X = np.atleast_2d(X)
@@ -38,6 +46,9 @@ class QueryHistory:
         if X.shape[1] != self.dim or y.shape != (X.shape[0],):
             raise ShapeError(f"Expected n x {self.dim} points and n values, got {X.shape} and {y.shape}.")
         if X.shape[0] >= self.capacity:
+            skipped = X.shape[0] - self.capacity  # never stored, but they took ids
+            self.first_id += self._n + skipped
+            self._n = 0
             X, y = X[-self.capacity :], y[-self.capacity :]
         need = self._n + X.shape[0]
         if need > self.capacity:
@@ -45,6 +56,7 @@ class QueryHistory:
             self._X[: self._n - drop] = self._X[drop : self._n]
             self._y[: self._n - drop] = self._y[drop : self._n]
             self._n -= drop
+            self.first_id += drop
             need = self.capacity
         if need > self._X.shape[0]:
             size = min(self.capacity, max(need, 2 * self._X.shape[0]))
@@ -56,8 +68,11 @@ class QueryHistory:
         self._n = need
 
     @classmethod
-    def from_arrays(cls, X: np.ndarray, y: np.ndarray, capacity: int) -> QueryHistory:
+    def from_arrays(
+        cls, X: np.ndarray, y: np.ndarray, capacity: int, first_id: int = 0
+    ) -> QueryHistory:
         h = cls(X.shape[1], capacity)
         if X.shape[0]:
             h.add(X, y)
+        h.first_id = int(first_id) + max(X.shape[0] - h.capacity, 0)
         return h

@@ -44,7 +44,7 @@ from fedzoo.objectives.base import Objective
 from fedzoo.optim import make_optimizer
 from fedzoo.payload import ArraySpec, Payload, ScalarSpec, validate
 from fedzoo.surrogates.gp import GPHyper, nearest_indices
-from fedzoo.surrogates.rff import RandomFourierFeatures, fit_rff_weights
+from fedzoo.surrogates.rff import RandomFourierFeatures, RFFFitCache, fit_rff_weights_cached
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class ClientState:
         scaffold_own: this client's control variate c_i.
         cached_x / cached_value: the last global point evaluated and f_i there.
         local_x: the end point of the last local training.
+        rff_cache: features and Gram of the last RFF fit's points (reused by the next).
     """
 
     dim: int
@@ -86,6 +87,7 @@ class ClientState:
     cached_x: np.ndarray | None = None
     cached_value: float | None = None
     local_x: np.ndarray | None = None
+    rff_cache: RFFFitCache | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (absent parts omitted), for Flower state or disk."""
@@ -93,6 +95,7 @@ class ClientState:
         if self.history is not None:
             out["history-x"] = self.history.X.copy()
             out["history-y"] = self.history.y.copy()
+            out["history-first-id"] = np.array([self.history.first_id], dtype=np.float64)
         if self.gp_hyper is not None:  # raw values: a log round trip is not exact
             h = self.gp_hyper
             out["gp-hyper"] = np.array([h.lengthscale, h.signal_var, h.noise_var])
@@ -102,6 +105,8 @@ class ClientState:
                 out[key] = np.asarray(value, dtype=np.float64)
         if self.cached_value is not None:
             out["cached-value"] = np.array([self.cached_value])
+        if self.rff_cache is not None:
+            out.update(self.rff_cache.to_arrays())
         return out
 
     @classmethod
@@ -111,7 +116,7 @@ class ClientState:
         if "history-x" in arrays:
             state.history = QueryHistory.from_arrays(
                 np.asarray(arrays["history-x"]).reshape(-1, dim), np.asarray(arrays["history-y"]),
-                config.history_max,
+                config.history_max, int(arrays["history-first-id"][0]) if "history-first-id" in arrays else 0,
             )
         if "gp-hyper" in arrays:
             ls, s2, n2 = (float(v) for v in np.asarray(arrays["gp-hyper"]))
@@ -122,6 +127,7 @@ class ClientState:
         state.local_x = arrays.get("local-x")
         if "cached-value" in arrays:
             state.cached_value = float(arrays["cached-value"][0])
+        state.rff_cache = RFFFitCache.from_arrays(arrays)
         return state
 
 
@@ -305,8 +311,12 @@ def _fit_own_rff(config: RunConfig, state: ClientState, x: np.ndarray, msg: Payl
     """Ridge-fit this client's RFF weights on its ``rff-history`` points nearest to x."""
     assert state.history is not None
     rff = shared_features(state.dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
-    idx = nearest_indices(state.history.X, x, config.rff_history)
-    return fit_rff_weights(rff, state.history.X[idx], state.history.y[idx], config.rff_ridge)
+    hist = state.history
+    idx = nearest_indices(hist.X, x, config.rff_history)
+    w, state.rff_cache = fit_rff_weights_cached(
+        rff, hist.X[idx], hist.y[idx], hist.first_id + idx, state.rff_cache, config.rff_ridge
+    )
+    return w
 
 
 def sync_message_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:

@@ -80,8 +80,11 @@ def _chol_inverse(c: np.ndarray) -> np.ndarray:
     inv, info = linalg.lapack.dpotri(c, lower=1)
     if info != 0:
         raise linalg.LinAlgError(f"potri failed with info={info}.")
-    upper = np.triu_indices_from(inv, 1)
-    inv[upper] = inv.T[upper]  # potri fills the lower triangle only
+    # potri fills the lower triangle only; mirror it (two dense passes, no index arrays)
+    lower = np.tril(inv, -1)
+    diag = np.diag(inv).copy()
+    np.add(lower, lower.T, out=inv)
+    inv[np.diag_indices_from(inv)] = diag
     return inv
 
 
@@ -216,7 +219,7 @@ def negative_log_marginal_likelihood(
     """
     kern = get_kernel(kernel)
     ls, s2, n2 = np.exp(theta)
-    Ku = kern.value(R2, ls)
+    Ku, dl = kern.value_and_dlog_l(R2, ls)
     K = s2 * Ku
     K[np.diag_indices_from(K)] += n2
     try:
@@ -229,10 +232,10 @@ def negative_log_marginal_likelihood(
     Kinv = _chol_inverse(c)
     # W = K^-1 - alpha alpha^T; tr(W K) = n - y.alpha; tr(W) = tr(K^-1) - |alpha|^2
     tr_w = np.trace(Kinv) - alpha @ alpha
-    dl = s2 * kern.dlog_l(R2, ls)
+    dl *= s2
     grad = 0.5 * np.array(
         [
-            np.sum(Kinv * dl) - alpha @ (dl @ alpha),
+            np.vdot(Kinv, dl) - alpha @ (dl @ alpha),
             (n - y @ alpha) - n2 * tr_w,  # dK/dlog s^2 = s^2 Ku = K - n2 I
             n2 * tr_w,
         ]

@@ -135,6 +135,10 @@ def test_client_state_round_trips_through_arrays():
     back = protocol.ClientState.from_arrays(st.to_arrays(), cfg)
     assert np.array_equal(back.history.X, st.history.X) and back.gp_hyper == st.gp_hyper
     assert np.array_equal(back.rff_own, st.rff_own) and back.cached_value == st.cached_value
+    assert back.history.first_id == st.history.first_id and st.rff_cache is not None
+    assert np.array_equal(back.rff_cache.ids, st.rff_cache.ids)
+    assert np.array_equal(back.rff_cache.phi, st.rff_cache.phi)
+    assert np.array_equal(back.rff_cache.gram, st.rff_cache.gram)
 
 
 def test_history_buffer_drops_the_oldest_points():
@@ -144,6 +148,11 @@ def test_history_buffer_drops_the_oldest_points():
     for i in range(4):
         h.add(np.full((2, 2), i), np.full(2, i))
     assert len(h) == 5 and list(h.y) == [1, 2, 2, 3, 3]
+    assert list(h.ids) == [3, 4, 5, 6, 7]  # serial ids count on across drops
+    h.add(np.zeros((7, 2)), np.arange(7.0))  # more than the capacity at once
+    assert list(h.ids) == [10, 11, 12, 13, 14] and list(h.y) == [2, 3, 4, 5, 6]
+    back = QueryHistory.from_arrays(h.X, h.y, 5, h.first_id)
+    assert list(back.ids) == list(h.ids)
 
 
 def test_fzoos_local_gradients_beat_rgf_along_a_real_run():

@@ -15,6 +15,8 @@ from fedzoo.surrogates import (
     squared_distances,
 )
 from fedzoo.surrogates.gp import negative_log_marginal_likelihood
+from fedzoo.surrogates.kernels import KERNELS
+from fedzoo.surrogates.rff import RFFFitCache, fit_rff_weights_cached
 
 
 def central_difference(f, x, h=1e-5):
@@ -148,3 +150,41 @@ def test_surrogate_gradient_with_fewer_points_than_dimensions_follows_sqrt_n_ove
     # E cos ~ sqrt(n/d); for n=150, d=300 that is 0.707
     cosines = [_surrogate_cosine(150, seed=s) for s in range(2)]
     assert all(abs(c - np.sqrt(150 / 300)) < 0.12 for c in cosines), cosines
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_value_and_dlog_l_equal_the_separate_functions(kernel):
+    k = KERNELS[kernel]
+    R2 = np.random.default_rng(8).uniform(0, 3, size=(20, 20))
+    value, dlog_l = k.value_and_dlog_l(R2, 0.7)
+    np.testing.assert_allclose(value, k.value(R2, 0.7), rtol=1e-13)
+    np.testing.assert_allclose(dlog_l, k.dlog_l(R2, 0.7), rtol=1e-12, atol=1e-300)
+
+
+def test_cached_rff_fit_reuses_rows_and_agrees_with_a_fresh_fit():
+    rng = np.random.default_rng(9)
+    rff = RandomFourierFeatures(12, 3000, 1.0, seed=2)
+    X, y, ids = rng.uniform(size=(400, 12)), rng.standard_normal(400), np.arange(100, 500)
+    first = slice(0, 250)
+    w_plain = fit_rff_weights(rff, X[first], y[first], ridge=1e-3)
+    w, cache = fit_rff_weights_cached(rff, X[first], y[first], ids[first], None, ridge=1e-3)
+    assert np.array_equal(w, w_plain)  # no cache: exactly the plain fit
+    sel = rng.permutation(np.arange(150, 400))[:240]  # 100 cached rows, 140 new, shuffled
+    w2, cache2 = fit_rff_weights_cached(rff, X[sel], y[sel], ids[sel], cache, ridge=1e-3)
+    fresh = fit_rff_weights(rff, X[sel], y[sel], ridge=1e-3)
+    # reused float32 rows differ from recomputed ones by float32 rounding only: the gap
+    # is of the order of the float32 fit's own gap to the exact float64 fit
+    Phi = rff.features(X[sel])
+    ys = (y[sel] - y[sel].mean()) / y[sel].std()
+    exact = y[sel].std() * Phi.T @ np.linalg.solve(Phi @ Phi.T + 1e-3 * np.eye(240), ys)
+    rounding = np.linalg.norm(fresh - exact)
+    assert rounding <= 1e-3 * np.linalg.norm(exact)
+    assert np.linalg.norm(w2 - fresh) <= 3 * rounding
+    assert np.array_equal(cache2.ids, ids[sel])
+    np.testing.assert_allclose(cache2.gram, cache2.phi @ cache2.phi.T, rtol=1e-4, atol=1e-5)
+    # the cache survives serialisation; a cache of another feature map is ignored
+    back = RFFFitCache.from_arrays(cache2.to_arrays())
+    assert back.key == cache2.key and np.array_equal(back.phi, cache2.phi)
+    other = RandomFourierFeatures(12, 3000, 1.0, seed=3)
+    w_other, _ = fit_rff_weights_cached(other, X[sel], y[sel], ids[sel], cache2, ridge=1e-3)
+    assert np.array_equal(w_other, fit_rff_weights(other, X[sel], y[sel], ridge=1e-3))
