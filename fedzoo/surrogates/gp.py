@@ -63,13 +63,22 @@ def _standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
     return (y - mean) / std, mean, std
 
 
+def _cho_factor(K: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor, for scipy's ``cho_solve((L, True), ...)`` and ``potri``.
+
+    numpy's ``cholesky`` releases the GIL (scipy's LAPACK wrappers do not), so client
+    threads factorise in parallel.
+    """
+    return np.linalg.cholesky(K)
+
+
 def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool]:
     """Lower Cholesky factor of K, adding growing jitter if K is numerically singular."""
     jitter = 0.0
     scale = float(np.mean(np.diag(K)))
     for _ in range(6):
         try:
-            return linalg.cho_factor(K + jitter * np.eye(K.shape[0]), lower=True, check_finite=False)
+            return _cho_factor(K + jitter * np.eye(K.shape[0]) if jitter else K), True
         except linalg.LinAlgError:
             jitter = scale * 1e-10 if jitter == 0.0 else jitter * 100.0
     raise linalg.LinAlgError("GP kernel matrix is not positive definite even with jitter.")
@@ -223,7 +232,7 @@ def negative_log_marginal_likelihood(
     K = s2 * Ku
     K[np.diag_indices_from(K)] += n2
     try:
-        c, low = linalg.cho_factor(K, lower=True, check_finite=False)
+        c, low = _cho_factor(K), True
     except linalg.LinAlgError:
         return 1e25, np.zeros(3)
     alpha = linalg.cho_solve((c, low), y, check_finite=False)
