@@ -37,6 +37,7 @@ OBJECTIVE = "objective"
 ORACLE = "oracle"
 ORACLE_ROOT_CERT = "oracle-root-cert"
 ORACLE_TIMEOUT = "oracle-timeout"
+STATE_DIR = "state-dir"  # see client.persistence
 
 _ADDRESS = re.compile(r"^[\w.\-\[\]:]+:\d{1,5}$")
 _CACHE: dict[tuple[Any, ...], Objective] = {}

@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 KERNEL_NAMES = ("se", "matern52")
 FD_ESTIMATORS = ("rgf", "coordinate")
 AGGREGATIONS = ("mean", "median", "clip")
+GAMMA_SCHEDULES = ("inverse", "inverse-sqrt", "constant")
 
 
 def _positive_int(v: Any) -> bool:
@@ -85,7 +86,8 @@ class RunConfig:
     rff_lengthscale: float = field(default=1.0, metadata={"kind": "positive", "doc": "RFF kernel lengthscale"})
     rff_history: int = field(default=500, metadata={"kind": "positive-int", "doc": "points per client for the RFF fit"})
     rff_ridge: float = field(default=1e-3, metadata={"kind": "positive", "doc": "ridge of the RFF fit (standardised y)"})
-    gamma: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "correction weight gamma (gamma_t = gamma/t)"})
+    gamma: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "correction weight gamma"})
+    gamma_schedule: str = field(default="inverse", metadata={"kind": "choice", "choices": GAMMA_SCHEDULES, "doc": "gamma_t at local step t: gamma/t (inverse, the paper's), gamma/sqrt(t) or gamma"})
 
     @classmethod
     def keys(cls) -> list[str]:

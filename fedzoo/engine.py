@@ -198,7 +198,7 @@ def _run(
             sreplies, sdown, sup = _exchange(protocol.client_sync, config, problem, states, smsg, "sync", r, pool, clients)
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies))
+        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies)
         if config.uses_sync and sagg is not None and sagg.replies:
             rec.report(r, sagg.weighted("value"))
         if progress is not None:

@@ -281,7 +281,9 @@ def client_train(
         elif config.method in ("scaffold1", "scaffold2"):
             g_hat = g + scaffold_term(c_global, state.scaffold_own)
         elif config.uses_rff:
-            g_hat = g + fzoos_term(x, t, config.gamma, rff, msg.get("rff-weights"), state.rff_own)
+            g_hat = g + fzoos_term(
+                x, t, config.gamma, rff, msg.get("rff-weights"), state.rff_own, config.gamma_schedule
+            )
         if observer is not None:
             observer(client_id, t, x, g, g_hat)
         step, opt_state = opt.update(g_hat, opt_state)
@@ -460,6 +462,12 @@ def sync_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | Scalar
 
 
 EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0)}
+
+
+def max_reply_elements(config: RunConfig, dim: int) -> int:
+    """The longest array any reply of this run may carry (a decoding limit for transports)."""
+    specs = [*train_reply_spec(config, dim).values(), *sync_reply_spec(config, dim).values()]
+    return max([dim, *(s.length for s in specs if isinstance(s, ArraySpec))])
 
 
 @dataclass

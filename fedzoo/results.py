@@ -9,7 +9,8 @@ Columns of ``history.csv`` (one row per round, row 0 = the start point):
 * ``reported_value``: sum_i p_i f_i(x_r) from the clients' own queries (what a deployment
   knows); NaN where no client reported it;
 * ``bytes_up`` / ``bytes_down``: cumulative payload bytes; ``wall_s``: seconds the round
-  took; ``clients``: valid replies aggregated in the round.
+  took; ``clients``: valid train replies aggregated in the round; ``participants``: their
+  client (partition) ids, ``;``-separated (empty in row 0).
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients")
+COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients",
+           "participants")
+INT_COLUMNS = ("round", "queries", "bytes_up", "bytes_down", "clients")
+STR_COLUMNS = ("participants",)
 
 
 class HistoryRecorder:
@@ -40,18 +44,23 @@ class HistoryRecorder:
         self.rows: list[dict[str, Any]] = []
 
     def start(self, x0: np.ndarray, num_clients: int) -> None:
-        self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients)]
+        self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients, "")]
 
-    def _row(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int) -> dict[str, Any]:
+    def _row(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int,
+             participants: str) -> dict[str, Any]:
         value = self.simulate(x) if self.simulate is not None else math.nan
         return {"round": r, "queries": queries, "value": value, "reported_value": math.nan,
-                "bytes_up": up, "bytes_down": down, "wall_s": wall, "clients": clients}
+                "bytes_up": up, "bytes_down": down, "wall_s": wall, "clients": clients,
+                "participants": participants}
 
-    def end_round(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int) -> dict[str, Any]:
-        """Append row r; queries/bytes are this round's increments."""
+    def end_round(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float,
+                  participants: Iterable[int]) -> dict[str, Any]:
+        """Append row r; queries/bytes are this round's increments; ``participants`` are
+        the clients whose train replies were aggregated."""
+        ids = sorted(int(c) for c in participants)
         last = self.rows[-1]
         row = self._row(r, x, last["queries"] + queries, last["bytes_up"] + up,
-                        last["bytes_down"] + down, wall, clients)
+                        last["bytes_down"] + down, wall, len(ids), ";".join(map(str, ids)))
         self.rows.append(row)
         return row
 
@@ -91,9 +100,15 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
         rows = list(csv.DictReader(fh))
     out = []
     for row in rows:
-        out.append({k: (int(v) if k in ("round", "queries", "bytes_up", "bytes_down", "clients") else float(v))
+        out.append({k: (int(v) if k in INT_COLUMNS else v if k in STR_COLUMNS else float(v))
                     for k, v in row.items()})
     return out
+
+
+def participants_of(row: dict[str, Any]) -> list[int]:
+    """The client ids of a row's ``participants`` column."""
+    text = row.get("participants", "")
+    return [int(c) for c in str(text).split(";") if c != ""]
 
 
 def versions() -> dict[str, str]:

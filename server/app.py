@@ -52,6 +52,7 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedzoo import protocol
+from fedzoo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.payload import Payload, payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
@@ -87,6 +88,8 @@ class Federation:
     kinds: dict[int, str] = field(default_factory=dict)  # partition id -> objective kind
     failed: dict[int, str] = field(default_factory=dict)  # node id -> reason
     silent: set[int] = field(default_factory=set)  # nodes that have not answered yet
+    asked: set[int] = field(default_factory=set)  # nodes that answered a describe
+    missed: set[int] = field(default_factory=set)  # partitions whose last exchange failed
 
     @property
     def partition_of(self) -> dict[int, int]:
@@ -120,9 +123,20 @@ def _error_text(msg: Message) -> str:
 
 
 def describe_nodes(
-    grid: Grid, settings: FlowerSettings, node_ids: list[int], fed: Federation, timeout: float
+    grid: Grid,
+    settings: FlowerSettings,
+    node_ids: list[int],
+    fed: Federation,
+    timeout: float,
+    online: set[int] | None = None,
 ) -> None:
-    """Ask ``node_ids`` for their partition id and objective; update ``fed``."""
+    """Ask ``node_ids`` for their partition id and objective; update ``fed``.
+
+    A node that claims a partition already served by another node takes it over when
+    that node is no longer online (``online``: the ids the grid lists now) or missed its
+    last exchange: a SuperNode that restarted comes back with a new node id. Otherwise the
+    newcomer is ignored (logged).
+    """
     if not node_ids:
         return
     msgs = _messages(None, {n: n for n in node_ids}, DESCRIBE, "0", max(timeout, 1.0))
@@ -143,16 +157,41 @@ def describe_nodes(
         elif dim != settings.dim:
             fed.failed[node] = f"objective dimension {dim!r} != dim {settings.dim}"
             log.warning("node %d ignored: %s", node, fed.failed[node])
-        elif pid in fed.nodes:
+        elif pid in fed.nodes and (
+            online is None or (fed.nodes[pid] in online and pid not in fed.missed)
+        ):
             fed.failed[node] = f"partition {pid} is already served by node {fed.nodes[pid]}"
             log.warning("node %d ignored: %s", node, fed.failed[node])
         else:
+            if pid in fed.nodes:
+                log.warning(
+                    "partition %d moves from node %d (%s) to node %d",
+                    pid,
+                    fed.nodes[pid],
+                    "offline" if online is not None and fed.nodes[pid] not in online
+                    else "missed its last exchange",
+                    node,
+                )
+                fed.missed.discard(pid)
             fed.nodes[pid] = node
             fed.kinds[pid] = str(meta.get("objective-kind", "unknown"))
             log.info("node %d serves partition %d (%s objective)", node, pid, fed.kinds[pid])
     fed.silent = (fed.silent | set(node_ids)) - answered
+    fed.asked |= answered
     for node in sorted(set(node_ids) - answered):
         log.warning("node %d did not describe itself within %.0f s; will ask again", node, timeout)
+
+
+def refresh_federation(grid: Grid, settings: FlowerSettings, fed: Federation) -> None:
+    """Before a round: describe nodes that connected since the last look (restarted
+    SuperNodes, late joiners) so that they can take over their partitions.
+
+    Costs one describe exchange, and only when a new node is online.
+    """
+    online = {int(n) for n in grid.get_node_ids()}
+    new = sorted(online - fed.asked)
+    if new:
+        describe_nodes(grid, settings, new, fed, settings.round_timeout, online=online)
 
 
 def wait_for_partitions(
@@ -167,12 +206,11 @@ def wait_for_partitions(
         FlowerRunError: naming the missing partitions, the nodes seen and why nodes failed.
     """
     fed = Federation()
-    asked: set[int] = set()
     deadline = time.monotonic() + settings.node_wait_timeout
     wanted = set(range(settings.num_clients))
     while True:
         node_ids = sorted(int(n) for n in grid.get_node_ids())
-        new = [n for n in node_ids if n not in asked]
+        new = [n for n in node_ids if n not in fed.asked]
         left = deadline - time.monotonic()
         # Nodes register one by one: describe them together once all are there (or
         # once half the wait is over); each describe exchange costs seconds when deployed.
@@ -180,11 +218,10 @@ def wait_for_partitions(
         if new and ready:
             timeout = min(settings.round_timeout, max(left, 5.0))
             describe_nodes(grid, settings, new, fed, timeout=timeout)
-            asked.update(n for n in new if n in fed.failed or n in fed.nodes.values())
         if wanted <= fed.nodes.keys():
             return fed
         all_answered = (
-            bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in asked]
+            bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in fed.asked]
         )
         if time.monotonic() >= deadline or (fixed_nodes and all_answered):
             missing = sorted(wanted - fed.nodes.keys())
@@ -209,30 +246,50 @@ def exchange(
     round_: int,
     timeout: float,
     partitions: list[int] | None = None,
+    max_elements: int | None = None,
 ) -> tuple[dict[int, Any], int, int]:
     """Send ``payload`` to ``partitions`` (default all); return (replies by partition, down, up).
 
-    Replies are in partition order; error replies, undecodable replies, replies from
-    a node not addressed and missing replies are logged and left out.
+    Partitions whose node is offline (no longer listed by the grid) are not sent to.
+    Replies are matched to partitions by the message they answer (an error reply the
+    SuperLink writes for an unreachable node comes from the SuperLink, not the node) and
+    returned in partition order; error replies, undecodable replies, arrays longer than
+    ``max_elements``, replies claiming another partition and missing replies are logged
+    and left out, and the partitions without a usable reply are remembered in
+    ``fed.missed``.
     """
     pids = sorted(fed.nodes) if partitions is None else sorted(partitions)
-    targets = {pid: fed.nodes[pid] for pid in pids}
+    online = {int(n) for n in grid.get_node_ids()}
+    offline = [pid for pid in pids if fed.nodes[pid] not in online]
+    if offline:
+        log.warning(
+            "round %d %s: partition(s) %s offline (node(s) %s); not sent",
+            round_,
+            message_type,
+            offline,
+            [fed.nodes[p] for p in offline],
+        )
+    targets = {pid: fed.nodes[pid] for pid in pids if pid not in offline}
     msgs = _messages(payload, targets, message_type, str(round_), timeout)
-    partition_of = {node: pid for pid, node in targets.items()}
+    by_pid = dict(zip(targets, msgs))
     replies: dict[int, Any] = {}
-    for reply in grid.send_and_receive(msgs, timeout=timeout):
-        node = reply.metadata.src_node_id
-        pid = partition_of.get(node)
+    answers = list(grid.send_and_receive(msgs, timeout=timeout)) if msgs else []
+    of_message = {msg.metadata.message_id: pid for pid, msg in by_pid.items()}
+    for reply in answers:
+        pid = of_message.get(reply.metadata.reply_to_message_id)
+        node = targets.get(pid) if pid is not None else reply.metadata.src_node_id
         what = f"{message_type} reply of partition {pid} (node {node}) in round {round_}"
         if pid is None:
-            log.warning("ignored a %s reply from unknown node %d", message_type, node)
+            log.warning("ignored a %s reply to a message not sent in this exchange", message_type)
         elif reply.has_error():
             log.warning("skipped the %s: %s", what, _error_text(reply))
         elif pid in replies:
             log.warning("skipped a second %s", what)
+        elif reply.metadata.src_node_id != node:
+            log.warning("skipped the %s: it comes from node %d", what, reply.metadata.src_node_id)
         else:
             try:
-                decoded = content_to_payload(reply.content, source=what)
+                decoded = content_to_payload(reply.content, source=what, max_elements=max_elements)
             except PayloadError as err:
                 log.warning("skipped %s", err)
                 continue
@@ -241,7 +298,8 @@ def exchange(
                 log.warning("skipped the %s: it claims partition-id %r", what, claimed)
                 continue
             replies[pid] = decoded
-    missing = sorted(set(targets) - replies.keys())
+    missing = sorted(set(pids) - replies.keys())
+    fed.missed = (fed.missed | set(missing)) - replies.keys()
     if missing:
         log.warning(
             "round %d %s: no usable reply from partition(s) %s", round_, message_type, missing
@@ -261,12 +319,43 @@ class FlowerRun:
     federation: Federation
 
 
+def checkpoint_meta(settings: FlowerSettings) -> dict[str, Any]:
+    """What identifies a Flower run in its checkpoint (everything but the rounds)."""
+    return {
+        "engine": "flower",
+        "config": {k: v for k, v in settings.config.to_dict().items() if k != "rounds"},
+        "problem": list(settings.problem_key),
+    }
+
+
+def _resume(settings: FlowerSettings, rec: HistoryRecorder) -> tuple[protocol.ServerState, int]:
+    """The server state and the last completed round of the checkpointed run."""
+    ckpt = load_checkpoint(settings.checkpoint_dir)
+    meta = checkpoint_meta(settings)
+    saved = {k: v for k, v in ckpt.meta.items() if k != "rounds"}
+    if saved != meta:
+        diff = sorted(
+            k for k in {**saved.get("config", {}), **meta["config"]}
+            if saved.get("config", {}).get(k) != meta["config"].get(k)
+        )
+        raise FlowerRunError(
+            f"The checkpoint in {settings.checkpoint_dir} belongs to another run: "
+            f"{'options ' + str(diff) + ' differ' if diff else 'saved ' + str(saved)} (only "
+            "'rounds' and the timeouts may change on resume)."
+        )
+    rec.rows = ckpt.rows
+    log.info("resuming after round %d from %s", ckpt.round, settings.checkpoint_dir)
+    return protocol.ServerState.from_arrays(ckpt.server), ckpt.round
+
+
 def run_server(
     grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None
 ) -> FlowerRun:
     """Run the federation over ``grid``; write history.csv and summary.json.
 
-    Mirrors ``fedzoo.engine._run`` step for step (see the module docstring).
+    Mirrors ``fedzoo.engine._run`` step for step (see the module docstring). With
+    ``checkpoint-dir`` a checkpoint is written after every round; with ``resume`` the run
+    continues from it.
     """
     t_start = time.perf_counter()
     config = settings.config
@@ -289,7 +378,12 @@ def run_server(
     rec = HistoryRecorder(problem.global_value if simulated else None)
     server = protocol.server_init(config, x0)
     rec.start(server.x, settings.num_clients)
+    done = 0
+    if settings.resume:
+        server, done = _resume(settings, rec)
     timeout = settings.round_timeout
+    limit = protocol.max_reply_elements(config, settings.dim)
+    out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
         "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
         config.method,
@@ -300,27 +394,43 @@ def run_server(
         out_dir,
     )
 
-    for r in range(1, config.rounds + 1):
+    for r in range(done + 1, config.rounds + 1):
         t0 = time.perf_counter()
+        if r > done + 1:
+            refresh_federation(grid, settings, fed)
         clients = protocol.sample_clients(config, r, list(range(settings.num_clients)))
         msg = protocol.train_message(config, server)
-        replies, down, up = exchange(grid, fed, MessageType.TRAIN, msg, r, timeout, clients)
+        replies, down, up = exchange(
+            grid, fed, MessageType.TRAIN, msg, r, timeout, clients, max_elements=limit
+        )
         server, agg = protocol.aggregate_train(config, server, replies, weights)
         queries = agg.num_queries
         if agg.replies:
             rec.report(r - 1, agg.weighted("value-start"))
         if config.uses_sync:
             smsg = protocol.sync_message(config, server)
-            sreplies, sdown, sup = exchange(grid, fed, SYNC, smsg, r, timeout, clients)
+            sreplies, sdown, sup = exchange(
+                grid, fed, SYNC, smsg, r, timeout, clients, max_elements=limit
+            )
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(
-            r, server.x, queries, up, down, time.perf_counter() - t0, len(agg.replies)
-        )
+        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies)
         if config.uses_sync and sagg.replies:
             rec.report(r, sagg.weighted("value"))
+        if settings.checkpoint_dir:
+            save_checkpoint(
+                settings.checkpoint_dir,
+                Checkpoint(
+                    r,
+                    server.to_arrays(),
+                    [],
+                    rec.rows,
+                    {**checkpoint_meta(settings), "rounds": config.rounds},
+                ),
+            )
+        write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
         log.info(
-            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d (%.2fs)",
+            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d [%s] (%.2fs)",
             r,
             config.rounds,
             row["value"],
@@ -328,6 +438,7 @@ def run_server(
             row["queries"],
             row["clients"],
             len(clients),
+            row["participants"],
             row["wall_s"],
         )
 
@@ -335,7 +446,8 @@ def run_server(
         t0 = time.perf_counter()
         emsg = protocol.evaluate_message(server)
         last = rec.rows[-1]["round"]
-        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout)
+        refresh_federation(grid, settings, fed)
+        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout, max_elements=limit)
         eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
         rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
         if eagg.replies:
@@ -358,13 +470,13 @@ def run_server(
             "optimum_value": None,
         }
     summ = summary(rec.rows, config.to_dict(), info, "flower", wall)
+    summ["resumed_after_round"] = done if settings.resume else None
     summ["flower"] = {
         "simulation": simulation,
         "value_source": "simulated" if simulated else "reported",
         "nodes": {str(pid): node for pid, node in sorted(fed.nodes.items())},
         "objective_kinds": {str(pid): kind for pid, kind in sorted(fed.kinds.items())},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
     write_history(rec.rows, out_dir / "history.csv")
     write_summary(summ, out_dir / "summary.json")
     log.info(

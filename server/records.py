@@ -53,8 +53,16 @@ def arrays_to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return record
 
 
-def record_to_arrays(record: ArrayRecord, *, source: str = "record") -> dict[str, np.ndarray]:
-    """The arrays of ``record`` by key; raises PayloadError for anything but sane arrays."""
+def record_to_arrays(
+    record: ArrayRecord, *, source: str = "record", max_elements: int | None = None
+) -> dict[str, np.ndarray]:
+    """The arrays of ``record`` by key; raises PayloadError for anything but sane arrays.
+
+    ``max_elements`` (default :data:`fedzoo.payload.MAX_ARRAY_ELEMENTS`) caps each array's
+    announced size, checked before any data is decoded: a reply the protocol expects to
+    hold at most M numbers cannot make the server allocate more.
+    """
+    limit = MAX_ARRAY_ELEMENTS if max_elements is None else min(max_elements, MAX_ARRAY_ELEMENTS)
     out: dict[str, np.ndarray] = {}
     for key, array in record.items():
         where = f"{source}[{key!r}]"
@@ -63,10 +71,10 @@ def record_to_arrays(record: ArrayRecord, *, source: str = "record") -> dict[str
                 f"{where}: expected a numpy-serialised array, got stype {array.stype!r}."
             )
         size = math.prod(int(n) for n in array.shape)
-        if size > MAX_ARRAY_ELEMENTS:
+        if size > limit:
             raise PayloadError(
                 f"{where}: an array of shape {tuple(array.shape)} exceeds the limit of "
-                f"{MAX_ARRAY_ELEMENTS} elements."
+                f"{limit} elements."
             )
         try:
             value = array.numpy()
@@ -103,8 +111,11 @@ def payload_to_content(
     return content
 
 
-def content_to_payload(content: RecordDict, *, source: str = "message") -> dict[str, Any]:
-    """Decode message content into a payload (transport metadata left out).
+def content_to_payload(
+    content: RecordDict, *, source: str = "message", max_elements: int | None = None
+) -> dict[str, Any]:
+    """Decode message content into a payload (transport metadata left out); arrays are
+    capped at ``max_elements`` elements each (see :func:`record_to_arrays`).
 
     Raises:
         PayloadError: unknown or mistyped records, a key both an array and a scalar, or
@@ -120,7 +131,7 @@ def content_to_payload(content: RecordDict, *, source: str = "message") -> dict[
             raise PayloadError(
                 f"{source}: record {ARRAYS!r} must be an ArrayRecord, got {type(record).__name__}."
             )
-        payload.update(record_to_arrays(record, source=source))
+        payload.update(record_to_arrays(record, source=source, max_elements=max_elements))
     if SCALARS in content:
         record = content[SCALARS]
         if not isinstance(record, ConfigRecord):

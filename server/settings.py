@@ -23,6 +23,16 @@ Federation keys:
 * ``node-wait-timeout``: seconds to wait for ``num-clients`` partitions before round 1.
 * ``round-timeout``: seconds to wait for the replies of one exchange; missing replies
   are skipped like error replies.
+* ``checkpoint-dir``: if not empty, the ServerApp writes ``checkpoint.npz`` there after
+  every round (atomic; :mod:`fedzoo.checkpoint`): global state, history rows, config.
+* ``resume``: continue the run checkpointed in ``checkpoint-dir`` (same configuration
+  except ``rounds`` and the timeouts) up to ``rounds`` rounds in total. Clients must
+  have persisted their state (``client-state-dir`` or the node config ``state-dir``)
+  for the resumed history to equal an uninterrupted one.
+* ``client-state-dir``: if not empty, every client keeps snapshots of its state under
+  ``<client-state-dir>/partition-<id>`` (:mod:`client.persistence`), so it survives a
+  SuperNode restart or a new run that resumes this one. A node's own ``state-dir``
+  (node config) takes precedence.
 
 Small-run overrides: the shipped defaults equal RunConfig's except the keys in
 :data:`SMALL_RUN_OVERRIDES`, chosen so that a bare ``flwr run .`` finishes in about a
@@ -54,7 +64,15 @@ FEDERATION_DEFAULTS: dict[str, Any] = {
     "out-dir": "runs/flower",
     "node-wait-timeout": 120.0,
     "round-timeout": 600.0,
+    "checkpoint-dir": "",
+    "resume": False,
+    "client-state-dir": "",
 }
+
+#: Run-config keys that may differ between a run and the run that resumes it; they do
+#: not identify the run (client snapshots and checkpoints are keyed by the others).
+VOLATILE_KEYS = ("rounds", "out-dir", "node-wait-timeout", "round-timeout", "resume",
+                 "checkpoint-dir", "client-state-dir")
 
 #: RunConfig options whose shipped default differs from RunConfig's (quick first run).
 SMALL_RUN_OVERRIDES: dict[str, Any] = {"rounds": 10}
@@ -78,6 +96,9 @@ class FlowerSettings:
     out_dir: str
     node_wait_timeout: float
     round_timeout: float
+    checkpoint_dir: str = ""
+    resume: bool = False
+    client_state_dir: str = ""
 
     @property
     def problem_key(self) -> tuple[str, int, int, float, int]:
@@ -136,6 +157,20 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         raise ConfigError(
             f"Run-config 'out-dir' = {out_dir!r} is not allowed; expected a directory path."
         )
+    for key in ("checkpoint-dir", "client-state-dir"):
+        if not isinstance(values[key], str):
+            raise ConfigError(
+                f"Run-config {key!r} = {values[key]!r} is not allowed; expected a directory "
+                "path or \"\" (off)."
+            )
+    resume = values["resume"]
+    if not isinstance(resume, bool):
+        raise ConfigError(f"Run-config 'resume' = {resume!r} is not allowed; expected true or false.")
+    if resume and not values["checkpoint-dir"]:
+        raise ConfigError(
+            "Run-config 'resume' = true needs 'checkpoint-dir', the directory of the checkpoint "
+            "to resume from."
+        )
     return FlowerSettings(
         config=config,
         problem=problem,
@@ -146,7 +181,28 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         out_dir=out_dir,
         node_wait_timeout=_number(values, "node-wait-timeout", positive=True),
         round_timeout=_number(values, "round-timeout", positive=True),
+        checkpoint_dir=values["checkpoint-dir"],
+        resume=resume,
+        client_state_dir=values["client-state-dir"],
     )
+
+
+def run_identity(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run-config without :data:`VOLATILE_KEYS`, defaults filled in (JSON-ready).
+
+    Two runs with the same identity are the same computation (one may resume the other).
+    """
+    values = {**shipped_defaults(), **dict(run_config)}
+    return {k: values[k] for k in sorted(values) if k not in VOLATILE_KEYS}
+
+
+def run_key(run_config: Mapping[str, Any]) -> str:
+    """A short stable hash of :func:`run_identity` (names client snapshot directories)."""
+    import hashlib
+    import json
+
+    text = json.dumps(run_identity(run_config), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,9 @@ Each returns the term added to the local gradient estimate at local step t:
 * ``scaffold1`` / ``scaffold2``: :math:`c - c_i` (server control variate minus the
   client's own, both from the previous round).
 * ``fzoos``: :math:`\gamma_t (\nabla\hat\mu_{global}(x) - \nabla\hat\mu_i(x))` with
-  :math:`\gamma_t = \gamma / t` and both RFF surrogates from the previous round's weights,
+  :math:`\gamma_t = \gamma / t` (the paper's schedule; ``gamma-schedule`` also offers
+  :math:`\gamma/\sqrt t` and a constant :math:`\gamma`, see BENCHMARKS.md) and both RFF
+  surrogates from the previous round's weights,
   evaluated at the *current* local iterate.
 """
 
@@ -28,6 +30,21 @@ def scaffold_term(c_global: np.ndarray | None, c_own: np.ndarray | None) -> np.n
     return c_global - c_own
 
 
+def gamma_at(gamma: float, t: int, schedule: str = "inverse") -> float:
+    """The correction weight gamma_t of local step t = 1, 2, ...
+
+    ``inverse``: gamma / t (DESIGN §2, the paper); ``inverse-sqrt``: gamma / sqrt(t);
+    ``constant``: gamma.
+    """
+    if schedule == "inverse":
+        return gamma / t
+    if schedule == "inverse-sqrt":
+        return gamma / float(np.sqrt(t))
+    if schedule == "constant":
+        return gamma
+    raise ValueError(f"Unknown gamma schedule {schedule!r}; expected inverse, inverse-sqrt or constant.")
+
+
 def fzoos_term(
     x: np.ndarray,
     t: int,
@@ -35,8 +52,9 @@ def fzoos_term(
     rff: RandomFourierFeatures | None,
     w_global: np.ndarray | None,
     w_own: np.ndarray | None,
+    schedule: str = "inverse",
 ) -> np.ndarray | float:
-    """gamma/t * (grad of phi.w_global - grad of phi.w_own) at x; one O(M d) pass."""
+    """gamma_t * (grad of phi.w_global - grad of phi.w_own) at x; one O(M d) pass."""
     if rff is None or w_global is None or w_own is None or gamma == 0.0:
         return 0.0
-    return (gamma / t) * rff.gradient(x, w_global - w_own, single=True)
+    return gamma_at(gamma, t, schedule) * rff.gradient(x, w_global - w_own, single=True)

@@ -76,6 +76,18 @@ class InProcessGrid(Grid):
         self.sent: list[Message] = []
         self.calls: dict[str, int] = {}
 
+    # -- nodes that come and go (a SuperNode that dies or restarts) --------------------
+    def remove_node(self, node: int) -> None:
+        """The node disappears: no longer listed, messages to it get no reply."""
+        self.contexts.pop(node, None)
+
+    def add_node(self, node: int, node_config: Mapping[str, Any], run_config: Mapping[str, Any]) -> None:
+        """A node connects with a fresh Context (as a restarted SuperNode does)."""
+        self.contexts[node] = Context(
+            run_id=1, node_id=node, node_config=dict(node_config), state=RecordDict(),
+            run_config=dict(run_config),
+        )
+
     # -- Grid API ----------------------------------------------------------------------
     def set_run(self, run: Any) -> None:  # pragma: no cover - not used
         pass
@@ -107,7 +119,9 @@ class InProcessGrid(Grid):
             self.sent.append(msg)
             mtype = msg.metadata.message_type
             self.calls[mtype] = self.calls.get(mtype, 0) + 1
-            context = self.contexts[msg.metadata.dst_node_id]
+            context = self.contexts.get(msg.metadata.dst_node_id)
+            if context is None:  # a node that went away answers nothing
+                continue
             inbound = Message(metadata=msg.metadata, content=wire(msg.content))
             try:
                 reply = self.client_app(inbound, context)

@@ -28,7 +28,10 @@ from tests.flower.conftest import SMALL
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients")
+COLUMNS = (
+    "round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
+    "participants",
+)
 
 
 def marked_processes() -> set[int]:

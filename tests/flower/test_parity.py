@@ -21,7 +21,10 @@ from tests.flower.conftest import SMALL, make_grid
 
 pytestmark = pytest.mark.usefixtures("identity")
 
-COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients")
+COLUMNS = (
+    "round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
+    "participants",
+)
 
 
 def same(a: float, b: float) -> bool:

@@ -104,6 +104,8 @@ MALFORMED_TRAIN = {
     "NaN in x": _nan_at("x"),
     "Inf value": _with("value-start", math.inf),
     "x outside the box": _with("x", np.full(10, 1.5)),
+    "10x oversized x": _with("x", np.full(100, 0.5)),
+    "Inf in x": lambda p, meta: {**p, "x": np.where(np.arange(10) == 3, np.inf, p["x"])},
     "negative queries": _with("num-queries", -5),
     "string queries": _with("num-queries", "many"),
     "oversized array": _records(
@@ -143,6 +145,18 @@ def test_when_every_reply_is_malformed_the_global_point_does_not_move(tmp_path):
     )
     assert np.array_equal(run.state.x, build_problem(parse_run_config(rc)).x0)
     assert run.rows[1]["clients"] == 0 and run.rows[1]["value"] == run.rows[0]["value"]
+
+
+def test_an_array_longer_than_any_reply_may_carry_is_refused_before_decoding(tmp_path, caplog):
+    rc = config(tmp_path, method="fzoos")  # the longest reply array: M = 200 RFF weights
+    huge = np.zeros(2000)  # 10x the RFF weights
+    tamper = Corrupt("query.sync", {0}, _with("rff-weights", huge))
+    with caplog.at_level(logging.WARNING):
+        run = run_server(make_grid(rc, tamper=tamper), parse_run_config(rc))
+    assert "exceeds the limit of 200 elements" in caplog.text
+    assert np.array_equal(
+        run.state.rff_global, 0.5 * tamper.clean[1]["rff-weights"] + 0.5 * tamper.clean[2]["rff-weights"]
+    )
 
 
 def test_malformed_sync_reply_leaves_the_rff_average_to_the_valid_ones(tmp_path):

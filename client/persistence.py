@@ -1,0 +1,117 @@
+"""A client's state on disk: snapshots that survive a SuperNode restart or a resumed run.
+
+Flower keeps ``context.state`` in the SuperNode's memory only: it is lost when the
+SuperNode restarts and it starts empty in a new run (a run that resumes a checkpoint is a
+new Flower run). A client whose node config names ``state-dir`` (or whose run-config has
+``client-state-dir``) therefore writes its :class:`~fedzoo.protocol.ClientState` to disk
+after every exchange it completes, and reads it back before every exchange.
+
+Layout: ``<dir>/run-<key>/partition-<id>/state-<round>-<phase>.npz``, where ``key`` is
+:func:`server.settings.run_key` of the run-config (everything but the rounds, the
+timeouts and the paths, so a resumed run finds the snapshots of the run it continues)
+and the tag ``(round, phase)`` names the exchange after which the snapshot was taken
+(phase 0 train, 1 sync, 2 evaluate).
+
+Rules:
+
+* **load**: before the exchange tagged ``(r, p)`` the client starts from its latest
+  snapshot tagged *before* ``(r, p)``. Normally that is the previous exchange; after a
+  resume from round k it is the state after round k even if the client had already
+  taken part in round k + 1 before the server died (those snapshots are newer than the
+  resume point and are not used); with no snapshot the client starts fresh.
+* **save**: atomically (temporary file, fsync, rename); then every snapshot tagged after
+  the new one is deleted (it belonged to a run that diverged: the interrupted attempt)
+  and only the newest :data:`KEEP` are kept. A failed exchange saves nothing, so a
+  client never persists a half-updated state.
+* **size**: bounded by ``KEEP`` x the state's size (the history is capped by
+  ``history-max``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fedzoo.errors import ConfigError
+
+KEEP = 3
+_NAME = re.compile(r"^state-(\d{6})-(\d)\.npz$")
+PHASES = {"train": 0, "query.sync": 1, "query.evaluate": 2}
+
+Tag = tuple[int, int]
+
+
+def phase_of(message_type: str) -> int:
+    try:
+        return PHASES[message_type]
+    except KeyError:
+        raise ConfigError(
+            f"No snapshot phase for message type {message_type!r}; expected one of {sorted(PHASES)}."
+        ) from None
+
+
+class StateStore:
+    """Snapshots of one client's state in one run (see the module docstring)."""
+
+    def __init__(self, root: str | Path, run_key: str, partition: int) -> None:
+        root = Path(root).expanduser()
+        if not root.is_absolute():
+            root = root.resolve()
+        self.directory = root / f"run-{run_key}" / f"partition-{int(partition)}"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"Cannot create the client state directory {self.directory}: {err}. Give a "
+                "writable directory in the node config 'state-dir' or the run-config "
+                "'client-state-dir'."
+            ) from err
+
+    def tags(self) -> list[Tag]:
+        """Tags of the snapshots on disk, oldest first."""
+        found = []
+        for entry in self.directory.iterdir():
+            m = _NAME.match(entry.name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2))))
+        return sorted(found)
+
+    def path(self, tag: Tag) -> Path:
+        return self.directory / f"state-{tag[0]:06d}-{tag[1]}.npz"
+
+    def load_before(self, tag: Tag) -> tuple[Tag, dict[str, np.ndarray]] | None:
+        """The latest snapshot tagged before ``tag`` (its tag and arrays), or None.
+
+        A snapshot that cannot be read (a torn file from a crash of the disk itself) is
+        skipped in favour of the one before it.
+        """
+        for found in reversed([t for t in self.tags() if t < tag]):
+            try:
+                with np.load(self.path(found), allow_pickle=False) as data:
+                    return found, {k: data[k] for k in data.files}
+            except (OSError, ValueError, EOFError):
+                continue
+        return None
+
+    def save(self, tag: Tag, arrays: dict[str, np.ndarray]) -> Path:
+        """Write the snapshot ``tag`` atomically, drop newer and surplus ones."""
+        target = self.path(tag)
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        tags = self.tags()
+        stale = [t for t in tags if t > tag] + [t for t in tags if t <= tag][:-KEEP]
+        for t in stale:
+            self.path(t).unlink(missing_ok=True)
+        return target

@@ -1,0 +1,179 @@
+"""Reliability of the ServerApp loop over an in-process grid (fast; real processes: e2e).
+
+* a ServerApp that dies mid-round and is resumed from its checkpoint, with clients that
+  persisted their state, ends with the history of an uninterrupted run;
+* a node that goes away is skipped (not waited for) and the history says who took part;
+* a SuperNode that restarts (new node id, empty context) takes its partition back from
+  its on-disk snapshots;
+* resume refuses a missing or foreign checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from client.persistence import KEEP, StateStore
+from fedzoo.checkpoint import load_checkpoint
+from fedzoo.errors import ConfigError
+from fedzoo.results import participants_of
+from server.app import FlowerRunError, run_server
+from server.settings import parse_run_config, run_key
+from tests.flower.conftest import SMALL, make_grid
+
+pytestmark = pytest.mark.usefixtures("identity")
+
+COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
+           "participants")
+
+
+def same(a, b):
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def assert_same_rows(rows, reference):
+    assert len(rows) == len(reference)
+    for got, want in zip(rows, reference):
+        bad = {c: (got[c], want[c]) for c in COLUMNS if not same(got[c], want[c])}
+        assert not bad, f"round {want['round']}: {bad}"
+
+
+class ServerDies(Exception):
+    pass
+
+
+class DieAt:
+    """Tamper hook: the ServerApp process dies when the reply (mtype, round) arrives,
+    after every client has finished (and persisted) that exchange."""
+
+    def __init__(self, mtype, round_):
+        self.mtype, self.round = mtype, round_
+
+    def __call__(self, mtype, pid, reply):
+        if mtype == self.mtype and reply.metadata.group_id == str(self.round) and pid == 2:
+            raise ServerDies(f"killed during round {self.round} {mtype}")
+        return reply
+
+
+@pytest.mark.parametrize("method,dies_in", [
+    ("fzoos", "query.sync"), ("fzoos", "train"), ("scaffold1", "query.sync"),
+    ("scaffold2", "train"), ("fzoos-lagged", "train"), ("fedzo", "train"),
+])
+def test_a_killed_and_resumed_serverapp_ends_with_the_uninterrupted_history(tmp_path, method, dies_in):
+    base = {**SMALL, "method": method, "rounds": 4, "local-steps": 3, "gp-history": 60,
+            "sync-points": 8, "rgf-directions": 5}
+    reference = run_server(make_grid({**base, "out-dir": str(tmp_path / "ref")}),
+                           parse_run_config({**base, "out-dir": str(tmp_path / "ref")}))
+    rc = {**base, "out-dir": str(tmp_path / "out"), "checkpoint-dir": str(tmp_path / "ckpt"),
+          "client-state-dir": str(tmp_path / "clients")}
+    with pytest.raises(ServerDies):
+        run_server(make_grid(rc, tamper=DieAt(dies_in, 3)), parse_run_config(rc))
+    assert load_checkpoint(tmp_path / "ckpt").round == 2  # round 3 never completed
+    # a new Flower run: new contexts (empty state); the clients read their snapshots
+    resumed_rc = {**rc, "resume": True}
+    run = run_server(make_grid(resumed_rc), parse_run_config(resumed_rc))
+    assert run.summary["resumed_after_round"] == 2
+    assert_same_rows(run.rows, reference.rows)
+    assert np.array_equal(run.state.x, reference.state.x)
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    rc = {**SMALL, "method": "fzoos", "rounds": 2, "out-dir": str(tmp_path / "out"),
+          "checkpoint-dir": str(tmp_path / "ckpt"), "client-state-dir": str(tmp_path / "cl")}
+    run_server(make_grid(rc), parse_run_config(rc))
+    longer = {**rc, "rounds": 4, "resume": True}
+    run = run_server(make_grid(longer), parse_run_config(longer))
+    ref_rc = {**SMALL, "method": "fzoos", "rounds": 4, "out-dir": str(tmp_path / "ref")}
+    reference = run_server(make_grid(ref_rc), parse_run_config(ref_rc))
+    # the 2-round run made a final evaluation at x_2 (fzoos reports f_i(x_r) itself: none)
+    assert_same_rows(run.rows, reference.rows)
+
+
+def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
+    rc = {**SMALL, "method": "fedzo", "rounds": 1, "out-dir": str(tmp_path / "out"),
+          "checkpoint-dir": str(tmp_path / "ckpt"), "resume": True}
+    with pytest.raises(ConfigError, match="No checkpoint"):
+        run_server(make_grid(rc), parse_run_config(rc))
+    run_server(make_grid({**rc, "resume": False}), parse_run_config({**rc, "resume": False}))
+    other = {**rc, "lr": 0.05}
+    with pytest.raises(FlowerRunError, match=r"another run.*'lr'"):
+        run_server(make_grid(other), parse_run_config(other))
+    with pytest.raises(ConfigError, match="checkpoint-dir"):
+        parse_run_config({**SMALL, "resume": True})
+
+
+def test_an_offline_node_is_skipped_and_the_history_says_who_took_part(tmp_path, caplog):
+    rc = {**SMALL, "method": "fedzo", "rounds": 3, "out-dir": str(tmp_path / "out")}
+    grid = make_grid(rc)
+    node_of = {ctx.node_config["partition-id"]: node for node, ctx in grid.contexts.items()}
+
+    def vanish(mtype, pid, reply):
+        if pid == 1 and mtype == "train" and reply.metadata.group_id == "1":
+            grid.remove_node(node_of[1])
+        return reply
+
+    grid.tamper = vanish
+    with caplog.at_level(logging.WARNING):
+        run = run_server(grid, parse_run_config(rc))
+    assert [participants_of(r) for r in run.rows[1:]] == [[0, 1, 2], [0, 2], [0, 2]]
+    assert "offline" in caplog.text and "not sent" in caplog.text
+    sent_to_gone = [m for m in grid.sent if m.metadata.dst_node_id == node_of[1]]
+    assert len(sent_to_gone) == 2  # describe + round 1 train; nothing after it vanished
+    assert math.isfinite(run.rows[-1]["reported_value"])
+
+
+def test_a_restarted_supernode_takes_its_partition_back_from_its_snapshots(tmp_path, caplog):
+    rc = {**SMALL, "method": "fzoos", "rounds": 3, "out-dir": str(tmp_path / "out"),
+          "client-state-dir": str(tmp_path / "clients")}
+    grid = make_grid(rc)
+    node_of = {ctx.node_config["partition-id"]: node for node, ctx in grid.contexts.items()}
+
+    def restart(mtype, pid, reply):
+        if pid == 2 and mtype == "query.sync" and reply.metadata.group_id == "1":
+            grid.remove_node(node_of[2])  # dies before its reply is delivered ...
+            grid.add_node(99, {"partition-id": 2}, rc)  # ... and comes back as node 99
+            return None
+        return reply
+
+    grid.tamper = restart
+    with caplog.at_level(logging.WARNING):
+        run = run_server(grid, parse_run_config(rc))
+    assert [participants_of(r) for r in run.rows[1:]] == [[0, 1, 2], [0, 1, 2], [0, 1, 2]]
+    assert "partition 2 moves from node" in caplog.text and run.federation.nodes[2] == 99
+    # node 99 started from the snapshot its predecessor wrote after round 1's sync: it
+    # holds every point partition 2 ever queried, as many as partition 0 (same pattern)
+    store = StateStore(tmp_path / "clients", run_key(rc), 2)
+    tag, arrays = store.load_before((99, 0))
+    assert tag == (3, 1) and len(store.tags()) <= KEEP
+    _, arrays0 = StateStore(tmp_path / "clients", run_key(rc), 0).load_before((99, 0))
+    assert arrays["history-x"].shape == arrays0["history-x"].shape
+
+
+def test_snapshots_load_the_latest_before_a_tag_and_stay_bounded(tmp_path):
+    store = StateStore(tmp_path, "abc", 0)
+    for r in (1, 2, 3):
+        for phase in (0, 1):
+            store.save((r, phase), {"v": np.array([10.0 * r + phase])})
+    assert store.tags() == [(2, 1), (3, 0), (3, 1)]  # the newest KEEP = 3
+    tag, arrays = store.load_before((3, 1))
+    assert tag == (3, 0) and arrays["v"][0] == 30.0
+    assert store.load_before((2, 1)) is None  # older ones were pruned
+    # a write for an earlier exchange (a resumed run) drops the diverged future
+    store.save((3, 0), {"v": np.array([-1.0])})
+    assert store.tags() == [(2, 1), (3, 0)]
+    # a torn snapshot is skipped in favour of the one before it
+    store.path((3, 0)).write_bytes(b"not an npz")
+    tag, arrays = store.load_before((4, 0))
+    assert tag == (2, 1) and arrays["v"][0] == 21.0
+    # snapshots of another run (another key) are never seen
+    assert StateStore(tmp_path, "other", 0).load_before((9, 0)) is None
+
+
+def test_an_unusable_state_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="Cannot create the client state directory"):
+        StateStore(blocker, "abc", 0)
