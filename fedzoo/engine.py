@@ -216,7 +216,7 @@ def _run(
         emsg = protocol.evaluate_message(server)
         ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool,
                                       list(range(problem.num_clients)))
-        eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
+        server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
         rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
         if eagg.replies:
             rec.report(rec.rows[-1]["round"], eagg.weighted("value"))

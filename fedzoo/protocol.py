@@ -26,6 +26,7 @@ that carries the payloads unchanged reproduces the in-process history exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -77,6 +78,8 @@ class ClientState:
         cached_x / cached_value: the last global point evaluated and f_i there.
         local_x: the end point of the last local training.
         rff_cache: features and Gram of the last RFF fit's points (reused by the next).
+        total_queries: every query this client has made in the run (sent with each reply,
+            so queries behind a reply that was lost are counted with the next one).
     """
 
     dim: int
@@ -88,10 +91,14 @@ class ClientState:
     cached_value: float | None = None
     local_x: np.ndarray | None = None
     rff_cache: RFFFitCache | None = None
+    total_queries: int = 0
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (absent parts omitted), for Flower state or disk."""
-        out: dict[str, np.ndarray] = {"dim": np.array([self.dim], dtype=np.float64)}
+        out: dict[str, np.ndarray] = {
+            "dim": np.array([self.dim], dtype=np.float64),
+            "total-queries": np.array([self.total_queries], dtype=np.int64),
+        }
         if self.history is not None:
             out["history-x"] = self.history.X.copy()
             out["history-y"] = self.history.y.copy()
@@ -128,6 +135,8 @@ class ClientState:
         if "cached-value" in arrays:
             state.cached_value = float(arrays["cached-value"][0])
         state.rff_cache = RFFFitCache.from_arrays(arrays)
+        if "total-queries" in arrays:
+            state.total_queries = int(arrays["total-queries"][0])
         return state
 
 
@@ -148,6 +157,7 @@ class _Session:
             return np.empty(0)
         y = self.objective(X)
         self.num_queries += X.shape[0]
+        self.state.total_queries += X.shape[0]
         if self.state.history is not None:
             self.state.history.add(X, y)
         return y
@@ -169,7 +179,12 @@ class _Session:
                 f"{self.objective.name} has none."
             )
         self.num_queries += 1
+        self.state.total_queries += 1
         return np.asarray(grad(x[None, :]), dtype=np.float64)[0]
+
+    def counts(self) -> Payload:
+        """This exchange's queries and the client's running total (reply keys)."""
+        return {"num-queries": self.num_queries, "total-queries": self.state.total_queries}
 
 
 def _surrogate(config: RunConfig, state: ClientState) -> TrajectorySurrogate:
@@ -299,7 +314,7 @@ def client_train(
             fx = float(session.query(x[None, :])[0])
 
     state.local_x = x.copy()
-    reply: Payload = {"x": x, "num-queries": session.num_queries, "value-start": value_start}
+    reply: Payload = {"x": x, **session.counts(), "value-start": value_start}
     if config.method == "scaffold2":
         state.scaffold_own = grad_sum / config.local_steps
         reply["scaffold-ci"] = state.scaffold_own.copy()
@@ -347,7 +362,8 @@ def client_sync(
         extra = {"scaffold-ci": state.scaffold_own.copy()}
     else:
         raise ConfigError(f"Method {config.method!r} has no sync exchange.")
-    return state, {"value": session.value_at(x), "num-queries": session.num_queries, **extra}
+    value = session.value_at(x)
+    return state, {"value": value, **session.counts(), **extra}
 
 
 def client_evaluate(
@@ -356,7 +372,8 @@ def client_evaluate(
     """f_i at the broadcast point (cached if already known). Query cost: 0 or 1."""
     msg = validate(message, {"x": ArraySpec(state.dim, unit_box=True)}, source="evaluate message")
     session = _Session(objective, state)
-    return state, {"value": session.value_at(msg["x"]), "num-queries": session.num_queries}
+    value = session.value_at(msg["x"])
+    return state, {"value": value, **session.counts()}
 
 
 # --------------------------------------------------------------------------------------
@@ -364,14 +381,18 @@ def client_evaluate(
 # --------------------------------------------------------------------------------------
 @dataclass
 class ServerState:
-    """The global state: x after ``round`` completed rounds and the correction state."""
+    """The global state: x after ``round`` completed rounds and the correction state.
+
+    ``query_totals`` holds each client's latest reported running total of queries, from
+    which every exchange's query count is taken (:func:`account_queries`).
+    """
 
     x: np.ndarray
     round: int = 0
     rff_global: np.ndarray | None = None
     scaffold_c: np.ndarray | None = None
     rff_lengthscale: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    query_totals: dict[int, int] = field(default_factory=dict)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"x": self.x.copy(), "round": np.array([self.round], dtype=np.float64),
@@ -380,15 +401,27 @@ class ServerState:
             out["rff-global"] = self.rff_global.copy()
         if self.scaffold_c is not None:
             out["scaffold-c"] = self.scaffold_c.copy()
+        if self.query_totals:
+            ids = sorted(self.query_totals)
+            out["query-total-ids"] = np.array(ids, dtype=np.int64)
+            out["query-totals"] = np.array([self.query_totals[c] for c in ids], dtype=np.int64)
         return out
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ServerState:
+        totals = {}
+        if "query-total-ids" in arrays:
+            totals = {int(c): int(t) for c, t in zip(arrays["query-total-ids"], arrays["query-totals"])}
         return cls(
             x=np.asarray(arrays["x"], dtype=np.float64), round=int(arrays["round"][0]),
             rff_global=arrays.get("rff-global"), scaffold_c=arrays.get("scaffold-c"),
-            rff_lengthscale=float(arrays["rff-lengthscale"][0]),
+            rff_lengthscale=float(arrays["rff-lengthscale"][0]), query_totals=totals,
         )
+
+    def next(self, round_: int | None = None) -> ServerState:
+        """A copy to update (arrays shared: updates replace them, never write in place)."""
+        return dataclasses.replace(self, x=self.x.copy(), round=self.round if round_ is None else round_,
+                                   query_totals=dict(self.query_totals))
 
 
 def sample_clients(config: RunConfig, round_: int, client_ids: list[int]) -> list[int]:
@@ -438,9 +471,15 @@ def evaluate_message(state: ServerState) -> Payload:
     return {"x": state.x.copy()}
 
 
+#: Every reply: the queries of this exchange and the client's running total.
+COUNT_SPEC: dict[str, ArraySpec | ScalarSpec] = {
+    "num-queries": ScalarSpec("int", 0), "total-queries": ScalarSpec("int", 0),
+}
+
+
 def train_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
     spec: dict[str, ArraySpec | ScalarSpec] = {
-        "x": ArraySpec(dim, unit_box=True), "num-queries": ScalarSpec("int", 0),
+        "x": ArraySpec(dim, unit_box=True), **COUNT_SPEC,
         "value-start": ScalarSpec("float"),
     }
     if config.method == "scaffold2":
@@ -452,7 +491,7 @@ def train_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | Scala
 
 def sync_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | ScalarSpec]:
     spec: dict[str, ArraySpec | ScalarSpec] = {
-        "value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0),
+        "value": ScalarSpec("float"), **COUNT_SPEC,
     }
     if config.method == "fzoos":
         spec["rff-weights"] = ArraySpec(config.rff_features)
@@ -461,7 +500,7 @@ def sync_reply_spec(config: RunConfig, dim: int) -> dict[str, ArraySpec | Scalar
     return spec
 
 
-EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0)}
+EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), **COUNT_SPEC}
 
 
 def max_reply_elements(config: RunConfig, dim: int) -> int:
@@ -472,15 +511,16 @@ def max_reply_elements(config: RunConfig, dim: int) -> int:
 
 @dataclass
 class Aggregate:
-    """Valid replies of one exchange and their renormalised weights."""
+    """Valid replies of one exchange and their renormalised weights.
+
+    ``num_queries``: the queries of this exchange, as :func:`account_queries` counts them
+    from the clients' running totals (set by the aggregate functions).
+    """
 
     replies: dict[int, Payload]
     weights: dict[int, float]
     rejected: dict[int, str]
-
-    @property
-    def num_queries(self) -> int:
-        return int(sum(r["num-queries"] for r in self.replies.values()))
+    num_queries: int = 0
 
     def weighted(self, key: str) -> Any:
         return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
@@ -534,7 +574,8 @@ def aggregate_train(
     corrects with the fresh global ones when it is back.
     """
     agg = collect(replies, weights, train_reply_spec(config, state.x.size), "train")
-    new = ServerState(state.x.copy(), state.round + 1, state.rff_global, state.scaffold_c, state.rff_lengthscale)
+    new = state.next(state.round + 1)
+    agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
         x_avg = agg.weighted("x")
         new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
@@ -550,10 +591,48 @@ def aggregate_sync(
 ) -> tuple[ServerState, Aggregate]:
     """Average the clients' RFF weights (FZooS) or control variates (SCAFFOLD-1)."""
     agg = collect(replies, weights, sync_reply_spec(config, state.x.size), "sync")
-    new = ServerState(state.x, state.round, state.rff_global, state.scaffold_c, state.rff_lengthscale)
+    new = state.next()
+    agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
         if config.method == "fzoos":
             new.rff_global = agg.robust("rff-weights", config)
         elif config.method == "scaffold1":
             new.scaffold_c = agg.robust("scaffold-ci", config)
     return new, agg
+
+
+def aggregate_evaluate(
+    config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
+) -> tuple[ServerState, Aggregate]:
+    """Collect the final evaluation (values at x_R) and count its queries."""
+    agg = collect(replies, weights, EVALUATE_REPLY_SPEC, "evaluate")
+    new = state.next()
+    agg.num_queries = account_queries(new.query_totals, agg)
+    return new, agg
+
+
+def account_queries(totals: dict[int, int], agg: Aggregate) -> int:
+    """Queries to charge for an exchange, from the clients' running totals (updated).
+
+    A client's charge is its total now minus its total at its last accepted reply, so
+    queries behind a reply that was lost or rejected are counted with the client's next
+    accepted reply; in a run where every reply arrives this equals the sum of the
+    replies' ``num-queries``. It is never less than the reply's own ``num-queries``. A
+    total below the last one means the client restarted without its saved state: its
+    queries since its last accepted reply cannot be known (logged), the reply's total is
+    charged.
+    """
+    charged = 0
+    for cid, reply in agg.replies.items():
+        total, own = int(reply["total-queries"]), int(reply["num-queries"])
+        before = totals.get(cid, 0)
+        if total < before:
+            log.warning(
+                "client %d reports %d queries in all, fewer than the %d it reported before: it "
+                "restarted without its saved state; queries since its last reply are unknown",
+                cid, total, before,
+            )
+            before = 0
+        charged += max(total - before, own)
+        totals[cid] = total
+    return charged

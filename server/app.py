@@ -448,7 +448,7 @@ def run_server(
         last = rec.rows[-1]["round"]
         refresh_federation(grid, settings, fed)
         ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout, max_elements=limit)
-        eagg = protocol.collect(ereplies, weights, protocol.EVALUATE_REPLY_SPEC, "evaluate")
+        server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
         rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
         if eagg.replies:
             rec.report(last, eagg.weighted("value"))

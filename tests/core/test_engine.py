@@ -108,7 +108,8 @@ def test_unknown_method_is_a_config_error():
 def test_invalid_replies_never_change_the_global_state():
     cfg = RunConfig.from_mapping({**SMALL, "method": "scaffold2"})
     state = protocol.server_init(cfg, np.full(4, 0.5))
-    good = {"x": np.full(4, 0.3), "num-queries": 3, "value-start": 1.0, "scaffold-ci": np.ones(4)}
+    good = {"x": np.full(4, 0.3), "num-queries": 3, "total-queries": 3, "value-start": 1.0,
+            "scaffold-ci": np.ones(4)}
     bad = [
         {**good, "x": np.array([0.3, np.nan, 0.3, 0.3])},
         {**good, "x": np.full(40, 0.3)},
@@ -122,6 +123,25 @@ def test_invalid_replies_never_change_the_global_state():
     new, agg = protocol.aggregate_train(cfg, state, {0: good, 1: bad[0]}, {0: 0.5, 1: 0.5})
     np.testing.assert_allclose(new.x, 0.3)  # the valid reply alone, weight renormalised
     assert list(agg.replies) == [0] and agg.weights == {0: 1.0}
+
+
+def test_queries_behind_a_lost_or_rejected_reply_are_counted_with_the_next_one(caplog):
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo"})
+    state = protocol.server_init(cfg, np.full(4, 0.5))
+    reply = {"x": np.full(4, 0.3), "value-start": 1.0}
+    state, agg = protocol.aggregate_train(
+        cfg, state, {0: {**reply, "num-queries": 5, "total-queries": 5}}, {0: 1.0})
+    assert agg.num_queries == 5
+    # round 2's reply of client 0 is lost; round 3's says 5 more of its own, 15 in all
+    state, agg = protocol.aggregate_train(
+        cfg, state, {0: {**reply, "num-queries": 5, "total-queries": 15}}, {0: 1.0})
+    assert agg.num_queries == 10 and state.query_totals == {0: 15}
+    # a total that went down: the client restarted without its state
+    state, agg = protocol.aggregate_train(
+        cfg, state, {0: {**reply, "num-queries": 5, "total-queries": 5}}, {0: 1.0})
+    assert agg.num_queries == 5 and "restarted without its saved state" in caplog.text
+    back = protocol.ServerState.from_arrays(state.to_arrays())
+    assert back.query_totals == state.query_totals
 
 
 def test_client_state_round_trips_through_arrays():
@@ -217,7 +237,7 @@ def test_partial_participation_is_reproducible_and_counts_only_participants():
 def test_too_few_valid_replies_leave_the_global_state_unchanged():
     cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo", "min-replies": 2})
     state = protocol.server_init(cfg, np.full(4, 0.5))
-    good = {"x": np.full(4, 0.3), "num-queries": 3, "value-start": 1.0}
+    good = {"x": np.full(4, 0.3), "num-queries": 3, "total-queries": 3, "value-start": 1.0}
     new, agg = protocol.aggregate_train(cfg, state, {0: good, 1: {**good, "x": np.full(4, np.nan)}}, {0: .5, 1: .5})
     assert np.array_equal(new.x, state.x) and new.round == 1 and len(agg.replies) == 1
 
@@ -249,7 +269,7 @@ def test_lagged_fzoos_needs_one_exchange_and_corrects_from_round_two():
 def test_robust_aggregation_bounds_one_hostile_client():
     cfg = RunConfig.from_mapping({**SMALL, "method": "scaffold2"})
     state = protocol.server_init(cfg, np.full(4, 0.5))
-    honest = {"x": np.full(4, 0.4), "num-queries": 3, "value-start": 1.0, "scaffold-ci": np.ones(4)}
+    honest = {"x": np.full(4, 0.4), "num-queries": 3, "total-queries": 3, "value-start": 1.0, "scaffold-ci": np.ones(4)}
     hostile = {**honest, "scaffold-ci": np.full(4, 1e6)}
     replies = {0: honest, 1: dict(honest), 2: hostile}
     w = {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}

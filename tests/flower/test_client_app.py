@@ -116,7 +116,7 @@ def test_callable_objective_from_the_node_config():
     reply = content_to_payload(
         client_app(message({"x": np.full(10, 0.5)}, "query.evaluate"), ctx).content
     )
-    assert reply == {"value": pytest.approx(10 * 0.2**2), "num-queries": 1}
+    assert reply == {"value": pytest.approx(10 * 0.2**2), "num-queries": 1, "total-queries": 1}
 
 
 @pytest.mark.parametrize(
