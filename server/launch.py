@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -419,6 +420,30 @@ class Session:
         env = dict(self.env)
         env["FLWR_HOME"] = str(self.workdir / f"{name}-home")
         return self.spawn(name, cmd, env=env)
+
+    def pids_running(self, fragment: str) -> list[int]:
+        """PIDs of this session's processes whose command line contains ``fragment``
+        (e.g. ``flwr-serverapp``, which the SuperLink's SuperExec spawns detached)."""
+        found = []
+        for pid in processes.processes_with_env(SESSION_ENV, self.token):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if fragment.encode() in cmd:
+                found.append(pid)
+        return found
+
+    def kill(self, name: str) -> None:
+        """Kill the spawned process ``name`` (and its group) at once, as a crash would."""
+        for pname, proc, _ in self.procs:
+            if pname == name and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+    def stop_run(self, run_id: int) -> None:
+        """``flwr stop`` a run (e.g. one whose ServerApp died and stays "running")."""
+        self.flwr("stop", str(run_id), self.connection, check=False)
 
     def stop(self) -> None:
         """Stop every process of this session (SuperNodes first), remove Ray's tmp dir."""
