@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from client.app import app as client_app
+from server.launch import SESSION_ENV
 from server.settings import parse_run_config
 from tests.flower.inprocess import InProcessGrid, Tamper, task_identity
 
@@ -62,3 +65,32 @@ def make_grid(
     n = parse_run_config(run_config).num_clients
     configs = node_configs if node_configs is not None else [{"partition-id": i} for i in range(n)]
     return InProcessGrid(client_app, configs, run_config, tamper=tamper, **kwargs)
+
+
+def marked_processes() -> set[int]:
+    """Live processes started by any fedzoo Flower session (marker in the environment)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if f"{SESSION_ENV}=".encode() in (entry / "environ").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.fixture
+def no_leftovers():
+    before = marked_processes()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := marked_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes left behind: {sorted(left)}"
+
+
+def same(a, b):
+    return a == b or (
+        isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+    )

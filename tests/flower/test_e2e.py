@@ -15,16 +15,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
 
 from fedzoo.engine import run_federation
 from server.driver import run_flower
-from server.launch import SESSION_ENV, FlowerLaunchError, Session, make_node_key
+from server.launch import FlowerLaunchError, Session, make_node_key
 from server.settings import build_problem, parse_run_config
-from tests.flower.conftest import SMALL
+from tests.flower.conftest import SMALL, same
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,35 +31,6 @@ COLUMNS = (
     "round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
     "participants",
 )
-
-
-def marked_processes() -> set[int]:
-    """Live processes started by any fedzoo Flower session (marker in the environment)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if f"{SESSION_ENV}=".encode() in (entry / "environ").read_bytes():
-                    found.add(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-@pytest.fixture
-def no_leftovers():
-    before = marked_processes()
-    yield
-    deadline = time.monotonic() + 10
-    while (left := marked_processes() - before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"processes left behind: {sorted(left)}"
-
-
-def same(a, b):
-    return a == b or (
-        isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
-    )
 
 
 def engine(rc):

@@ -26,7 +26,7 @@ from fedzoo.engine import run_federation
 from fedzoo.results import participants_of, read_history
 from server.launch import Session
 from server.settings import build_problem, parse_run_config
-from tests.flower.test_e2e import no_leftovers, same  # noqa: F401 - fixture
+from tests.flower.conftest import same
 
 pytestmark = pytest.mark.slow
 

@@ -23,23 +23,9 @@ from fedzoo.results import participants_of
 from server.app import FlowerRunError, run_server
 from server.settings import parse_run_config, run_key
 from tests.flower.conftest import SMALL, make_grid
+from tests.flower.test_parity import assert_same_history
 
 pytestmark = pytest.mark.usefixtures("identity")
-
-COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
-           "participants")
-
-
-def same(a, b):
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-
-
-def assert_same_rows(rows, reference):
-    assert len(rows) == len(reference)
-    for got, want in zip(rows, reference):
-        bad = {c: (got[c], want[c]) for c in COLUMNS if not same(got[c], want[c])}
-        assert not bad, f"round {want['round']}: {bad}"
-
 
 class ServerDies(Exception):
     pass
@@ -76,7 +62,7 @@ def test_a_killed_and_resumed_serverapp_ends_with_the_uninterrupted_history(tmp_
     resumed_rc = {**rc, "resume": True}
     run = run_server(make_grid(resumed_rc), parse_run_config(resumed_rc))
     assert run.summary["resumed_after_round"] == 2
-    assert_same_rows(run.rows, reference.rows)
+    assert_same_history(run.rows, reference.rows)
     assert np.array_equal(run.state.x, reference.state.x)
 
 
@@ -89,7 +75,7 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     ref_rc = {**SMALL, "method": "fzoos", "rounds": 4, "out-dir": str(tmp_path / "ref")}
     reference = run_server(make_grid(ref_rc), parse_run_config(ref_rc))
     # the 2-round run made a final evaluation at x_2 (fzoos reports f_i(x_r) itself: none)
-    assert_same_rows(run.rows, reference.rows)
+    assert_same_history(run.rows, reference.rows)
 
 
 def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
