@@ -123,10 +123,12 @@ def handle(fn: ClientFn, msg: Message, context: Context) -> Message:
     retain_freed_memory()
     with blas_threads(1):  # as the engine: many small factorisations, one BLAS thread
         state, reply = fn(settings.config, objective, state, payload, pid)
-    if store is not None:  # the disk copy is the state (context.state is not read)
-        store.save(tag, state.to_arrays())
-    else:
+    if store is None:
         save_state(context, state)
+    elif tag[1] != phase_of(EVALUATE):  # the disk copy is the state (context.state unused)
+        # The final evaluation is outside the rounds (the server checkpoints before it):
+        # a run that extends this one continues from the state after the last round.
+        store.save(tag, state.to_arrays())
     return Message(payload_to_content(reply, {"partition-id": pid}), reply_to=msg)
 
 

@@ -23,6 +23,9 @@ Rules:
   the new one is deleted (it belonged to a run that diverged: the interrupted attempt)
   and only the newest :data:`KEEP` are kept. A failed exchange saves nothing, so a
   client never persists a half-updated state.
+* **evaluate**: the final evaluation is not saved: it lies outside the rounds (the
+  server's checkpoint is taken before it), so a run that extends a finished one
+  continues from the state after its last round, as the server does.
 * **size**: bounded by ``KEEP`` x the state's size (the history is capped by
   ``history-max``).
 """

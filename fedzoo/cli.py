@@ -82,6 +82,8 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> li
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
                       "problem-seed": args.problem_seed if args.problem_seed is not None else config.seed}
+        if getattr(args, "checkpoint", False):
+            run_config.update(_flower_persistence(out))
         run_flower(run_config, out, num_clients=args.clients)
         return read_history(out / "history.csv")
     from fedzoo.engine import run_federation
@@ -109,6 +111,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flower_persistence(out: Path) -> dict[str, Any]:
+    """Run-config keys of a Flower run that can be resumed from ``out``: the server's
+    checkpoint there, the clients' snapshots under ``out/client-state``."""
+    out = out.expanduser().resolve()
+    return {"checkpoint-dir": str(out), "client-state-dir": str(out / "client-state")}
+
+
 def _resume(args: argparse.Namespace) -> int:
     """Continue the checkpointed run in --resume DIR up to --rounds rounds in total."""
     from fedzoo.checkpoint import load_checkpoint
@@ -120,6 +129,19 @@ def _resume(args: argparse.Namespace) -> int:
     meta = load_checkpoint(out).meta
     rounds = args.rounds if args.rounds is not None else meta["rounds"]
     config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
+    if meta.get("engine") == "flower":  # a run of the Flower app (server.app)
+        from fedzoo.results import read_history
+        from server.driver import run_flower
+
+        name, dim, clients, heterogeneity, problem_seed = meta["problem"]
+        run_config = {**config.to_dict(), "problem": name, "dim": dim, "num-clients": clients,
+                      "heterogeneity": heterogeneity, "problem-seed": problem_seed,
+                      "resume": True, **_flower_persistence(out)}
+        run_flower(run_config, out, num_clients=clients)
+        last = read_history(out / "history.csv")[-1]
+        print(f"{config.method}: resumed (flower); final value {last['value']:.6g} after "
+              f"{last['round']} rounds, {last['queries']} queries; wrote {out}")
+        return 0
     info = meta["info"]
     problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
                            heterogeneity=info["heterogeneity"], seed=info["seed"])
@@ -202,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", help="output directory")
     p_run.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     p_run.add_argument("--checkpoint", action="store_true",
-                       help="write an atomic checkpoint to --out after every round")
+                       help="write an atomic checkpoint to --out after every round (flower "
+                            "engine: the clients also keep their state under --out/client-state)")
     p_run.add_argument("--resume", metavar="DIR",
                        help="continue the checkpointed run in DIR up to --rounds rounds in total")
     p_run.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")

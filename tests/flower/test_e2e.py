@@ -101,3 +101,20 @@ def test_tls_deployment_with_node_auth_and_a_remote_oracle(tmp_path, no_leftover
             same(got[c], want[c])
             for c in ("reported_value", "queries", "bytes_up", "bytes_down", "clients")
         )
+
+
+def test_cli_flower_run_checkpoints_and_resumes_like_the_engine(tmp_path, no_leftovers):
+    from fedzoo.cli import main
+
+    flags = ["--engine", "flower", "--method", "fzoos", "--dim", "10", "--clients", "3",
+             "--rff-features", "200", "--local-steps", "4", "--gp-history", "80"]
+    out = tmp_path / "flower"
+    assert main(["run", *flags, "--rounds", "2", "--checkpoint", "--out", str(out)]) == 0
+    assert main(["run", "--resume", str(out), "--rounds", "3"]) == 0
+    s = parse_run_config({**SMALL, "method": "fzoos", "local-steps": 4, "gp-history": 80})
+    ref = run_federation(build_problem(s), s.config, workers=1)
+    rows = read_rows(out)
+    assert len(rows) == len(ref.history) == 4
+    for got, want in zip(rows, ref.history):
+        assert all(same(got[c], want[c]) for c in COLUMNS), (got, want)
+    assert (out / "client-state").is_dir()
