@@ -60,6 +60,10 @@ SERVERS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         ("--callable", f"{FIXTURES}:sleepy", "--dim", "2"),
         {"FEDZOO_TEST_SLEEP_S": "1.5"},
     ),
+    "sleepy-budget": (
+        ("--callable", f"{FIXTURES}:sleepy", "--dim", "2", "--budget", "3"),
+        {"FEDZOO_TEST_SLEEP_S": "0.5"},
+    ),
     "to-kill": (QUADRATIC_ARGS, {}),
     "to-terminate": (QUADRATIC_ARGS, {}),
 }
@@ -259,6 +263,18 @@ def test_timed_out_batch_is_replayed_not_reevaluated(oracles: OraclePool) -> Non
         np.testing.assert_array_equal(oracle(X), X.sum(axis=1))
         assert oracle.num_queries == 2
         assert oracle.describe()["total_queries"] == 2  # evaluated once despite the retry
+
+
+def test_retries_never_charge_a_budget_twice(oracles: OraclePool) -> None:
+    server = oracles.get("sleepy-budget")  # budget 3, each batch takes 0.5 s
+    with RemoteOracle(server.address, timeout_s=0.3, retries=4, backoff_s=0.05) as oracle:
+        np.testing.assert_array_equal(oracle(np.full((2, 2), 0.25)), [0.5, 0.5])  # retried
+        assert oracle.server_remaining == 1 and oracle.num_queries == 2
+        with pytest.raises(BudgetExceededError, match="1 left"):
+            oracle(np.full((2, 2), 0.5))  # refused, never evaluated, not counted
+        assert oracle.num_queries == 2
+        info = oracle.describe()
+        assert info["total_queries"] == 2 and info["remaining_budget"] == 1
 
 
 def test_deadline_retries_then_objective_error(oracles: OraclePool) -> None:
