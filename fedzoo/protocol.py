@@ -77,7 +77,7 @@ class ClientState:
         scaffold_own: this client's control variate c_i.
         cached_x / cached_value: the last global point evaluated and f_i there.
         local_x: the end point of the last local training.
-        rff_cache: features and Gram of the last RFF fit's points (reused by the next).
+        rff_cache: Gram of the last RFF fit's points (reused by the next).
         total_queries: every query this client has made in the run (sent with each reply,
             so queries behind a reply that was lost are counted with the next one).
     """

@@ -93,48 +93,45 @@ SINGLE_PRECISION_RIDGE = 1e-4  # float32 features when the ridge dwarfs their ro
 
 @dataclass(frozen=True)
 class RFFFitCache:
-    """Features and Gram of the points of the last ridge fit, keyed by history ids.
+    """The Gram of the points of the last ridge fit, keyed by history ids.
 
     Between rounds most of a client's ``rff-history`` nearest points stay the same, so
-    their float32 features (n x M) and Gram (n x n) need not be recomputed: the next fit
-    computes features only for the points it has not seen and the Gram rows that involve
-    them (about a quarter of the work at the benchmark size). The cache is part of the
-    client state and travels with it (checkpoints, Flower ``context.state``), so every
-    engine computes the same numbers from the same state.
+    the Gram entries among them need not be recomputed: the next fit computes only the
+    rows of the points it has not seen against all (at the benchmark size about a fifth
+    of the n^2 M products). The features themselves are recomputed (keeping them would
+    cost n x M floats per client: 20 MB at the defaults, in every checkpoint and client
+    snapshot). The cache is part of the client state and travels with it (checkpoints,
+    Flower ``context.state``, snapshots), so every engine computes the same numbers from
+    the same state.
 
     Attributes:
-        ids: history serial ids of the cached points (n, increasing order not required).
-        phi: their features, float32 (n x M).
-        gram: ``phi @ phi.T`` as computed then, float32 (n x n).
+        ids: history serial ids of the cached points (n).
+        gram: their features' Gram as computed then, float32 (n x n).
         key: (dim, M, lengthscale, seed) of the feature map the cache belongs to.
     """
 
     ids: np.ndarray
-    phi: np.ndarray
     gram: np.ndarray
     key: tuple[int, int, float, int]
 
     def to_arrays(self, prefix: str = "rff-cache") -> dict[str, np.ndarray]:
         dim, m, ls, seed = self.key
         return {
-            f"{prefix}-ids": self.ids.astype(np.float64),
-            f"{prefix}-phi": self.phi,
+            f"{prefix}-ids": self.ids.astype(np.int64),
             f"{prefix}-gram": self.gram,
             f"{prefix}-key": np.array([dim, m, ls, seed], dtype=np.float64),
         }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str = "rff-cache") -> RFFFitCache | None:
-        if f"{prefix}-ids" not in arrays:
+        if f"{prefix}-ids" not in arrays or f"{prefix}-gram" not in arrays:
             return None
         dim, m, ls, seed = (float(v) for v in np.asarray(arrays[f"{prefix}-key"]))
         ids = np.asarray(arrays[f"{prefix}-ids"]).astype(np.int64)
-        phi = np.asarray(arrays[f"{prefix}-phi"], dtype=np.float32)
         gram = np.asarray(arrays[f"{prefix}-gram"], dtype=np.float32)
-        n = ids.shape[0]
-        if phi.shape != (n, int(m)) or gram.shape != (n, n):
+        if gram.shape != (ids.shape[0], ids.shape[0]):
             return None  # inconsistent: treat as absent (it is only a cache)
-        return cls(ids, phi, gram, (int(dim), int(m), ls, int(seed)))
+        return cls(ids, gram, (int(dim), int(m), ls, int(seed)))
 
 
 def _cache_key(rff: RandomFourierFeatures) -> tuple[int, int, float, int]:
@@ -144,24 +141,22 @@ def _cache_key(rff: RandomFourierFeatures) -> tuple[int, int, float, int]:
 def _features_and_gram(
     rff: RandomFourierFeatures, X: np.ndarray, ids: np.ndarray | None, cache: RFFFitCache | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """float32 features of X and their Gram, reusing the rows of ``cache`` by id."""
+    """float32 features of X and their Gram, reusing the Gram entries of ``cache`` by id."""
+    Phi = rff.features32(X)
     if ids is None or cache is None or cache.key != _cache_key(rff) or cache.ids.size == 0:
-        Phi = rff.features32(X)
         return Phi, Phi @ Phi.T
     order = np.argsort(cache.ids, kind="stable")
     sorted_ids = cache.ids[order]
-    pos = np.searchsorted(sorted_ids, ids)
-    pos = np.minimum(pos, sorted_ids.size - 1)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
     hit = sorted_ids[pos] == ids
-    src = order[pos[hit]]  # rows of the cache
+    src = order[pos[hit]]  # rows of the cached Gram
     new = np.flatnonzero(~hit)
+    if new.size == ids.size:
+        return Phi, Phi @ Phi.T
     n = ids.size
-    Phi = np.empty((n, rff.num_features), dtype=np.float32)
-    Phi[hit] = cache.phi[src]
     G = np.empty((n, n), dtype=np.float32)
     G[np.ix_(hit, hit)] = cache.gram[np.ix_(src, src)]
     if new.size:
-        Phi[new] = rff.features32(X[new])
         cross = Phi[new] @ Phi.T  # rows of the new points against all
         G[new, :] = cross
         G[:, new] = cross.T
@@ -209,7 +204,7 @@ def fit_rff_weights_cached(
     cache: RFFFitCache | None,
     ridge: float = 1e-3,
 ) -> tuple[np.ndarray, RFFFitCache | None]:
-    """:func:`fit_rff_weights` reusing the features and Gram of a previous fit.
+    """:func:`fit_rff_weights` reusing the Gram entries of a previous fit.
 
     Args:
         ids: history serial ids of the rows of X (same length).
@@ -236,4 +231,4 @@ def fit_rff_weights_cached(
     G[np.diag_indices_from(G)] += ridge
     alpha = linalg.solve(G, (y - mean) / std, assume_a="pos", check_finite=False)
     w = (alpha.astype(np.float32) @ Phi).astype(np.float64)
-    return std * w, RFFFitCache(ids.copy(), Phi, G32, _cache_key(rff))
+    return std * w, RFFFitCache(ids.copy(), G32, _cache_key(rff))
