@@ -10,9 +10,10 @@ Three sources, chosen per node (first match wins):
    ``f(X) -> y`` (X: n x d in the unit box, y: n values) imported with :mod:`importlib`
    (never evaluated as code) and wrapped in :class:`~fedzoo.objectives.base.CallableObjective`
    with the run-config ``dim``.
-3. otherwise the run-config ``problem`` (a registered synthetic problem built with
-   ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed``): objective number
-   ``partition-id``.
+3. otherwise the run-config ``problem``: a registered synthetic problem built with
+   ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed``, or the attack
+   (``problem = "attack"``, :mod:`fedzoo.attack.federation`): objective number
+   ``partition-id`` (for the attack: that client's CNN on the run-config's image).
 
 ``partition-id`` (node config, an integer in [0, num-clients)) is required in every case:
 it is the client id that seeds the client's randomness, so a deployment reproduces the
@@ -30,7 +31,7 @@ from typing import Any
 from fedzoo.errors import ConfigError
 from fedzoo.objectives.base import CallableObjective, Objective
 from fedzoo.objectives.loading import load_callable as _load_callable
-from server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
+from server.settings import ATTACK_PROBLEM, CUSTOM_PROBLEM, FlowerSettings, build_problem
 
 PARTITION_ID = "partition-id"
 OBJECTIVE = "objective"
@@ -106,7 +107,7 @@ def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid
     elif kind == "callable":
         key = (kind, node_config[OBJECTIVE], settings.dim)
     else:
-        key = (kind, *settings.problem_key, pid)
+        key = (kind, *settings.problem_key, settings.attack, pid)
     with _LOCK:
         objective = _CACHE.get(key)
         if objective is None:
@@ -120,6 +121,10 @@ def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid
                     "Run-config problem = 'custom' needs every node to name its objective: "
                     "node config 'objective' (module:function) or 'oracle' (host:port)."
                 )
+            elif settings.problem == ATTACK_PROBLEM:
+                from fedzoo.attack.federation import client_objective  # torch: attack only
+
+                objective = client_objective(settings.attack, pid)
             else:
                 objective = build_problem(settings).objectives[pid]
             _CACHE[key] = objective

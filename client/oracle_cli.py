@@ -7,7 +7,10 @@ Two sources of objectives:
   same one :func:`fedzoo.objectives.problems.make_problem` builds in process);
 * ``--callable module:function --dim D``: any Python callable ``f(X) -> y`` (X: n x d in
   the unit box, y: n values), imported with :mod:`importlib` (never evaluated as code).
-  The current directory is put on ``sys.path`` first, as ``python -m`` does.
+  The current directory is put on ``sys.path`` first, as ``python -m`` does;
+* ``--problem attack`` with ``--clients N --portion P --epsilon E --image I --client-id i``
+  (and ``--dataset --data-dir --model-seed --models-dir --targeted``): client i's CNN
+  margin on test image I (:mod:`fedzoo.attack.federation`; torch is imported only here).
 
 The server runs until SIGTERM / SIGINT; it logs "oracle listening on HOST:PORT" and, with
 ``--port-file``, writes the bound port there (useful with ``--port 0``).
@@ -33,6 +36,7 @@ from fedzoo.objectives.problems import PROBLEMS, make_problem
 logger = logging.getLogger(__name__)
 
 _PROBLEM_ONLY = ("clients", "heterogeneity", "seed", "client_id")
+_ATTACK_ONLY = ("portion", "epsilon", "image")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +67,9 @@ def _positive_int(text: str) -> int:
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags of ``oracle serve`` to ``parser``."""
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--problem", choices=sorted(PROBLEMS), help="synthetic problem")
+    source.add_argument(
+        "--problem", choices=[*sorted(PROBLEMS), "attack"], help="synthetic problem, or attack"
+    )
     source.add_argument(
         "--callable",
         metavar="MODULE:FUNCTION",
@@ -78,6 +84,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_negative_int,
         help="which client's objective to serve (--problem; default 0)",
     )
+    attack = parser.add_argument_group("--problem attack")
+    attack.add_argument("--dataset", default="mnist5k", help="mnist5k, mnist or cifar10")
+    attack.add_argument("--data-dir", default="", help="directory of mnist / cifar10 files")
+    attack.add_argument("--portion", type=float, help="class portion P in (0, 1]")
+    attack.add_argument("--epsilon", type=float, help="L-inf radius > 0")
+    attack.add_argument("--image", type=_non_negative_int, help="test image index")
+    attack.add_argument("--model-seed", type=_non_negative_int, default=0)
+    attack.add_argument("--models-dir", default="", help="directory of the weights file")
+    attack.add_argument("--targeted", action="store_true")
     parser.add_argument("--budget", type=_non_negative_int, help="query budget (default: none)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument(
@@ -124,6 +139,11 @@ def build_objective(args: argparse.Namespace) -> Objective:
             load_callable(args.callable), args.dim, budget=args.budget, name=args.callable
         )
 
+    if args.problem == "attack":
+        return _attack_objective(args)
+    given = [f"--{k}" for k in _ATTACK_ONLY if getattr(args, k, None) is not None]
+    if given or getattr(args, "targeted", False):
+        raise ConfigError(f"{', '.join(given) or '--targeted'} apply to --problem attack only.")
     kwargs = {
         key: getattr(args, key)
         for key in ("dim", "clients", "heterogeneity", "seed")
@@ -137,6 +157,20 @@ def build_objective(args: argparse.Namespace) -> Objective:
             f"{problem.num_clients} clients, got {client_id}."
         )
     objective = problem.objectives[client_id]
+    objective.budget = args.budget
+    return objective
+
+
+def _attack_objective(args: argparse.Namespace) -> Objective:
+    from fedzoo.attack.federation import AttackSpec, client_objective
+
+    missing = [f"--{k}" for k in ("clients", "portion", "epsilon", "image")
+               if getattr(args, k) is None]
+    if missing:
+        raise ConfigError(f"--problem attack needs {', '.join(missing)}.")
+    spec = AttackSpec(args.dataset, args.clients, args.portion, args.model_seed, args.epsilon,
+                      bool(args.targeted), args.image, args.data_dir, args.models_dir)
+    objective = client_objective(spec, 0 if args.client_id is None else args.client_id)
     objective.budget = args.budget
     return objective
 

@@ -46,8 +46,10 @@ import math
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
@@ -58,7 +60,6 @@ from fedzoo.payload import Payload, payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
 from server.records import content_meta, content_to_payload, payload_to_content
 from server.settings import (
-    CUSTOM_PROBLEM,
     FlowerSettings,
     build_problem,
     parse_run_config,
@@ -348,6 +349,20 @@ def _resume(settings: FlowerSettings, rec: HistoryRecorder) -> tuple[protocol.Se
     return protocol.ServerState.from_arrays(ckpt.server), ckpt.round
 
 
+def _saved_points(
+    settings: FlowerSettings, out_dir: Path, server: protocol.ServerState, done: int
+) -> list[np.ndarray]:
+    """The global points of rounds 0..done (``save-points``; from points.npy on resume)."""
+    if done == 0:
+        return [server.x.copy()]
+    path = out_dir / "points.npy"
+    if settings.save_points and path.is_file():
+        saved = np.load(path)
+        if saved.shape[0] > done:
+            return list(saved[: done + 1])
+    return [np.full_like(server.x, np.nan)] * done + [server.x.copy()]
+
+
 def run_server(
     grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None
 ) -> FlowerRun:
@@ -368,7 +383,7 @@ def run_server(
         )
     x0, w = start_point(settings)
     weights = {pid: float(w[pid]) for pid in range(settings.num_clients)}
-    problem = build_problem(settings) if settings.problem != CUSTOM_PROBLEM else None
+    problem = build_problem(settings) if settings.synthetic else None
     simulated = (
         simulation
         and problem is not None
@@ -381,6 +396,7 @@ def run_server(
     done = 0
     if settings.resume:
         server, done = _resume(settings, rec)
+    points = _saved_points(settings, out_dir, server, done)
     timeout = settings.round_timeout
     limit = protocol.max_reply_elements(config, settings.dim)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +444,10 @@ def run_server(
                     {**checkpoint_meta(settings), "rounds": config.rounds},
                 ),
             )
+        points.append(server.x.copy())
         write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
+        if settings.save_points:
+            np.save(out_dir / "points.npy", np.stack(points))
         log.info(
             "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d [%s] (%.2fs)",
             r,
@@ -441,8 +460,13 @@ def run_server(
             row["participants"],
             row["wall_s"],
         )
+        if settings.query_budget and row["queries"] >= settings.query_budget:
+            log.info("query budget %d reached after round %d", settings.query_budget, r)
+            break
 
-    if math.isnan(rec.rows[-1]["reported_value"]):
+    if settings.save_points:
+        np.save(out_dir / "points.npy", np.stack(points))
+    if settings.final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
         t0 = time.perf_counter()
         emsg = protocol.evaluate_message(server)
         last = rec.rows[-1]["round"]
@@ -464,7 +488,7 @@ def run_server(
         }
     else:
         info = {
-            "name": CUSTOM_PROBLEM,
+            "name": settings.problem,
             "dim": settings.dim,
             "clients": settings.num_clients,
             "optimum_value": None,

@@ -42,6 +42,64 @@ log = logging.getLogger(__name__)
 FlowerDriverError = FlowerLaunchError
 
 
+class FlowerSimulation:
+    """A private local SuperLink (``--simulation``) for several runs, stopped on exit.
+
+    ``run_flower`` starts one for a single run; an experiment of many runs (an attack on
+    K images x several methods) keeps one and pays the SuperLink start-up once::
+
+        with FlowerSimulation() as sim:
+            for ...:
+                summary = sim.run(run_config, out_dir, num_clients=10)
+    """
+
+    def __init__(self, *, keep_workdir: bool = False, start_timeout_s: float = 60.0) -> None:
+        self.keep_workdir, self.start_timeout_s = keep_workdir, start_timeout_s
+        self.workdir: Path | None = None
+        self.session: Session | None = None
+
+    def __enter__(self) -> FlowerSimulation:
+        self.workdir = Path(tempfile.mkdtemp(prefix="fedzoo-flwr-"))
+        self.session = Session(self.workdir, simulation=True)
+        try:
+            self.session.start_superlink(timeout_s=self.start_timeout_s)
+        except BaseException:
+            self.__exit__()
+            raise
+        log.info("flower simulation: superlink %s, workdir %s", self.session.address, self.workdir)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.session is not None:
+            self.session.stop()
+        if self.workdir is not None and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def run(
+        self,
+        run_config: Mapping[str, Any],
+        out_dir: str | Path,
+        *,
+        num_clients: int,
+        timeout_s: float = 3600.0,
+        app_dir: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """One run (see :func:`run_flower` for the arguments); returns ``summary.json``."""
+        if self.session is None:
+            raise FlowerLaunchError("FlowerSimulation.run needs an open `with` block.")
+        out = Path(out_dir).expanduser().resolve()
+        overrides = {**dict(run_config), "num-clients": int(num_clients), "out-dir": str(out)}
+        parse_run_config(overrides)  # fail fast, before anything is submitted
+        federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
+        return self.session.run(
+            overrides,
+            out,
+            timeout_s=timeout_s,
+            federation_config=federation,
+            app_dir=None if app_dir is None else Path(app_dir).resolve(),
+        )
+
+
 def run_flower(
     run_config: Mapping[str, Any],
     out_dir: str | Path,
@@ -74,24 +132,7 @@ def run_flower(
             timed out.
     """
     t0 = time.monotonic()
-    out = Path(out_dir).expanduser().resolve()
-    overrides = {**dict(run_config), "num-clients": int(num_clients), "out-dir": str(out)}
-    parse_run_config(overrides)  # fail fast, before any process starts
-    workdir = Path(tempfile.mkdtemp(prefix="fedzoo-flwr-"))
-    session = Session(workdir, simulation=True)
-    try:
-        session.start_superlink(timeout_s=min(60.0, timeout_s))
-        log.info("flower simulation: superlink %s, workdir %s", session.address, workdir)
-        federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
+    parse_run_config({**dict(run_config), "num-clients": int(num_clients)})  # fail fast
+    with FlowerSimulation(keep_workdir=keep_workdir, start_timeout_s=min(60.0, timeout_s)) as sim:
         left = max(timeout_s - (time.monotonic() - t0), 1.0)
-        return session.run(
-            overrides,
-            out,
-            timeout_s=left,
-            federation_config=federation,
-            app_dir=None if app_dir is None else Path(app_dir).resolve(),
-        )
-    finally:
-        session.stop()
-        if not keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return sim.run(run_config, out_dir, num_clients=num_clients, timeout_s=left, app_dir=app_dir)

@@ -17,6 +17,16 @@ Federation keys:
   are uniform.
 * ``dim``, ``num-clients``, ``heterogeneity``, ``problem-seed``: the problem's d, N, C
   and seed. ``num-clients`` is also the number of partitions the server waits for.
+* ``problem = "attack"``: the federated adversarial attack on one test image
+  (:mod:`fedzoo.attack.federation`, keys ``attack-*``): every client builds its own
+  model's margin from its partition id; the server needs no model (values are the
+  clients' reports; success is judged by the caller on the saved global points).
+* ``query-budget``: if > 0, the run ends after the round in which the clients' queries
+  reach it (all clients, every exchange).
+* ``final-evaluation``: ask every client for f_i(x_R) at the end when the last round has
+  no reported value (methods without a sync exchange; N counted queries).
+* ``save-points``: write the global point of every round to ``points.npy`` in
+  ``out-dir`` ((rounds + 1) x dim), e.g. to judge an attack's success afterwards.
 * ``out-dir``: where the ServerApp writes history.csv and summary.json (a relative path
   is taken from the working directory of the process that runs the ServerApp, i.e. the
   SuperLink's; use an absolute path).
@@ -53,6 +63,7 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 
 CUSTOM_PROBLEM = "custom"
+ATTACK_PROBLEM = "attack"  # fedzoo.attack.federation: each client's CNN margin on one image
 
 #: Keys of the run-config that are not RunConfig options, with their shipped defaults.
 FEDERATION_DEFAULTS: dict[str, Any] = {
@@ -67,12 +78,24 @@ FEDERATION_DEFAULTS: dict[str, Any] = {
     "checkpoint-dir": "",
     "resume": False,
     "client-state-dir": "",
+    "query-budget": 0,
+    "save-points": False,
+    "final-evaluation": True,
+    "attack-dataset": "mnist5k",
+    "attack-data-dir": "",
+    "attack-portion": 0.5,
+    "attack-model-seed": 0,
+    "attack-epsilon": 0.2,
+    "attack-targeted": False,
+    "attack-image": 0,
+    "attack-models-dir": "",
 }
 
 #: Run-config keys that may differ between a run and the run that resumes it; they do
 #: not identify the run (client snapshots and checkpoints are keyed by the others).
 VOLATILE_KEYS = ("rounds", "out-dir", "node-wait-timeout", "round-timeout", "resume",
-                 "checkpoint-dir", "client-state-dir")
+                 "checkpoint-dir", "client-state-dir", "query-budget", "save-points",
+                 "final-evaluation")
 
 #: RunConfig options whose shipped default differs from RunConfig's (quick first run).
 SMALL_RUN_OVERRIDES: dict[str, Any] = {"rounds": 10}
@@ -99,6 +122,15 @@ class FlowerSettings:
     checkpoint_dir: str = ""
     resume: bool = False
     client_state_dir: str = ""
+    query_budget: int = 0
+    save_points: bool = False
+    final_evaluation: bool = True
+    attack: Any = None  # fedzoo.attack.federation.AttackSpec when problem = "attack"
+
+    @property
+    def synthetic(self) -> bool:
+        """A registered synthetic problem (the server can build it: x0, weights, F)."""
+        return self.problem not in (CUSTOM_PROBLEM, ATTACK_PROBLEM)
 
     @property
     def problem_key(self) -> tuple[str, int, int, float, int]:
@@ -147,10 +179,10 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         )
     from fedzoo.objectives.problems import PROBLEMS
 
-    if problem != CUSTOM_PROBLEM and problem not in PROBLEMS:
+    if problem not in (CUSTOM_PROBLEM, ATTACK_PROBLEM) and problem not in PROBLEMS:
         raise ConfigError(
             f"Run-config 'problem' = {problem!r} is not allowed; expected one of "
-            f"{sorted(PROBLEMS)} or {CUSTOM_PROBLEM!r}."
+            f"{sorted(PROBLEMS)}, {ATTACK_PROBLEM!r} or {CUSTOM_PROBLEM!r}."
         )
     out_dir = values["out-dir"]
     if not isinstance(out_dir, str) or not out_dir:
@@ -163,19 +195,27 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
                 f"Run-config {key!r} = {values[key]!r} is not allowed; expected a directory "
                 "path or \"\" (off)."
             )
-    resume = values["resume"]
-    if not isinstance(resume, bool):
-        raise ConfigError(f"Run-config 'resume' = {resume!r} is not allowed; expected true or false.")
+    resume, save_points = values["resume"], values["save-points"]
+    for key, flag in (("resume", resume), ("save-points", save_points),
+                      ("final-evaluation", values["final-evaluation"])):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"Run-config {key!r} = {flag!r} is not allowed; expected true or false.")
     if resume and not values["checkpoint-dir"]:
         raise ConfigError(
             "Run-config 'resume' = true needs 'checkpoint-dir', the directory of the checkpoint "
             "to resume from."
         )
+    num_clients = _int(values, "num-clients", 1)
+    attack = None
+    if problem == ATTACK_PROBLEM:
+        from fedzoo.attack.federation import AttackSpec  # numpy only; torch when used
+
+        attack = AttackSpec.from_run_config(values, num_clients)
     return FlowerSettings(
         config=config,
         problem=problem,
         dim=_int(values, "dim", 1),
-        num_clients=_int(values, "num-clients", 1),
+        num_clients=num_clients,
         heterogeneity=_number(values, "heterogeneity", positive=False),
         problem_seed=_int(values, "problem-seed", 0),
         out_dir=out_dir,
@@ -184,6 +224,10 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         checkpoint_dir=values["checkpoint-dir"],
         resume=resume,
         client_state_dir=values["client-state-dir"],
+        query_budget=_int(values, "query-budget", 0),
+        save_points=save_points,
+        final_evaluation=values["final-evaluation"],
+        attack=attack,
     )
 
 
@@ -206,8 +250,9 @@ def run_key(run_config: Mapping[str, Any]) -> str:
 
 
 def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(x0, weights) of the federation: the problem's, or the box centre and 1/N."""
-    if settings.problem == CUSTOM_PROBLEM:
+    """(x0, weights) of the federation: the problem's, or the box centre and 1/N (custom
+    objectives; the attack, whose centre is the unperturbed image)."""
+    if not settings.synthetic:
         n = settings.num_clients
         return np.full(settings.dim, 0.5), np.full(n, 1.0 / n)
     problem = build_problem(settings)
@@ -219,8 +264,8 @@ _PROBLEMS: dict[tuple[str, int, int, float, int], Any] = {}
 
 def build_problem(settings: FlowerSettings) -> Any:
     """The registered synthetic problem of the run-config (cached per process)."""
-    if settings.problem == CUSTOM_PROBLEM:
-        raise ConfigError("Run-config problem = 'custom' has no built-in objectives.")
+    if not settings.synthetic:
+        raise ConfigError(f"Run-config problem = {settings.problem!r} is not a synthetic problem.")
     key = settings.problem_key
     if key not in _PROBLEMS:
         from fedzoo.objectives.problems import make_problem

@@ -57,9 +57,9 @@ def _methods(text: str, allowed: Sequence[str]) -> list[str]:
 def _check_common(args: argparse.Namespace) -> None:
     from fedzoo.attack.data import classes_per_client
 
-    if args.engine != "inprocess":
+    if args.engine != "inprocess" and args.command != "attack":
         raise ConfigError(
-            f"--engine {args.engine} is not yet supported for {args.command} runs; use "
+            f"--engine {args.engine} is not supported for {args.command} runs; use "
             "--engine inprocess (the default)."
         )
     if args.clients < 1:
@@ -267,24 +267,46 @@ def cmd_attack(args: argparse.Namespace) -> int:
         )
 
     out = Path(args.out)
-    summary = run_attack_experiment(
-        models,
-        data.x_test[indices],
-        data.y_test[indices],
-        indices,
-        methods,
-        config,
-        epsilon,
-        out,
-        targeted=args.targeted,
-        budget=args.budget,
-        budgets=report,
-        stop_at_success=not args.continue_after_success,
-        workers=args.workers,
-        info=info,
-        progress=progress,
-        plot=not args.no_plot,
-    )
+
+    def run(remote: Any = None) -> dict[str, Any]:
+        return run_attack_experiment(
+            models,
+            data.x_test[indices],
+            data.y_test[indices],
+            indices,
+            methods,
+            config,
+            epsilon,
+            out,
+            targeted=args.targeted,
+            budget=args.budget,
+            budgets=report,
+            stop_at_success=not args.continue_after_success,
+            workers=args.workers,
+            info={**info, "engine": args.engine},
+            progress=progress,
+            plot=not args.no_plot,
+            remote=remote,
+        )
+
+    if args.engine == "flower":
+        from fedzoo.attack.federation import AttackSpec
+        from server.attack import FlowerAttack  # Flower only for this engine
+        from server.driver import FlowerSimulation
+
+        weights = models.meta.get("path")
+        if not weights:
+            raise ConfigError("--engine flower needs the client models on disk; they could "
+                              "not be cached (see the log).")
+        spec = AttackSpec(args.dataset, args.clients, args.portion, args.model_seed, epsilon,
+                          bool(args.targeted), 0, args.data_dir or "",
+                          str(Path(weights).parent))
+        _stderr("flower: one local simulation (SuperLink + Ray) for every run; each run "
+                "goes to the budget or the round cap, success is judged on its points")
+        with FlowerSimulation() as sim:
+            summary = run(FlowerAttack(sim, spec, data.dim, out / "flower"))
+    else:
+        summary = run()
     print(attack_table(summary))
     print(
         f"\nwrote {out}/<method>/attack.csv, history.csv, {out / 'summary.json'}"

@@ -140,6 +140,64 @@ class ImageOutcome:
         return {k: getattr(self, k) for k in ATTACK_COLUMNS}
 
 
+#: Runs one method on one image elsewhere (e.g. through the Flower app) and returns the
+#: history rows (round 0 first) and the global point after every round (rows x d):
+#: ``remote(config, image_id, budget) -> (rows, points)``.
+RemoteRun = Callable[[RunConfig, int, "int | None"], "tuple[list[dict[str, Any]], np.ndarray]"]
+
+
+class _SuccessTracker:
+    """Follows an attack round by round: success checks (reporting only), history rows,
+    the first success within the budget, and when to stop."""
+
+    def __init__(self, models, image, label, epsilon, targeted, num_classes, budget,
+                 stop_at_success, x0) -> None:
+        from fedzoo.attack.objectives import attack_success
+
+        self.check = lambda x: attack_success(models, image, label, x, epsilon, targeted,
+                                              num_classes=num_classes)
+        self.budget, self.stop_at_success = budget, stop_at_success
+        start = self.check(x0)
+        self.history: list[dict[str, Any]] = [_history_row({"round": 0, "queries": 0}, start)]
+        self.hit: dict[str, Any] = {"queries": 0, "round": 0} if start["success"] else {}
+        self.last = start
+
+    @property
+    def done_before_start(self) -> bool:
+        return bool(self.hit)
+
+    def on_round(self, r: int, x: np.ndarray, row: dict[str, Any]) -> bool:
+        """Record round r (global point x, engine row); True: the run should stop."""
+        res = self.check(x)
+        queries = int(row["queries"])
+        self.history.append(_history_row(row, res))
+        self.last = res
+        within = self.budget is None or queries <= self.budget
+        if res["success"] and within and not self.hit:
+            self.hit.update(queries=queries, round=r)
+        return bool((self.hit and self.stop_at_success)
+                    or (self.budget is not None and queries >= self.budget))
+
+    def outcome(self, image_id: int, label: int, wall: float) -> ImageOutcome:
+        final = self.last
+        round_s = [h["wall_s"] for h in self.history[1:]]
+        return ImageOutcome(
+            image=int(image_id),
+            label=int(label),
+            success=bool(self.hit),
+            queries_to_success=self.hit.get("queries"),
+            rounds_to_success=self.hit.get("round"),
+            linf=float(final["linf"]),
+            l2=float(final["l2"]),
+            fooled_fraction=float(final["fooled_fraction"]),
+            final_queries=int(self.history[-1]["queries"]),
+            rounds=int(self.history[-1]["round"]),
+            median_round_s=float(np.median(round_s)) if round_s else 0.0,
+            wall_s=wall,
+            history=self.history,
+        )
+
+
 def attack_image(
     models: Any,
     image: np.ndarray,
@@ -153,6 +211,7 @@ def attack_image(
     image_id: int = -1,
     workers: int | None = None,
     num_classes: int | None = None,
+    remote: RemoteRun | None = None,
 ) -> ImageOutcome:
     """Attack one image with one method and report success round by round.
 
@@ -172,11 +231,16 @@ def attack_image(
         image_id: the image's index, for records.
         workers: client threads of the engine.
         num_classes: C (default: from the models' metadata, else 10).
+        remote: run the federation elsewhere (:data:`RemoteRun`, e.g. the Flower app)
+            instead of in this process. It cannot stop at the first success (success is
+            judged here, on the global points it returns), so it runs to the budget or
+            the round cap; the rounds after the one where this process would have stopped
+            are ignored, so the outcome is the in-process one.
 
     Query cost: what the method spends (counted by the engine); the success checks are
     direct classifier evaluations, not queries.
     """
-    from fedzoo.attack.objectives import attack_problem, attack_success
+    from fedzoo.attack.objectives import attack_problem
     from fedzoo.engine import run_federation
 
     if config.method == "fo":
@@ -185,51 +249,22 @@ def attack_image(
     if num_classes is None:
         num_classes = int(getattr(models, "meta", {}).get("num_classes", 10))
     problem = attack_problem(models, image, label, epsilon, targeted, num_classes=num_classes)
-
-    def check(x: np.ndarray) -> dict[str, Any]:
-        return attack_success(models, image, label, x, epsilon, targeted, num_classes=num_classes)
-
-    start = check(problem.x0)
-    history: list[dict[str, Any]] = [_history_row({"round": 0, "queries": 0}, start)]
-    hit: dict[str, Any] = {}
-    last = {"x": problem.x0.copy(), "check": start}
-
-    def on_round(r: int, x: np.ndarray, row: dict[str, Any]) -> bool:
-        res = check(x)
-        queries = int(row["queries"])
-        history.append(_history_row(row, res))
-        last["x"], last["check"] = x, res
-        within = budget is None or queries <= budget
-        if res["success"] and within and not hit:
-            hit.update(queries=queries, round=r)
-        return bool((hit and stop_at_success) or (budget is not None and queries >= budget))
-
+    tracker = _SuccessTracker(models, image, label, epsilon, targeted, num_classes, budget,
+                              stop_at_success, problem.x0)
     t0 = time.perf_counter()
-    if start["success"]:
+    if tracker.done_before_start:
         logger.warning("Image %d is already misclassified before the attack.", image_id)
-        hit.update(queries=0, round=0)
+    elif remote is not None:
+        rows, points = remote(config, int(image_id), budget)
+        if len(points) != len(rows):
+            raise ConfigError(f"The remote run returned {len(rows)} rows but {len(points)} points.")
+        for row, x in zip(rows[1:], points[1:]):
+            if tracker.on_round(int(row["round"]), np.asarray(x), row):
+                break
     else:
-        run_federation(
-            problem, config, workers=workers, final_evaluation=False, round_callback=on_round
-        )
-    wall = time.perf_counter() - t0
-    final = last["check"]
-    round_s = [h["wall_s"] for h in history[1:]]
-    return ImageOutcome(
-        image=int(image_id),
-        label=int(label),
-        success=bool(hit),
-        queries_to_success=hit.get("queries"),
-        rounds_to_success=hit.get("round"),
-        linf=float(final["linf"]),
-        l2=float(final["l2"]),
-        fooled_fraction=float(final["fooled_fraction"]),
-        final_queries=int(history[-1]["queries"]),
-        rounds=int(history[-1]["round"]),
-        median_round_s=float(np.median(round_s)) if round_s else 0.0,
-        wall_s=wall,
-        history=history,
-    )
+        run_federation(problem, config, workers=workers, final_evaluation=False,
+                       round_callback=tracker.on_round)
+    return tracker.outcome(image_id, label, time.perf_counter() - t0)
 
 
 def _history_row(row: Mapping[str, Any], res: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,6 +351,7 @@ def run_attack_experiment(
     info: Mapping[str, Any] | None = None,
     progress: AttackProgress | None = None,
     plot: bool = True,
+    remote: RemoteRun | None = None,
 ) -> dict[str, Any]:
     """Attack every image with every method; write the result files; return the summary.
 
@@ -331,7 +367,7 @@ def run_attack_experiment(
         image_ids: their indices in the test split (for records).
         methods: method names (each replaces ``base_config.method``).
         base_config: every other option.
-        epsilon, targeted, budget, stop_at_success, workers, num_classes: as in
+        epsilon, targeted, budget, stop_at_success, workers, num_classes, remote: as in
             :func:`attack_image`.
         budgets: query budgets at which success rates are reported (default 5k, 10k,
             20k, and ``budget`` if given).
@@ -372,6 +408,7 @@ def run_attack_experiment(
                 image_id=int(iid),
                 workers=workers,
                 num_classes=num_classes,
+                remote=remote,
             )
             outcomes.append(outcome)
             if progress is not None:
@@ -384,6 +421,7 @@ def run_attack_experiment(
         }
     summary = {
         "command": "attack",
+        "engine": "inprocess" if remote is None else getattr(remote, "engine", "remote"),
         "methods": list(methods),
         "epsilon": float(epsilon),
         "targeted": bool(targeted),

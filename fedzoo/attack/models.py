@@ -366,6 +366,7 @@ def save_client_models(path: str | os.PathLike[str], client_models: ClientModels
         for name, tensor in model.state_dict().items():
             arrays[f"client{i:03d}.{name}"] = tensor.detach().numpy().astype(np.float16)
     meta = dict(client_models.meta)
+    meta.pop("path", None)  # where a file was read from is not part of it
     meta["client_classes"] = [[int(c) for c in cls] for cls in client_models.client_classes]
     arrays["meta.json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -547,6 +548,7 @@ def train_client_models(
     use_reference: bool = True,
     num_threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    allow_training: bool = True,
 ) -> ClientModels:
     """The N client models for (data set, N, P, seed, arch): loaded if stored, else trained.
 
@@ -572,6 +574,8 @@ def train_client_models(
         use_reference: consider the committed reference weights.
         num_threads: torch threads while training (default: see :func:`torch_threads`).
         progress: called with one line per trained model (default: logging at INFO).
+        allow_training: False raises FileNotFoundError instead of training (a client
+            process must never train minutes long behind a federation's back).
 
     Returns:
         A :class:`ClientModels`; ``meta["report"]`` holds seconds per model and test
@@ -597,15 +601,21 @@ def train_client_models(
             continue
         if _matches(stored.meta, data, config):
             logger.info("Loaded %d client models from %s.", len(stored), path)
+            stored.meta["path"] = str(path.resolve())  # where they came from (not saved)
             return stored
         logger.info("Stored weights %s were trained differently; retraining.", path)
+    if not allow_training:
+        raise FileNotFoundError(
+            f"No stored client models {name} (looked in {', '.join(str(p.parent) for p in candidates)})."
+        )
     with torch_threads(num_threads):
         result = _train_from_scratch(
             data, num_clients, portion, seed, arch, config, progress or _progress_default
         )
     if use_cache:
         try:
-            save_client_models(root / "models" / name, result)
+            written = save_client_models(root / "models" / name, result)
+            result.meta["path"] = str(written.resolve())
         except OSError as err:
             logger.warning("Could not cache client models in %s: %s", root, err)
     return result

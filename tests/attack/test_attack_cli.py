@@ -159,7 +159,6 @@ def test_metric_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         (["--portion", "0.05"], "0 classes per client"),
         (["--method", "fzoos,bogus"], "bogus"),
         (["--method", "fo"], "fo"),
-        (["--engine", "flower"], "not yet supported"),
         (["--images", "0"], "--images must be >= 1"),
         (["--budget", "0"], "--budget must be a positive"),
         (["--lr", "-1"], "'lr'"),
@@ -206,7 +205,7 @@ def test_attack_rejects_bad_image_ids(tmp_path: Path, capsys: pytest.CaptureFixt
         (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
         (["--seeds", "1,1"], "distinct"),
         (["--method", "nope"], "nope"),
-        (["--engine", "flower"], "not yet supported"),
+        (["--engine", "flower"], "not supported for metric"),
         (["--radius", "0"], "--radius"),
     ],
 )
