@@ -267,6 +267,9 @@ def _missing(what: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     single_threaded_blas_env()  # before numpy is imported: many small factorisations
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["attack", "prepare"]:  # `fedzoo attack prepare` = `fedzoo attack-prepare`
+        argv = ["attack-prepare", *argv[2:]]
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

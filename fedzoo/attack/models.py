@@ -490,8 +490,10 @@ def _train_from_scratch(
                 "acc_all": round(ev["acc_all"][0], 4),
             }
         )
+        done = round(20 * (i + 1) / num_clients)
         progress(
-            f"[{data.name} N={num_clients} P={portion:g}] client {i + 1}/{num_clients}: "
+            f"[{'#' * done}{'.' * (20 - done)}] {data.name} N={num_clients} P={portion:g} "
+            f"client {i + 1}/{num_clients}: "
             f"classes {report[-1]['classes']}, {idx.size} samples, {seconds:.2f} s, "
             f"test acc own classes {ev['acc_own'][0]:.3f}, all classes {ev['acc_all'][0]:.3f}"
         )
@@ -524,8 +526,11 @@ def _train_from_scratch(
     return ClientModels(models, classes, meta)
 
 
-def _matches(meta: dict[str, Any], data: ImageDataset, config: TrainConfig) -> bool:
-    return meta.get("fingerprint") == data.fingerprint() and meta.get("train") == {
+def _matches(meta: dict[str, Any], data: ImageDataset, config: TrainConfig | None) -> bool:
+    """Stored weights fit: same data (fingerprint) and, if ``config`` is given, trained so."""
+    if meta.get("fingerprint") != data.fingerprint():
+        return False
+    return config is None or meta.get("train") == {
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "lr": config.lr,
@@ -554,7 +559,9 @@ def train_client_models(
 
     Lookup order: the committed reference weights (``reference_weights/``), then the
     cache (``cache_dir``, default :func:`~fedzoo.attack.data.default_cache_dir` ``/models``);
-    a stored file is used only when its data fingerprint and training configuration match.
+    a stored file is used only when its data fingerprint matches and, if ``config`` or
+    ``epochs`` is given, its training configuration too (without them, weights prepared
+    with any settings, e.g. by ``fedzoo attack prepare --epochs 5``, are used).
     Otherwise each client's model is trained on its class-portion split of the training
     images (split seeded by ``seed``; model i seeded by ``(seed, i)``), rounded to float16
     precision and, with ``use_cache``, saved.
@@ -582,6 +589,7 @@ def train_client_models(
         accuracies (on the client's own classes and on all classes).
     """
     data = dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset, data_dir)
+    any_training = config is None and epochs is None  # stored weights of any training run do
     config = config or TrainConfig()
     if epochs is not None:
         config = TrainConfig(epochs, config.batch_size, config.lr, config.weight_decay)
@@ -599,7 +607,7 @@ def train_client_models(
         except (ConfigError, OSError, ValueError, KeyError) as err:
             logger.warning("Ignoring unreadable weights %s: %s", path, err)
             continue
-        if _matches(stored.meta, data, config):
+        if _matches(stored.meta, data, None if any_training else config):
             logger.info("Loaded %d client models from %s.", len(stored), path)
             stored.meta["path"] = str(path.resolve())  # where they came from (not saved)
             return stored

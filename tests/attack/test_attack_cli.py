@@ -214,3 +214,21 @@ def test_metric_bad_input(
 ) -> None:
     err = _fails(["metric", "--out", str(tmp_path / "o"), *extra], capsys)
     assert message in err
+
+
+def test_attack_prepare_trains_caches_and_attack_uses_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("mlxtend")
+    monkeypatch.setenv("FEDZOO_CACHE", str(tmp_path / "cache"))
+    assert main(["attack", "prepare", "--clients", "2", "--portions", "0.5", "--epochs", "1"]) == 0
+    out, err = capsys.readouterr()
+    weights = tmp_path / "cache" / "models" / "mnist5k-n2-p0.5-s0-cnn.npz"
+    assert str(weights) in out and weights.is_file()
+    assert "client 2/2" in err and "s, test acc own classes" in err and "[" + "#" * 20 + "]" in err
+    assert main(["attack", "--clients", "2", "--portion", "0.5", "--images", "1",
+                 "--method", "fedzo", "--rounds", "1", "--no-plot",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert "client 1/2" not in capsys.readouterr().err  # loaded, not trained again
+    assert _fails(["attack", "prepare", "--portions", "0.5,x"], capsys).count("--portions") == 1
