@@ -9,6 +9,9 @@ target, that count as a fraction of FedZO's total, and the median seconds per ro
 
 Writes every run's history.csv/summary.json under --out, results.json and a markdown
 table (stdout and --out/table.md).
+
+``--variant LABEL=METHOD:KEY=VALUE,...`` adds a run of METHOD with options changed under
+its own label, e.g. ``--variant fzoos-sqrt=fzoos:gamma-schedule=inverse-sqrt``.
 """
 
 from __future__ import annotations
@@ -43,21 +46,31 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD:K=V,...")
     args = ap.parse_args()
+    runs_to_do = [(m, m, {}) for m in args.methods.split(",")]
+    for text in args.variant:
+        label, _, rest = text.partition("=")
+        method, _, opts = rest.partition(":")
+        options = {}
+        for kv in filter(None, opts.split(",")):
+            key, _, value = kv.partition("=")
+            options[key] = _value(value)
+        runs_to_do.append((label, method, options))
     out = Path(args.out)
     results = []
     for C in [float(c) for c in args.heterogeneity.split(",")]:
         for seed in [int(s) for s in args.seeds.split(",")]:
             problem = make_problem("quadratic", dim=args.dim, clients=args.clients, heterogeneity=C, seed=seed)
             runs = {}
-            for method in args.methods.split(","):
+            for label, method, options in runs_to_do:
                 cfg = RunConfig.from_mapping({"method": method, "rounds": args.rounds,
-                                              "local-steps": args.local_steps, "seed": seed})
+                                              "local-steps": args.local_steps, "seed": seed, **options})
                 t0 = time.perf_counter()
-                res = run_federation(problem, cfg, out_dir=out / f"C{C:g}" / f"seed{seed}" / method,
+                res = run_federation(problem, cfg, out_dir=out / f"C{C:g}" / f"seed{seed}" / label,
                                      workers=args.workers)
-                runs[method] = res.history
-                print(f"C={C:g} seed={seed} {method:<9} final {res.value:.6g} queries {res.num_queries} "
+                runs[label] = res.history
+                print(f"C={C:g} seed={seed} {label:<9} final {res.value:.6g} queries {res.num_queries} "
                       f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr, flush=True)
             target = runs["fedzo"][-1]["value"] if "fedzo" in runs else None
             for method, rows in runs.items():
@@ -76,6 +89,15 @@ def main() -> int:
     (out / "table.md").write_text(table)
     print(table)
     return 0
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def render(results: list[dict]) -> str:
