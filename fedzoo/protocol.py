@@ -17,6 +17,10 @@ A round r (DESIGN §2):
 3. **evaluate** (optional, once at the end) — ``{x}`` → ``{value, num-queries}``; single-
    exchange methods use it to report f_i(x_R). It costs N counted queries.
 
+Every reply also carries ``total-queries``, the client's running total; the server
+charges each exchange the difference to the client's last accepted total
+(:func:`account_queries`), so queries behind a lost or rejected reply are never dropped.
+
 Client functions take ``(config, objective, state, message, client_id)`` and return
 ``(state, reply)``; server functions take ``(config, state, replies, weights)`` and return
 the new state. No function reads F: the server knows only what clients send. Every
@@ -102,7 +106,7 @@ class ClientState:
         if self.history is not None:
             out["history-x"] = self.history.X.copy()
             out["history-y"] = self.history.y.copy()
-            out["history-first-id"] = np.array([self.history.first_id], dtype=np.float64)
+            out["history-first-id"] = np.array([self.history.first_id], dtype=np.int64)
         if self.gp_hyper is not None:  # raw values: a log round trip is not exact
             h = self.gp_hyper
             out["gp-hyper"] = np.array([h.lengthscale, h.signal_var, h.noise_var])
