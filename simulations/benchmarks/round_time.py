@@ -5,6 +5,10 @@ reports the median over all rounds of all runs (round 1 excluded: it has no hist
 and the load average seen, since the box is shared.
 
     python simulations/benchmarks/round_time.py --rounds 10 --repeats 3
+    python simulations/benchmarks/round_time.py --methods fzoos --busy-cores 1
+
+``--busy-cores K`` keeps K other processes spinning during the measurement (a box shared
+with another job).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import multiprocessing  # noqa: E402
 import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -29,7 +34,24 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=300)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--busy-cores", type=int, default=0, help="spinning processes meanwhile")
     args = ap.parse_args()
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy_cores)]
+    for p in spinners:
+        p.start()
+    try:
+        return _measure(args)
+    finally:
+        for p in spinners:
+            p.terminate()
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _measure(args: argparse.Namespace) -> int:
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     print("| method | s per round (median) | min | max | runs x rounds |")
     print("|---|---|---|---|---|")
