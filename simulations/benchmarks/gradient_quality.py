@@ -2,7 +2,9 @@
 
 For FZooS, every local step's local surrogate gradient and corrected gradient are compared
 with the client's true gradient grad f_i and the global grad F (cosine similarity); the
-same for FedZO's RGF estimate (Q = 20). Quadratic d=300, N=5, T=10.
+same for FedZO's RGF estimate (Q = 20). Quadratic d=300, N=5, T=10. For FZooS the
+correction itself, gamma_t (grad global RFF - grad own RFF), is compared with what it
+estimates, grad F - grad f_i: its cosine and its length relative to that target.
 
     python simulations/benchmarks/gradient_quality.py --rounds 10 --heterogeneity 0.5,5
 
@@ -29,7 +31,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
 
-def measure(method: str, C: float, rounds: int, seed: int) -> dict[str, list[float]]:
+def measure(method: str, C: float, rounds: int, seed: int, schedule: str = "inverse") -> dict[str, list[float]]:
     p = make_problem("quadratic", dim=300, clients=5, heterogeneity=C, seed=seed)
     out: dict[str, list[float]] = defaultdict(list)
     round_of = {"r": 0}
@@ -42,11 +44,16 @@ def measure(method: str, C: float, rounds: int, seed: int) -> dict[str, list[flo
         out[f"local-F-{r}"].append(cosine(g, G))
         out[f"corr-fi-{r}"].append(cosine(g_hat, gi))
         out[f"corr-F-{r}"].append(cosine(g_hat, G))
+        c = g_hat - g
+        if np.any(c):
+            out[f"c-cos-{r}"].append(cosine(c, G - gi))
+            out[f"c-len-{r}"].append(float(np.linalg.norm(c) / np.linalg.norm(G - gi)))
 
     def progress(row: dict, total: int) -> None:
         round_of["r"] = row["round"]
 
-    cfg = RunConfig.from_mapping({"method": method, "rounds": rounds, "seed": seed})
+    cfg = RunConfig.from_mapping({"method": method, "rounds": rounds, "seed": seed,
+                                  "gamma-schedule": schedule})
     run_federation(p, cfg, observer=observer, progress=progress, workers=1)
     return out
 
@@ -56,20 +63,22 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--heterogeneity", default="0.5,5")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gamma-schedule", default="inverse", help="FZooS gamma_t schedule")
     args = ap.parse_args()
     print("| C | method | rounds | cos(local, grad f_i) | cos(local, grad F) | cos(corrected, grad f_i) | "
-          "cos(corrected, grad F) |")
-    print("|---|---|---|---|---|---|---|")
+          "cos(corrected, grad F) | cos(correction, grad F - grad f_i) | len(correction) / len(grad F - grad f_i) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for C in [float(c) for c in args.heterogeneity.split(",")]:
         for method in ("fzoos", "fedzo"):
-            res = measure(method, C, args.rounds, args.seed)
+            res = measure(method, C, args.rounds, args.seed, args.gamma_schedule)
             blocks = [(0, 0), (1, args.rounds // 2 - 1), (args.rounds // 2, args.rounds - 1)]
             for lo, hi in blocks:
                 def m(kind: str, lo: int = lo, hi: int = hi, res: dict = res) -> float:
                     vals = [v for r in range(lo, hi + 1) for v in res.get(f"{kind}-{r}", [])]
                     return float(np.mean(vals)) if vals else float("nan")
                 print(f"| {C:g} | {method} | {lo + 1}-{hi + 1} | {m('local-fi'):.3f} | {m('local-F'):.3f} | "
-                      f"{m('corr-fi'):.3f} | {m('corr-F'):.3f} |", flush=True)
+                      f"{m('corr-fi'):.3f} | {m('corr-F'):.3f} | {m('c-cos'):.3f} | {m('c-len'):.3f} |",
+                      flush=True)
     return 0
 
 

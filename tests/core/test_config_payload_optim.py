@@ -89,3 +89,27 @@ def test_malformed_payloads_are_rejected_with_the_reason(payload, words):
     with pytest.raises(PayloadError) as info:
         validate(payload, SPEC, source="reply")
     assert words in str(info.value)
+
+
+def test_gamma_schedules_follow_their_formulas():
+    from fedzoo.corrections import gamma_at
+
+    assert [gamma_at(2.0, t) for t in (1, 2, 4)] == [2.0, 1.0, 0.5]  # the paper's gamma / t
+    assert gamma_at(2.0, 4, "inverse-sqrt") == 1.0 and gamma_at(2.0, 9, "constant") == 2.0
+    with pytest.raises(ValueError, match="schedule"):
+        gamma_at(1.0, 1, "cosine")
+    with pytest.raises(ConfigError, match="gamma-schedule"):
+        RunConfig.from_mapping({"gamma-schedule": "cosine"})
+
+
+def test_the_allocator_tuning_is_applied_once():
+    import os
+    import sys
+
+    from fedzoo._malloc import retain_freed_memory
+
+    first = retain_freed_memory()
+    assert retain_freed_memory() == first  # idempotent
+    own_settings = "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ
+    if sys.platform.startswith("linux") and not own_settings:
+        assert first is True  # glibc took the thresholds
