@@ -32,13 +32,12 @@ Rules:
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from fedzoo.checkpoint import write_npz_atomic
 from fedzoo.errors import ConfigError
 
 KEEP = 3
@@ -102,17 +101,7 @@ class StateStore:
 
     def save(self, tag: Tag, arrays: dict[str, np.ndarray]) -> Path:
         """Write the snapshot ``tag`` atomically, drop newer and surplus ones."""
-        target = self.path(tag)
-        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".npz", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = write_npz_atomic(self.path(tag), arrays)
         tags = self.tags()
         stale = [t for t in tags if t > tag] + [t for t in tags if t <= tag][:-KEEP]
         for t in stale:

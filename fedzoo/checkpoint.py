@@ -52,8 +52,12 @@ def save_checkpoint(directory: str | Path, ckpt: Checkpoint) -> Path:
     header = {"format": FORMAT_VERSION, "round": ckpt.round, "num_clients": len(ckpt.clients),
               "rows": ckpt.rows, "meta": ckpt.meta}
     arrays["header"] = np.array(json.dumps(header, allow_nan=True))
-    target = directory / CHECKPOINT_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=directory)
+    return write_npz_atomic(directory / CHECKPOINT_NAME, arrays)
+
+
+def write_npz_atomic(target: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """``np.savez`` to a temporary file beside ``target``, fsync, rename over it."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".npz", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)

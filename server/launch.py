@@ -122,6 +122,18 @@ def config_string(values: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={toml_value(v)}" for k, v in values.items())
 
 
+def wait_until(condition: Any, timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
+    """Poll ``condition()`` until it returns something truthy (returned); raise
+    FlowerLaunchError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise FlowerLaunchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
 def tail(path: Path | None, lines: int = 40) -> str:
     if path is None or not path.exists():
         return ""

@@ -45,20 +45,10 @@ from fedzoo import RunConfig, make_problem, run_federation  # noqa: E402
 from fedzoo import checkpoint as ckpt_module  # noqa: E402
 from fedzoo.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 from fedzoo.results import participants_of, read_history  # noqa: E402
-from server.launch import Session  # noqa: E402
+from server.launch import Session, wait_until  # noqa: E402
 from server.settings import build_problem, parse_run_config  # noqa: E402
 
 COMPARED = ("reported_value", "queries", "bytes_up", "bytes_down", "clients", "participants")
-
-
-def _wait(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def _rows(out: Path) -> list[dict]:
@@ -83,11 +73,12 @@ def supernode_restart(work: Path) -> dict:
         for i, cfg in enumerate(nodes):
             session.start_supernode(f"node{i}", cfg)
         run_id = session.submit(rc)
-        _wait(lambda: len(_rows(out)) >= 2, 180, "round 1")
+        wait_until(lambda: len(_rows(out)) >= 2, 180, "round 1")
         session.kill("node2")
-        _wait(lambda: any(participants_of(r) == [0, 1] for r in _rows(out)), 180, "a round without 2")
+        wait_until(lambda: any(participants_of(r) == [0, 1] for r in _rows(out)), 180, "a round without 2")
         session.start_supernode("node2-restarted", nodes[2])
         status = session.wait(run_id, timeout_s=400)
+        log = session.logs(run_id)
     rows = read_history(out / "history.csv")
     missed = [r["round"] for r in rows[1:] if 2 not in participants_of(r)]
     return {
@@ -96,6 +87,7 @@ def supernode_restart(work: Path) -> dict:
         "finished_rounds_lost": 6 - rows[-1]["round"],
         "partition_rounds_missed": missed,
         "wall_s": round(time.monotonic() - t0, 1),
+        "_status": status, "_rows": rows, "_log": log,  # for the test (not in the table)
     }
 
 
@@ -110,8 +102,8 @@ def serverapp_resume(work: Path) -> dict:
         for i in range(3):
             session.start_supernode(f"node{i}", {"partition-id": i, "state-dir": str(work / f"s{i}")})
         first = session.submit(rc)
-        _wait(lambda: (ckpt / CHECKPOINT_NAME).exists(), 240, "the round-1 checkpoint")
-        for pid in _wait(lambda: session.pids_running("flwr-serverapp"), 30, "the ServerApp"):
+        wait_until(lambda: (ckpt / CHECKPOINT_NAME).exists(), 240, "the round-1 checkpoint")
+        for pid in wait_until(lambda: session.pids_running("flwr-serverapp"), 30, "the ServerApp"):
             os.kill(pid, signal.SIGKILL)
         done = load_checkpoint(ckpt).round
         started = len(_rows(out)) - 1  # rounds the dead ServerApp had finished
@@ -129,6 +121,7 @@ def serverapp_resume(work: Path) -> dict:
         "finished_rounds_lost": max(started - done, 0),
         "history_identical_to_uninterrupted": identical,
         "wall_s": round(time.monotonic() - t0, 1),
+        "_resumed_after": summary["resumed_after_round"], "_done": done,
     }
 
 
@@ -202,7 +195,8 @@ def main() -> int:
     results: dict = {"load_average_before": os.getloadavg()[0]}
     if not args.skip_processes:
         with tempfile.TemporaryDirectory(prefix="fz-rel-") as d:
-            results["scenarios"] = [supernode_restart(Path(d) / "a"), serverapp_resume(Path(d) / "b")]
+            scenarios = [supernode_restart(Path(d) / "a"), serverapp_resume(Path(d) / "b")]
+        results["scenarios"] = [{k: v for k, v in r.items() if not k.startswith("_")} for r in scenarios]
     results["checkpoint"] = checkpoint_cost(args.repeats)
     results["snapshot"] = snapshot_cost()
     results["load_average_after"] = os.getloadavg()[0]
