@@ -5,10 +5,11 @@
 # budget of 20k queries per image (all clients), each image stopped at its first success.
 #
 # Usage: simulations/attack/benchmark.sh OUT_ROOT [extra fedzoo flags ...]
+#   simulations/attack/benchmark.sh runs/attack
+#       (default settings for every method: BENCHMARKS.md section 6; ~25 min here)
 #   simulations/attack/benchmark.sh runs/attack-fast --gp-history 150 --rff-features 2000
-#       (the sweep reported in RESULTS.md; ~40 min on a loaded 2-core box)
-#   CONFIGS="0.5:0.2" simulations/attack/benchmark.sh runs/attack
-#       (default FZooS settings, one configuration; ~35 min on a loaded 2-core box)
+#       (the cheaper FZooS surrogate of the earlier sweep in RESULTS.md)
+#   CONFIGS="0.5:0.2" simulations/attack/benchmark.sh runs/attack   (one configuration)
 # Extra flags apply to every method (gp-history / rff-features only matter to FZooS).
 # Then: python simulations/attack/summarize.py OUT_ROOT
 set -euo pipefail
