@@ -4,7 +4,11 @@ One local step = the surrogate gradient (GP on the n nearest points, analytic me
 gradient) + the correction (two RFF gradients, M features, float32 path) + the active
 query selection (uncertainty trace of 100 candidates on the GP at the new iterate). The
 client history holds max(n, 2000) points around x. Memory per client = the history, the
-shared RFF map and the peak of numpy allocations during a step (tracemalloc).
+shared RFF map and the peak of numpy allocations during a step (tracemalloc); the history
+a client holds at its cap (`history-max`, default 5000 points: reached after ~47 rounds at
+the defaults) is shown too. Once per round a client also fits its RFF weights on
+`rff-history` (500) points at the new global point: the last two columns time that fit
+(from scratch, no cached Gram) and its peak memory.
 
     python simulations/benchmarks/scaling.py [--dims 100,300,784,2000] [--sizes 150,500,2000]
 
@@ -24,11 +28,12 @@ import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from fedzoo.config import RunConfig  # noqa: E402
 from fedzoo.corrections import fzoos_term  # noqa: E402
 from fedzoo.estimators.surrogate import TrajectorySurrogate  # noqa: E402
 from fedzoo.history import QueryHistory  # noqa: E402
 from fedzoo.surrogates.gp import GPHyper  # noqa: E402
-from fedzoo.surrogates.rff import RandomFourierFeatures  # noqa: E402
+from fedzoo.surrogates.rff import RandomFourierFeatures, fit_rff_weights  # noqa: E402
 
 
 def one_step(sur: TrajectorySurrogate, rff: RandomFourierFeatures, w_g: np.ndarray, w_o: np.ndarray,
@@ -60,8 +65,21 @@ def measure(d: int, n: int, M: int, repeats: int) -> dict[str, float]:
     tracemalloc.stop()
     state = hist.X.nbytes + hist.y.nbytes
     shared = rff.V.nbytes + (rff._V32.nbytes if rff._V32 is not None else 0)
+    defaults = RunConfig()
+    cap_mb = defaults.history_max * (d + 1) * 8 / 2**20
+    Xf, yf = hist.X[: defaults.rff_history], hist.y[: defaults.rff_history]
+    fit_times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fit_rff_weights(rff, Xf, yf, defaults.rff_ridge)
+        fit_times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    fit_rff_weights(rff, Xf, yf, defaults.rff_ridge)
+    _, fit_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     return {"d": d, "n": n, "step_s": float(np.median(times)), "peak_mb": peak / 2**20,
-            "history_mb": state / 2**20, "rff_mb": shared / 2**20}
+            "history_mb": state / 2**20, "rff_mb": shared / 2**20, "cap_mb": cap_mb,
+            "fit_s": float(np.median(fit_times)), "fit_peak_mb": fit_peak / 2**20}
 
 
 def main() -> int:
@@ -72,13 +90,15 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     print("| d | GP points n | seconds per local step (median) | peak step memory (MiB) | "
-          "history (MiB) | RFF map (MiB) |")
-    print("|---|---|---|---|---|---|")
+          "history (MiB) | history at cap (MiB) | RFF map (MiB) | RFF fit, 500 points (s) | "
+          "RFF fit peak (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for d in [int(v) for v in args.dims.split(",")]:
         for n in [int(v) for v in args.sizes.split(",")]:
             r = measure(d, n, args.rff_features, args.repeats)
             print(f"| {d} | {n} | {r['step_s']:.4f} | {r['peak_mb']:.1f} | {r['history_mb']:.1f} | "
-                  f"{r['rff_mb']:.1f} |", flush=True)
+                  f"{r['cap_mb']:.1f} | {r['rff_mb']:.1f} | {r['fit_s']:.3f} | {r['fit_peak_mb']:.1f} |",
+                  flush=True)
     return 0
 
 
