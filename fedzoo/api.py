@@ -31,9 +31,11 @@ def minimize(
     Args:
         objectives: one callable per client, ``f_i(X) -> y`` with X an n x d array in
             [0, 1]^d and y n values (or :class:`~fedzoo.objectives.Objective` objects).
-        x0: start point (length d) in the unit box.
+        x0: start point: a finite 1-d array of length d in the unit box (d is its
+            length; a 2-d array is refused, not flattened).
         weights: client weights (default uniform); renormalised to sum 1.
-        method: one of fzoos, zord, fedzo, fedprox, scaffold1, scaffold2.
+        method: one of fzoos, fzoos-lagged, zord, fedzo, fedprox, scaffold1, scaffold2
+            (fo needs exact gradients: synthetic problems only).
         rounds, local_steps, seed: R, T and the run seed.
         out_dir: optional directory for history.csv and summary.json.
         **options: any other :class:`~fedzoo.config.RunConfig` option, snake_case

@@ -18,6 +18,13 @@ from typing import Any
 from fedzoo._threads import single_threaded_blas_env
 
 BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
+#: Methods that are references rather than zeroth-order methods (``gradients`` column).
+EXACT_GRADIENT_METHODS = ("fo",)
+
+
+def method_label(method: str) -> str:
+    """How tables and plots name a method: ``fo`` is marked as an exact-gradient reference."""
+    return f"{method} (exact gradients)" if method in EXACT_GRADIENT_METHODS else method
 
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +162,12 @@ def _resume(args: argparse.Namespace) -> int:
 def comparison_table(
     histories: dict[str, list[dict[str, Any]]], baselines: Sequence[str] = BASELINES
 ) -> tuple[list[dict[str, Any]], float | None]:
-    """Rows (method, final value, queries to the best baseline's final value, s/round)."""
+    """Rows (method, final value, queries to the best baseline's final value, s/round).
+
+    ``gradients`` says what a method's local steps use: ``zeroth-order`` (queries only)
+    or ``exact (reference)`` for ``fo``, which reads exact gradients (synthetic problems
+    only) and is an upper bound, not a zeroth-order method.
+    """
     import numpy as np
 
     from fedzoo.results import queries_to_reach
@@ -171,22 +183,29 @@ def comparison_table(
             "total_queries": rows[-1]["queries"],
             "queries_to_target": queries_to_reach(rows, target) if target is not None else None,
             "seconds_per_round": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
+            "gradients": "exact (reference)" if method in EXACT_GRADIENT_METHODS else "zeroth-order",
         })
     return table, target
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Run every method, write comparison.csv, print the table, then plot comparison.png.
+
+    The plot needs the optional ``plot`` extra (matplotlib). Without it the runs, the
+    CSV and the table are still produced; then the command fails with a
+    :class:`~fedzoo.errors.MissingDependencyError` naming the extra (exit status 2).
+    """
     import csv
 
+    from fedzoo.config import METHODS
+    from fedzoo.errors import MissingDependencyError, UnknownNameError
     from fedzoo.plots import plot_comparison
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    from fedzoo.config import METHODS
-    from fedzoo.errors import UnknownNameError
-
     unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise UnknownNameError(f"Unknown method(s) {unknown}; expected a comma-separated subset of {list(METHODS)}.")
+    if unknown or not methods:
+        raise UnknownNameError(f"Unknown method(s) {unknown or repr(args.methods)}; expected a comma-separated "
+                               f"subset of {list(METHODS)}.")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     histories = {}
@@ -198,18 +217,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
         w = csv.DictWriter(fh, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
-    problem = _problem_from_args(args)
-    plot_comparison(histories, out / "comparison.png", optimum=problem.optimum_value,
-                    title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}")
     tgt = f"{target:.6g}" if target is not None else "n/a"
     print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; "
           f"target = best baseline final value {tgt}")
-    print(f"{'method':<10} {'final value':>12} {'queries':>9} {'queries to target':>18} {'s/round':>8}")
+    width = max([10, *(len(method_label(m)) for m in methods)])
+    print(f"{'method':<{width}} {'final value':>12} {'queries':>9} {'queries to target':>18} {'s/round':>8}")
     for row in table:
         qt = row["queries_to_target"]
-        print(f"{row['method']:<10} {row['final_value']:>12.6g} {row['total_queries']:>9} "
+        print(f"{method_label(row['method']):<{width}} {row['final_value']:>12.6g} {row['total_queries']:>9} "
               f"{(str(qt) if qt is not None else '-'):>18} {row['seconds_per_round']:>8.3f}")
-    print(f"\nwrote {out / 'comparison.csv'} and {out / 'comparison.png'}")
+    if any(m in EXACT_GRADIENT_METHODS for m in methods):
+        print("(exact gradients): a first-order reference on the synthetic problem, not a "
+              "zeroth-order method; its queries count exact gradients")
+    print(f"\nwrote {out / 'comparison.csv'}", flush=True)
+    problem = _problem_from_args(args)
+    try:
+        plot_comparison(histories, out / "comparison.png", optimum=problem.optimum_value,
+                        title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}",
+                        labels={m: method_label(m) for m in methods})
+    except MissingDependencyError as err:
+        raise MissingDependencyError(
+            f"{out / 'comparison.png'} was not written (the runs, the table and "
+            f"{out / 'comparison.csv'} were): {err}"
+        ) from err
+    print(f"wrote {out / 'comparison.png'}")
     return 0
 
 

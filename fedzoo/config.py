@@ -72,7 +72,7 @@ class RunConfig:
     gp_history: int = field(default=300, metadata={"kind": "positive-int", "doc": "GP conditions on this many nearest points"})
     gp_fit_points: int = field(default=300, metadata={"kind": "positive-int", "doc": "nearest points for the once-per-round hyper-parameter fit"})
     gp_kernel: str = field(default="se", metadata={"kind": "choice", "choices": KERNEL_NAMES, "doc": "GP kernel"})
-    gp_restarts: int = field(default=3, metadata={"kind": "positive-int", "doc": "marginal-likelihood starts of a client's first fit (later fits warm-start)"})
+    gp_restarts: int = field(default=3, metadata={"kind": "positive-int", "doc": "L-BFGS-B starts of a client's first marginal-likelihood fit (a data-based start plus random ones, best kept); every later round's fit is a single run warm-started from the previous optimum"})
     history_max: int = field(default=5000, metadata={"kind": "positive-int", "doc": "client history cap (oldest dropped)"})
     init_points: int = field(default=10, metadata={"kind": "nonneg-int", "doc": "points around x0 before round 1"})
     init_radius: float = field(default=0.01, metadata={"kind": "positive", "doc": "radius of the initial design"})

@@ -23,7 +23,7 @@ import numpy as np
 from fedzoo import protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
-from fedzoo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint, save_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.objectives.problems import FederatedProblem
@@ -123,8 +123,9 @@ def run_federation(
             round (:mod:`fedzoo.checkpoint`).
         resume: continue the run checkpointed in ``checkpoint_dir`` up to
             ``config.rounds`` rounds in total; the configuration must match the saved one
-            except for ``rounds``. The final history equals an uninterrupted run's
-            (``wall_s`` aside).
+            except for ``rounds``, which may not be below the checkpoint's round
+            (:func:`fedzoo.checkpoint.check_resume_rounds`). The final history equals
+            an uninterrupted run's (``wall_s`` aside).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     retain_freed_memory()  # many medium temporaries per step: reuse heap pages
@@ -175,6 +176,7 @@ def _run(
                 f"The checkpoint in {checkpoint_dir} belongs to another run: saved {ckpt.meta}, "
                 f"requested {meta} (only 'rounds' may change on resume)."
             )
+        check_resume_rounds(config.rounds, ckpt.round, checkpoint_dir)
         server = protocol.ServerState.from_arrays(ckpt.server)
         states = [protocol.ClientState.from_arrays(a, config) for a in ckpt.clients]
         rec.rows = ckpt.rows
@@ -198,7 +200,8 @@ def _run(
             sreplies, sdown, sup = _exchange(protocol.client_sync, config, problem, states, smsg, "sync", r, pool, clients)
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies)
+        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
+                            protocol.client_query_counts(agg, sagg))
         if config.uses_sync and sagg is not None and sagg.replies:
             rec.report(r, sagg.weighted("value"))
         if progress is not None:
@@ -217,7 +220,7 @@ def _run(
         ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool,
                                       list(range(problem.num_clients)))
         server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
-        rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
+        rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0, eagg.queries_by_client)
         if eagg.replies:
             rec.report(rec.rows[-1]["round"], eagg.weighted("value"))
 

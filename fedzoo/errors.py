@@ -45,3 +45,11 @@ class UnknownNameError(FedZooError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class UncountedAccessError(FedZooError, AttributeError):
+    """An attribute would reach a black box without being counted (counting wrappers)."""
+
+
+class MissingDependencyError(FedZooError, ImportError):
+    """An optional dependency (an extra of the package) is not installed."""

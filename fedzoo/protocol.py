@@ -250,6 +250,13 @@ def client_train(
 ) -> tuple[ClientState, Payload]:
     """T local steps from the broadcast point; returns the new state and the reply.
 
+    The state is updated in place and returned (the same object): its history, GP
+    hyper-parameters, cached value, running query total, own corrections and local end
+    point change. The caller must pass a state it owns (not one shared with another
+    client or exchange) and, to retry a failed or lost exchange, reload the state from
+    its last saved copy (:meth:`ClientState.from_arrays`) rather than reuse the object
+    the failed call was given: that one may hold a partial round.
+
     ``observer(client_id, t, x, local_gradient, corrected_gradient)``, if given, sees
     every local step before it is taken (diagnostics such as the paper's Fig. 5).
 
@@ -349,6 +356,10 @@ def client_sync(
     config: RunConfig, objective: Objective, state: ClientState, message: Payload, client_id: int
 ) -> tuple[ClientState, Payload]:
     """The exchange at the new global point x_r (FZooS and SCAFFOLD-1 only).
+
+    Like :func:`client_train`, it updates the state passed in, in place, and returns that
+    same object (history, cached value, running query total, RFF weights or control
+    variate): pass a state the caller owns, and reload it from its saved copy to retry.
 
     Query cost: FZooS 1 + sync-points; SCAFFOLD-1 1 + Q.
     """
@@ -518,13 +529,16 @@ class Aggregate:
     """Valid replies of one exchange and their renormalised weights.
 
     ``num_queries``: the queries of this exchange, as :func:`account_queries` counts them
-    from the clients' running totals (set by the aggregate functions).
+    from the clients' running totals (set by the aggregate functions);
+    ``queries_by_client``: the same count per client (client id -> queries charged, one
+    entry per accepted reply), summing to ``num_queries``.
     """
 
     replies: dict[int, Payload]
     weights: dict[int, float]
     rejected: dict[int, str]
     num_queries: int = 0
+    queries_by_client: dict[int, int] = field(default_factory=dict)
 
     def weighted(self, key: str) -> Any:
         return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
@@ -627,6 +641,7 @@ def account_queries(totals: dict[int, int], agg: Aggregate) -> int:
     charged.
     """
     charged = 0
+    agg.queries_by_client = {}
     for cid, reply in agg.replies.items():
         total, own = int(reply["total-queries"]), int(reply["num-queries"])
         before = totals.get(cid, 0)
@@ -637,6 +652,17 @@ def account_queries(totals: dict[int, int], agg: Aggregate) -> int:
                 cid, total, before,
             )
             before = 0
-        charged += max(total - before, own)
+        agg.queries_by_client[cid] = max(total - before, own)
+        charged += agg.queries_by_client[cid]
         totals[cid] = total
     return charged
+
+
+def client_query_counts(*aggregates: Aggregate | None) -> dict[int, int]:
+    """Queries charged per client over several exchanges (e.g. a round's train and sync)."""
+    out: dict[int, int] = {}
+    for agg in aggregates:
+        if agg is not None:
+            for cid, n in agg.queries_by_client.items():
+                out[cid] = out.get(cid, 0) + n
+    return out

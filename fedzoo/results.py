@@ -10,7 +10,12 @@ Columns of ``history.csv`` (one row per round, row 0 = the start point):
   knows); NaN where no client reported it;
 * ``bytes_up`` / ``bytes_down``: cumulative payload bytes; ``wall_s``: seconds the round
   took; ``clients``: valid train replies aggregated in the round; ``participants``: their
-  client (partition) ids, ``;``-separated (empty in row 0).
+  client (partition) ids, ``;``-separated (empty in row 0);
+* ``client_queries``: this round's queries per client as ``id:count`` pairs,
+  ``;``-separated (e.g. ``0:45;1:45;2:46``; empty in row 0 and where the engine did not
+  record them). They sum to the round's increment of ``queries`` (a trailing final
+  evaluation included in the last row), and ``summary.json`` holds their totals per
+  client (``queries_by_client``).
 """
 
 from __future__ import annotations
@@ -20,16 +25,18 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedzoo.errors import PayloadError
+
 COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients",
-           "participants")
+           "participants", "client_queries")
 INT_COLUMNS = ("round", "queries", "bytes_up", "bytes_down", "clients")
-STR_COLUMNS = ("participants",)
+STR_COLUMNS = ("participants", "client_queries")
 
 
 class HistoryRecorder:
@@ -44,23 +51,26 @@ class HistoryRecorder:
         self.rows: list[dict[str, Any]] = []
 
     def start(self, x0: np.ndarray, num_clients: int) -> None:
-        self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients, "")]
+        self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients, "", "")]
 
     def _row(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int,
-             participants: str) -> dict[str, Any]:
+             participants: str, client_queries: str) -> dict[str, Any]:
         value = self.simulate(x) if self.simulate is not None else math.nan
         return {"round": r, "queries": queries, "value": value, "reported_value": math.nan,
                 "bytes_up": up, "bytes_down": down, "wall_s": wall, "clients": clients,
-                "participants": participants}
+                "participants": participants, "client_queries": client_queries}
 
     def end_round(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float,
-                  participants: Iterable[int]) -> dict[str, Any]:
+                  participants: Iterable[int],
+                  client_queries: Mapping[int, int] | None = None) -> dict[str, Any]:
         """Append row r; queries/bytes are this round's increments; ``participants`` are
-        the clients whose train replies were aggregated."""
+        the clients whose train replies were aggregated; ``client_queries`` (optional)
+        splits ``queries`` per client and must sum to it."""
         ids = sorted(int(c) for c in participants)
         last = self.rows[-1]
         row = self._row(r, x, last["queries"] + queries, last["bytes_up"] + up,
-                        last["bytes_down"] + down, wall, len(ids), ";".join(map(str, ids)))
+                        last["bytes_down"] + down, wall, len(ids), ";".join(map(str, ids)),
+                        _encode_counts(client_queries, queries))
         self.rows.append(row)
         return row
 
@@ -71,9 +81,18 @@ class HistoryRecorder:
         if self.simulate is None:
             row["value"] = float(value)
 
-    def add_to_last(self, queries: int, up: int, down: int, wall: float) -> None:
-        """Charge a trailing exchange (the final evaluation) to the last row."""
+    def add_to_last(self, queries: int, up: int, down: int, wall: float,
+                    client_queries: Mapping[int, int] | None = None) -> None:
+        """Charge a trailing exchange (the final evaluation) to the last row;
+        ``client_queries`` (optional) splits ``queries`` per client."""
         row = self.rows[-1]
+        before = self.rows[-2]["queries"] if len(self.rows) > 1 else 0
+        recorded = bool(row.get("client_queries")) or row["queries"] == before
+        if client_queries is not None and recorded:  # else the row's split stays unknown ("")
+            merged = client_queries_of(row)
+            for cid, n in client_queries.items():
+                merged[int(cid)] = merged.get(int(cid), 0) + int(n)
+            row["client_queries"] = _encode_counts(merged, sum(client_queries_of(row).values()) + queries)
         row["queries"] += queries
         row["bytes_up"] += up
         row["bytes_down"] += down
@@ -111,6 +130,39 @@ def participants_of(row: dict[str, Any]) -> list[int]:
     return [int(c) for c in str(text).split(";") if c != ""]
 
 
+def _encode_counts(counts: Mapping[int, int] | None, total: int) -> str:
+    """``id:count`` pairs by client id, ``;``-separated; "" for None (not recorded)."""
+    if counts is None:
+        return ""
+    if sum(int(n) for n in counts.values()) != total:
+        raise PayloadError(f"Per-client queries {dict(counts)} sum to {sum(counts.values())}, expected "
+                         f"the round's total {total}.")
+    return ";".join(f"{int(c)}:{int(counts[c])}" for c in sorted(counts, key=int))
+
+
+def client_queries_of(row: dict[str, Any]) -> dict[int, int]:
+    """A row's ``client_queries`` column as {client id: queries this round} ({} if empty)."""
+    out: dict[int, int] = {}
+    for pair in str(row.get("client_queries", "") or "").split(";"):
+        if pair:
+            cid, n = pair.split(":")
+            out[int(cid)] = int(n)
+    return out
+
+
+def queries_by_client(rows: list[dict[str, Any]]) -> dict[str, int] | None:
+    """Total queries per client over the rows (keys are client ids as strings, as in
+    summary.json), or None when the rows do not account for every query (per-client
+    counts not recorded, e.g. by an engine that does not pass them)."""
+    totals: dict[int, int] = {}
+    for row in rows:
+        for cid, n in client_queries_of(row).items():
+            totals[cid] = totals.get(cid, 0) + n
+    if not rows or sum(totals.values()) != rows[-1]["queries"]:
+        return None
+    return {str(c): totals[c] for c in sorted(totals)}
+
+
 def versions() -> dict[str, str]:
     import scipy
 
@@ -135,6 +187,7 @@ def summary(
         "best_value": min(r["value"] for r in rows if math.isfinite(r["value"])) if any(
             math.isfinite(r["value"]) for r in rows) else math.nan,
         "total_queries": last["queries"],
+        "queries_by_client": queries_by_client(rows),
         "total_bytes": last["bytes_up"] + last["bytes_down"],
         "bytes_up": last["bytes_up"],
         "bytes_down": last["bytes_down"],

@@ -20,6 +20,7 @@ from fedzoo.errors import (
     NonFiniteError,
     ObjectiveError,
     ShapeError,
+    UncountedAccessError,
 )
 
 # Points may sit a rounding error outside the box after arithmetic; they are clipped.
@@ -155,8 +156,21 @@ class CallableObjective(Objective):
 class CountingObjective(Objective):
     """Wraps another objective and counts what reaches it (for tests and audits).
 
-    ``points_seen`` is the total number of points the wrapped objective received.
+    ``points_seen`` is the total number of points the wrapped objective received, through
+    every evaluation path: ``__call__``, the closed form ``value`` of a synthetic objective
+    and exact ``gradient`` (method ``fo``), each counted per point. Other attributes of the
+    wrapped objective pass through only if they are data (``dim``, coefficients, ...): a
+    callable one (``fn``, ``_evaluate``, a base function) could evaluate the black box
+    uncounted, so asking for it raises :class:`~fedzoo.errors.UncountedAccessError`.
+
+    Reporting is not an evaluation path of the algorithm: the simulator reaches the
+    closed form behind the wrapper through
+    :func:`fedzoo.objectives.problems.closed_form` (uncounted, as DESIGN §4 allows for
+    synthetic problems), never through this wrapper.
     """
+
+    #: Evaluation paths of the wrapped objective that pass through, counted per point.
+    COUNTED = ("value", "gradient")
 
     def __init__(self, inner: Objective) -> None:
         super().__init__(inner.dim, name=f"counting({inner.name})")
@@ -168,14 +182,20 @@ class CountingObjective(Objective):
         return self.inner(X)
 
     def __getattr__(self, item: str) -> Any:
-        if item == "inner":
+        # only called for attributes the wrapper itself lacks
+        if item == "inner" or item.startswith("__"):
             raise AttributeError(item)
-        if item == "gradient":  # exact gradients (method fo) are counted too, per point
-            inner_gradient = self.inner.gradient
+        attr = getattr(self.inner, item)
+        if item in self.COUNTED:  # value (closed form) and exact gradients, per point
+            def counted(X: Any) -> Any:
+                self.points_seen += np.atleast_2d(np.asarray(X)).shape[0]
+                return attr(X)
 
-            def gradient(X: np.ndarray) -> np.ndarray:
-                self.points_seen += np.atleast_2d(X).shape[0]
-                return inner_gradient(X)
-
-            return gradient
-        return getattr(self.inner, item)
+            return counted
+        if callable(attr):
+            raise UncountedAccessError(
+                f"{self.name}: attribute {item!r} of the wrapped objective is callable and could "
+                f"evaluate it uncounted; expected an evaluation through the wrapper itself "
+                f"(__call__) or one of the counted paths {list(self.COUNTED)}."
+            )
+        return attr

@@ -14,8 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
-from fedzoo.objectives.base import CallableObjective, Objective, as_points
+from fedzoo.errors import ConfigError, DomainError, NonFiniteError, ShapeError, UnknownNameError
+from fedzoo.objectives.base import (
+    BOX_TOLERANCE,
+    CallableObjective,
+    CountingObjective,
+    Objective,
+    as_points,
+)
 
 
 class SyntheticObjective(Objective):
@@ -31,6 +37,43 @@ class SyntheticObjective(Objective):
 
     def _evaluate(self, X: np.ndarray) -> np.ndarray:
         return self.value(X)
+
+
+def closed_form(objective: Objective) -> SyntheticObjective | None:
+    """The closed-form objective behind ``objective`` (through counting wrappers), or None.
+
+    For the simulator's reporting only (:meth:`FederatedProblem.global_value`): it reaches
+    the closed form without counting, so it must never be handed to an algorithm.
+    """
+    while isinstance(objective, CountingObjective):
+        objective = objective.inner
+    return objective if isinstance(objective, SyntheticObjective) else None
+
+
+def check_start_point(x0: Any, dim: int | None = None) -> np.ndarray:
+    """Validate a start point: a finite 1-d array (of length ``dim`` if given) in the unit box.
+
+    Returns it as float64 (clipped by at most a rounding error into the box). Raises
+    ShapeError, NonFiniteError or DomainError naming the bad value.
+    """
+    try:
+        x = np.asarray(x0, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ShapeError(f"x0 must be a 1-d array of numbers (one start point), got {x0!r}: {err}") from err
+    if x.ndim != 1 or x.size == 0:
+        raise ShapeError(
+            f"x0 must be a 1-d array with one entry per coordinate (length d >= 1), got shape "
+            f"{x.shape}; pass one start point, not a batch or a matrix (it is never flattened)."
+        )
+    if dim is not None and x.size != dim:
+        raise ShapeError(f"x0 must have length d={dim} (the objectives' dimension), got length {x.size}.")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise NonFiniteError(f"x0 must be finite; x0[{bad}] = {x[bad]}.")
+    if x.min() < -BOX_TOLERANCE or x.max() > 1.0 + BOX_TOLERANCE:
+        bad = int(np.flatnonzero((x < -BOX_TOLERANCE) | (x > 1.0 + BOX_TOLERANCE))[0])
+        raise DomainError(f"x0 must lie in the unit box [0, 1]^{x.size}; x0[{bad}] = {x[bad]:.6g}.")
+    return np.clip(x, 0.0, 1.0)
 
 
 @dataclass
@@ -60,7 +103,7 @@ class FederatedProblem:
         dims = {obj.dim for obj in self.objectives}
         if len(dims) != 1:
             raise ShapeError(f"All client objectives must share one dimension, got {sorted(dims)}.")
-        self.x0 = as_points(self.x0, self.dim)[0]
+        self.x0 = check_start_point(self.x0, self.dim)
         n = len(self.objectives)
         w = np.asarray(self.weights, dtype=np.float64)
         if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
@@ -79,20 +122,28 @@ class FederatedProblem:
 
     @property
     def is_synthetic(self) -> bool:
-        """True when every client objective has a closed form (F can be simulated)."""
-        return all(isinstance(obj, SyntheticObjective) for obj in self.objectives)
+        """True when every client objective has a closed form (F can be simulated), also
+        behind counting wrappers (:func:`closed_form`)."""
+        return all(closed_form(obj) is not None for obj in self.objectives)
+
+    def _closed_forms(self) -> list[SyntheticObjective]:
+        forms = [closed_form(obj) for obj in self.objectives]
+        if any(f is None for f in forms):
+            raise TypeError("global_value needs a synthetic problem (closed-form objectives).")
+        return forms  # type: ignore[return-value]
 
     def global_value(self, x: np.ndarray) -> float:
-        """F(x) = sum_i w_i f_i(x) for reporting; synthetic problems only, not a query."""
-        if not self.is_synthetic:
-            raise TypeError("global_value needs a synthetic problem (closed-form objectives).")
+        """F(x) = sum_i w_i f_i(x) for reporting; synthetic problems only, not a query
+        (the closed forms are reached past any counting wrapper, uncounted)."""
+        forms = self._closed_forms()
         X = as_points(x, self.dim)
-        return float(sum(w * obj.value(X)[0] for w, obj in zip(self.weights, self.objectives)))  # type: ignore[attr-defined]
+        return float(sum(w * f.value(X)[0] for w, f in zip(self.weights, forms)))
 
     def global_gradient(self, x: np.ndarray) -> np.ndarray:
-        """Exact gradient of F at x (synthetic problems only; for diagnostics)."""
+        """Exact gradient of F at x (synthetic problems only; for diagnostics, uncounted)."""
+        forms = self._closed_forms()
         X = as_points(x, self.dim)
-        return sum(w * obj.gradient(X)[0] for w, obj in zip(self.weights, self.objectives))  # type: ignore[attr-defined]
+        return sum(w * f.gradient(X)[0] for w, f in zip(self.weights, forms))
 
 
 def problem_from_callables(
@@ -102,8 +153,12 @@ def problem_from_callables(
     weights: Sequence[float] | None = None,
     name: str = "custom",
 ) -> FederatedProblem:
-    """Build a problem from client callables ``f(X) -> y`` (X: n x d in the unit box)."""
-    x0 = np.asarray(x0, dtype=np.float64).ravel()
+    """Build a problem from client callables ``f(X) -> y`` (X: n x d in the unit box).
+
+    ``x0`` must be one start point: a finite 1-d array of length d in the unit box (a
+    matrix is refused, never flattened); d is its length.
+    """
+    x0 = check_start_point(x0)
     objectives = [
         fn if isinstance(fn, Objective) else CallableObjective(fn, x0.size, name=f"client{i}")
         for i, fn in enumerate(functions)

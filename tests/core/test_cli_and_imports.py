@@ -29,21 +29,69 @@ def test_run_writes_history_and_summary_as_in_the_design(tmp_path, capsys):
     for col in ("round", "queries", "value", "bytes_up", "bytes_down", "wall_s"):
         assert col in rows[0]
     assert int(rows[0]["queries"]) == 0 and int(rows[-1]["bytes_up"]) > 0
+    assert list(rows[0])[-2:] == ["participants", "client_queries"]  # after the DESIGN §6 columns
     summary = json.loads((tmp_path / "summary.json").read_text())
     for key in ("config", "method", "final_value", "total_queries", "total_bytes", "wall_s", "versions"):
         assert key in summary
-    assert summary["total_queries"] == int(rows[-1]["queries"])
+    assert summary["total_queries"] == int(rows[-1]["queries"]) == sum(summary["queries_by_client"].values())
     assert "final value" in capsys.readouterr().out
 
 
-def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys):
-    assert main(["compare", "--methods", "fzoos,fedzo,scaffold2", *FAST, "--out", str(tmp_path)]) == 0
+COMPARISON_COLUMNS = ["method", "final_value", "total_queries", "queries_to_target", "seconds_per_round",
+                      "gradients"]
+
+
+def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys, monkeypatch):
+    import fedzoo.plots
+
+    figures = []
+    build = fedzoo.plots.comparison_figure
+
+    def spy(*args, **kwargs):
+        figures.append(build(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(fedzoo.plots, "comparison_figure", spy)
+    assert main(["compare", "--methods", "fzoos,fedzo,scaffold2,fo", *FAST, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "queries to target" in out and "fzoos" in out and "scaffold2" in out
-    table = list(csv.DictReader(open(tmp_path / "comparison.csv")))
-    assert [r["method"] for r in table] == ["fzoos", "fedzo", "scaffold2"]
+    assert "fo (exact gradients)" in out  # fo is labelled as the first-order reference
+    with open(tmp_path / "comparison.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == COMPARISON_COLUMNS
+        table = list(reader)
+    assert [r["method"] for r in table] == ["fzoos", "fedzo", "scaffold2", "fo"]
+    assert [r["gradients"] for r in table] == ["zeroth-order"] * 3 + ["exact (reference)"]
+    # queries to reach the best baseline's (fedzo, scaffold2) final value
+    target = min(float(r["final_value"]) for r in table if r["method"] in ("fedzo", "scaffold2"))
+    best = next(r for r in table if float(r["final_value"]) == target)
+    assert int(best["queries_to_target"]) <= int(best["total_queries"])
+    assert all(float(r["seconds_per_round"]) > 0 for r in table)
+    # the plot: two panels, value against cumulative queries and against rounds
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
+    (fig,) = figures
+    assert len(fig.axes) == 2
+    assert [ax.get_xlabel() for ax in fig.axes] == ["cumulative queries (all clients)", "round"]
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["fzoos", "fedzo", "scaffold2", "fo (exact gradients)"]
     assert (tmp_path / "fedzo" / "history.csv").exists()
+
+
+def test_compare_without_matplotlib_prints_the_table_writes_the_csv_then_fails_clearly(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    argv = ["compare", "--methods", "fedzo,fedprox", *FAST, "--rounds", "2", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "queries to target" in captured.out and "fedprox" in captured.out  # the table
+    assert "matplotlib" in captured.err and "'plot' extra" in captured.err
+    assert "comparison.png was not written" in captured.err
+    assert "Traceback" not in captured.err
+    with open(tmp_path / "comparison.csv", newline="") as fh:
+        assert [r["method"] for r in csv.DictReader(fh)] == ["fedzo", "fedprox"]
+    assert not (tmp_path / "comparison.png").exists()
 
 
 @pytest.mark.parametrize(
@@ -59,6 +107,19 @@ def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys):
 def test_bad_cli_input_exits_2_with_a_clear_message(argv, words, capsys):
     assert main(argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_cli_resume_refuses_fewer_rounds_than_the_checkpoint(tmp_path, capsys):
+    part = tmp_path / "part"
+    assert main(["run", "--method", "fedzo", *FAST, "--checkpoint", "--out", str(part)]) == 0
+    history = (part / "history.csv").read_text()
+    capsys.readouterr()
+    assert main(["run", "--resume", str(part), "--rounds", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--rounds" in err and "rounds = 2" in err and "after round 3" in err
+    assert (part / "history.csv").read_text() == history  # nothing rewritten
+    assert main(["run", "--resume", str(part), "--rounds", "3"]) == 0  # equal: just finishes
+    assert (part / "history.csv").read_text().splitlines()[:4] == history.splitlines()[:4]
 
 
 def test_console_script_runs(tmp_path):

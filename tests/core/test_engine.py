@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,8 +12,17 @@ import fedzoo
 from fedzoo import protocol
 from fedzoo.config import METHODS, RunConfig
 from fedzoo.engine import run_federation
-from fedzoo.errors import ConfigError, ObjectiveError
-from fedzoo.objectives import CountingObjective, FederatedProblem, make_problem
+from fedzoo.errors import (
+    ConfigError,
+    DomainError,
+    NonFiniteError,
+    ObjectiveError,
+    PayloadError,
+    ShapeError,
+    UncountedAccessError,
+)
+from fedzoo.objectives import CallableObjective, CountingObjective, FederatedProblem, make_problem
+from fedzoo.results import HistoryRecorder, client_queries_of, read_history
 
 SMALL = {"rounds": 3, "local-steps": 3, "rff-features": 200, "gp-history": 60, "rff-history": 80,
          "sync-points": 8, "sync-candidates": 30, "explore-candidates": 20, "explore-points": 2,
@@ -26,12 +36,23 @@ def small_problem(counting: bool = True, clients: int = 3, dim: int = 10) -> Fed
     return p
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_reported_queries_equal_the_evaluations_the_objectives_saw(method):
+@pytest.mark.parametrize(
+    ("method", "reporting"),
+    [(m, r) for m in METHODS for r in ("simulated-F", "clients-only") if (m, r) != ("fo", "clients-only")],
+)
+def test_reported_queries_equal_the_evaluations_the_objectives_saw(method, reporting):
+    """Counting wrappers see every evaluation path (calls, closed-form values, exact
+    gradients); with simulated F on, the simulator's reporting evaluations stay uncounted."""
     p = small_problem()
+    if reporting == "clients-only":  # a plain black box behind the wrapper: no closed form
+        p.objectives = [CountingObjective(CallableObjective(o.inner, o.dim)) for o in p.objectives]
+    assert p.is_synthetic == (reporting == "simulated-F")
     res = run_federation(p, RunConfig.from_mapping({**SMALL, "method": method}), workers=1)
     seen = sum(o.points_seen for o in p.objectives)
     assert res.num_queries == seen > 0
+    if reporting == "simulated-F":  # F reported for every row, the start point included
+        assert res.history[0]["value"] == pytest.approx(p.global_value(p.x0), rel=1e-12)
+        assert all(math.isfinite(r["value"]) for r in res.history)
     assert res.history[-1]["queries"] == seen
     # cumulative and monotone; row 0 is the start point
     q = [r["queries"] for r in res.history]
@@ -42,7 +63,41 @@ def test_reported_queries_equal_the_evaluations_the_objectives_saw(method):
         assert row["reported_value"] == pytest.approx(row["value"], rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("method", ["fzoos", "fedzo", "scaffold1", "zord"])
+def test_the_count_check_catches_a_method_that_evaluates_through_value(monkeypatch):
+    """A method that read f_i through the closed form ``.value`` without counting it would
+    make the reported count fall short of what the counting wrappers saw."""
+    honest = protocol._Session.value_at
+
+    def sneaky(self, x):
+        self.objective.value(x[None, :])  # an evaluation the session does not count
+        return honest(self, x)
+
+    monkeypatch.setattr(protocol._Session, "value_at", sneaky)
+    p = small_problem()
+    res = run_federation(p, RunConfig.from_mapping({**SMALL, "method": "fedzo"}), workers=1)
+    assert sum(o.points_seen for o in p.objectives) > res.num_queries
+
+
+def test_counting_wrapper_counts_values_and_gradients_and_refuses_uncounted_callables():
+    p = small_problem()
+    f = p.objectives[0]
+    X = np.full((4, 10), 0.3)
+    np.testing.assert_array_equal(f.value(X), f.inner.value(X))
+    f.gradient(X[:2])
+    f(X[:1])
+    assert f.points_seen == 4 + 2 + 1
+    assert f.a is f.inner.a  # data passes through
+    plain = CountingObjective(CallableObjective(lambda X: X.sum(1), 3))
+    with pytest.raises(UncountedAccessError, match="'fn'.*uncounted"):
+        plain.fn  # noqa: B018 - the user's callable would be an uncounted path
+    assert not hasattr(plain, "gradient") and not hasattr(plain, "value")
+    # the simulator's F reaches the closed forms past the wrappers, uncounted
+    p.global_value(p.x0)
+    p.global_gradient(p.x0)
+    assert f.points_seen == 7
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_same_seed_gives_identical_history_whatever_the_threads(method):
     cfg = RunConfig.from_mapping({**SMALL, "method": method, "seed": 7})
     a = run_federation(small_problem(False), cfg, workers=1)
@@ -50,7 +105,10 @@ def test_same_seed_gives_identical_history_whatever_the_threads(method):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     assert strip(a.history) == strip(b.history)
     c = run_federation(small_problem(False), cfg.replace(seed=8), workers=1)
-    assert strip(c.history) != strip(a.history)
+    if method == "fo":  # exact gradients: nothing random, the seed cannot matter
+        assert strip(c.history) == strip(a.history)
+    else:
+        assert strip(c.history) != strip(a.history)
 
 
 def test_query_accounting_per_round_matches_the_design():
@@ -67,24 +125,52 @@ def test_query_accounting_per_round_matches_the_design():
     assert res.history[-1]["queries"] - res.history[-2]["queries"] == N * (T * Q + T) + N
 
 
-def test_minimize_never_calls_the_black_box_beyond_what_it_counts():
-    calls = []
+class CountedCallables:
+    """Plain Python callables f(X) = |X - shift|^2 that record every point they are given."""
 
-    def make(shift):
+    def __init__(self, shifts):
+        self.points = [0] * len(shifts)
+        self.fns = [self._make(i, s) for i, s in enumerate(shifts)]
+
+    def _make(self, i, shift):
         def f(X):
-            calls.append(len(X))
+            self.points[i] += len(X)
             return np.sum((X - shift) ** 2, axis=1)
         return f
 
-    fns = [make(0.3), make(0.6)]
-    res = fedzoo.minimize(fns, np.full(6, 0.9), method="fzoos", rounds=4, local_steps=3, seed=0,
-                          rff_features=100, gp_history=50, sync_points=5, explore_points=2)
-    assert res.num_queries == sum(calls)
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "fo"])
+def test_minimize_never_calls_the_black_box_beyond_what_it_counts(method):
+    black_boxes = CountedCallables([0.3, 0.6])
+    res = fedzoo.minimize(black_boxes.fns, np.full(6, 0.9), method=method, rounds=3, local_steps=3,
+                          seed=0, rff_features=100, gp_history=50, sync_points=5, explore_points=2,
+                          rgf_directions=4)
+    assert res.num_queries == sum(black_boxes.points) > 0
     assert res.x.shape == (6,)
+    # per client too, in the history (by round) and the summary (totals)
+    by_client = [sum(client_queries_of(r).get(c, 0) for r in res.history) for c in (0, 1)]
+    assert by_client == black_boxes.points
+    assert res.summary["queries_by_client"] == {"0": black_boxes.points[0], "1": black_boxes.points[1]}
     assert res.history[-1]["value"] == pytest.approx(res.history[-1]["reported_value"])
     assert res.history[-1]["value"] < res.history[0]["value"]  # F = mean of the two improves
-    res = fedzoo.minimize(fns, np.full(6, 0.9), method="fedzo", rounds=3, local_steps=2)
-    assert math.isfinite(res.history[-1]["value"])
+
+
+@pytest.mark.parametrize(
+    ("x0", "error", "words"),
+    [
+        (np.full((2, 3), 0.5), ShapeError, r"1-d array .* got shape \(2, 3\)"),
+        (np.full((1, 6), 0.5), ShapeError, r"got shape \(1, 6\)"),
+        (0.5, ShapeError, r"got shape \(\)"),
+        (np.array([0.5, np.nan, 0.5]), NonFiniteError, r"x0\[1\] = nan"),
+        (np.array([0.5, 0.5, 1.5]), DomainError, r"unit box .* x0\[2\] = 1.5"),
+        (np.array([-0.2, 0.5]), DomainError, r"x0\[0\] = -0.2"),
+    ],
+)
+def test_minimize_refuses_a_start_point_that_is_not_one_point_in_the_box(x0, error, words):
+    black_boxes = CountedCallables([0.3, 0.6])
+    with pytest.raises(error, match=words):
+        fedzoo.minimize(black_boxes.fns, x0, method="fedzo", rounds=1, local_steps=1)
+    assert black_boxes.points == [0, 0]
 
 
 def test_a_failing_black_box_stops_the_run_with_a_clear_error():
@@ -219,6 +305,82 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
         run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path / "nothing", resume=True)
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_history_and_summary_carry_every_clients_queries_per_round(method, tmp_path):
+    p = small_problem()
+    res = run_federation(p, RunConfig.from_mapping({**SMALL, "method": method}), out_dir=tmp_path, workers=1)
+    rows = read_history(tmp_path / "history.csv")
+    counts = [client_queries_of(r) for r in rows]
+    assert counts[0] == {} and rows[0]["client_queries"] == ""
+    for prev, row, c in zip(rows, rows[1:], counts[1:]):
+        assert sorted(c) == [0, 1, 2]
+        assert sum(c.values()) == row["queries"] - prev["queries"]  # the final evaluation included
+    totals = {cid: sum(c.get(cid, 0) for c in counts) for cid in range(3)}
+    assert totals == {cid: o.points_seen for cid, o in enumerate(p.objectives)}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["queries_by_client"] == res.summary["queries_by_client"] == {str(c): n for c, n in totals.items()}
+
+
+def test_history_recorder_refuses_per_client_counts_that_do_not_add_up():
+    rec = HistoryRecorder()
+    rec.start(np.zeros(2), 2)
+    with pytest.raises(PayloadError, match="sum to 5, expected the round's total 6"):
+        rec.end_round(1, np.zeros(2), 6, 0, 0, 0.0, [0, 1], {0: 2, 1: 3})
+    rec.end_round(1, np.zeros(2), 5, 0, 0, 0.0, [0, 1], {1: 3, 0: 2})
+    rec.add_to_last(2, 0, 0, 0.0, {1: 1, 2: 1})  # a final evaluation, client 2 included
+    assert rec.rows[-1]["client_queries"] == "0:2;1:4;2:1" and rec.rows[-1]["queries"] == 7
+    # an engine that does not split its counts leaves the column empty, the totals unknown
+    rec.end_round(2, np.zeros(2), 4, 0, 0, 0.0, [0, 1])
+    assert rec.rows[-1]["client_queries"] == ""
+    from fedzoo.results import queries_by_client
+
+    assert queries_by_client(rec.rows) is None and queries_by_client(rec.rows[:2]) == {"0": 2, "1": 4, "2": 1}
+
+
+@pytest.mark.parametrize(
+    ("option", "method", "per_round"),
+    [
+        # coordinate differences: 1 + T d + (T - 1) queries per client and round (d = 10)
+        ({"fd-estimator": "coordinate"}, "fedzo", lambda T, Q, d: T * d + T),
+        ({"optimizer": "sgd"}, "fedzo", lambda T, Q, d: T * Q + T),
+        # FZooS: T iterates + (T - 1) x 2 explore + x_r + 8 sync points
+        ({"gp-kernel": "matern52"}, "fzoos", lambda T, Q, d: T + (T - 1) * 2 + 1 + 8),
+    ],
+)
+def test_estimator_kernel_and_optimizer_options_run_and_count_every_query(option, method, per_round):
+    T, Q, d, N = 3, 5, 10, 3
+    p = small_problem()
+    cfg = RunConfig.from_mapping({**SMALL, "method": method, **option})
+    res = run_federation(p, cfg, workers=1)
+    assert res.num_queries == sum(o.points_seen for o in p.objectives)
+    assert res.history[2]["queries"] - res.history[1]["queries"] == N * per_round(T, Q, d)
+    assert res.history[-1]["value"] < res.history[0]["value"]
+    # the option changes the run (it is not silently ignored)
+    default = run_federation(small_problem(False), RunConfig.from_mapping({**SMALL, "method": method}), workers=1)
+    assert res.history[-1]["value"] != default.history[-1]["value"]
+
+
+@pytest.mark.parametrize("method", ["fedzo", "fzoos"])
+def test_resume_refuses_fewer_rounds_than_its_checkpoint_and_equal_rounds_just_finish(tmp_path, method):
+    from fedzoo.checkpoint import load_checkpoint
+    from fedzoo.errors import ConfigError
+
+    cfg = RunConfig.from_mapping({**SMALL, "method": method, "rounds": 3})
+    full = run_federation(small_problem(False), cfg, workers=1)
+    run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path, workers=1)
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(ConfigError, match=r"rounds = 2 .*after round 3; expected rounds >= 3"):
+        run_federation(small_problem(False), cfg.replace(rounds=2), checkpoint_dir=tmp_path,
+                       resume=True, out_dir=tmp_path / "out")
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before and not (tmp_path / "out").exists()
+    # rounds == the checkpoint's round: no round is run; the run finishes as the
+    # uninterrupted one did (fedzo: the final evaluation again, charged the same)
+    again = run_federation(small_problem(False), cfg, checkpoint_dir=tmp_path, resume=True, workers=1)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert strip(again.history) == strip(full.history) and np.array_equal(again.x, full.x)
+    assert load_checkpoint(tmp_path).round == 3
+
+
 def test_partial_participation_is_reproducible_and_counts_only_participants():
     cfg = RunConfig.from_mapping({**SMALL, "method": "fzoos", "fraction": 0.5, "rounds": 4})
     p = make_problem("quadratic", dim=10, clients=6, heterogeneity=5.0, seed=1)
@@ -226,6 +388,12 @@ def test_partial_participation_is_reproducible_and_counts_only_participants():
     res = run_federation(p, cfg, workers=1)
     assert res.num_queries == sum(o.points_seen for o in p.objectives)
     assert [r["clients"] for r in res.history[1:]] == [3, 3, 3, 3]
+    # per-client counts: only the round's participants, each as its wrapper saw
+    for row in res.history[1:]:
+        assert sorted(client_queries_of(row)) == [int(c) for c in row["participants"].split(";")]
+    seen = {c: o.points_seen for c, o in enumerate(p.objectives) if o.points_seen}
+    assert res.summary["queries_by_client"] == {str(c): n for c, n in seen.items()}
+    assert len(set(seen.values())) > 1  # clients that sat out rounds queried less
     picks = [protocol.sample_clients(cfg, r, list(range(6))) for r in range(1, 5)]
     assert picks == [protocol.sample_clients(cfg, r, list(range(6))) for r in range(1, 5)]
     assert len({tuple(x) for x in picks}) > 1  # different clients in different rounds

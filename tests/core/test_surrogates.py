@@ -49,9 +49,16 @@ def test_gradient_uncertainty_trace_equals_trace_of_full_covariance(kernel):
     traces = gp.gradient_uncertainty_trace(Q)
     exact = [np.trace(gp.gradient_covariance(q)) for q in Q]
     np.testing.assert_allclose(traces, exact, rtol=1e-8)
-    # far from all data the trace returns to the prior d * s^2 * h(0)
+    # far from all data the trace returns to the prior d * s^2 * kappa, with kappa the
+    # variance of a partial derivative: -d^2 k(delta)/d delta_j^2 at 0, here by a central
+    # second difference of the kernel itself (unit variance, l = 0.5)
+    h = 1e-3 * 0.5
+    kappa = 2.0 * (1.0 - gp.kernel.value(np.array(h * h), 0.5)) / h**2
+    closed = {"se": 1 / 0.5**2, "matern52": 5 / (3 * 0.5**2)}[kernel]  # 1/l^2 and 5/(3 l^2)
+    assert kappa == pytest.approx(closed, rel=1e-5)
     far = gp.gradient_uncertainty_trace(np.full((1, 8), 50.0))[0]
-    assert far == pytest.approx(8 * 2.0 * gp.kernel.derivative_variance(0.5), rel=1e-9)
+    assert far == pytest.approx(8 * 2.0 * kappa, rel=1e-5)
+    assert np.trace(gp.gradient_covariance(np.full(8, 50.0))) == pytest.approx(8 * 2.0 * closed, rel=1e-9)
 
 
 @pytest.mark.parametrize("kernel", ["se", "matern52"])
@@ -150,6 +157,20 @@ def test_surrogate_gradient_with_fewer_points_than_dimensions_follows_sqrt_n_ove
     # E cos ~ sqrt(n/d); for n=150, d=300 that is 0.707
     cosines = [_surrogate_cosine(150, seed=s) for s in range(2)]
     assert all(abs(c - np.sqrt(150 / 300)) < 0.12 for c in cosines), cosines
+
+
+@pytest.mark.parametrize("kernel", sorted(KERNELS))
+def test_kernel_derivative_variance_and_gradient_factor_match_kernel_derivatives(kernel):
+    """kappa(l) = -d^2 k/d delta_j^2 at 0 (finite differences of the kernel), and
+    dk(x, x')/dx = -h (x - x') for the grad factor h, at several lengthscales."""
+    k = KERNELS[kernel]
+    for ls in (0.1, 0.7, 3.0):
+        step = 1e-3 * ls
+        fd = 2.0 * (1.0 - k.value(np.array(step * step), ls)) / step**2
+        assert k.derivative_variance(ls) == pytest.approx(fd, rel=1e-5)
+        r = 0.3 * ls
+        dk = (k.value(np.array((r + step) ** 2), ls) - k.value(np.array((r - step) ** 2), ls)) / (2 * step)
+        assert -k.grad_factor(np.array(r * r), ls) * r == pytest.approx(dk, rel=1e-5)
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))
