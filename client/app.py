@@ -14,8 +14,10 @@ Every reply carries the protocol payload (``fedzoo.arrays`` / ``fedzoo.scalars``
 server cross-checks against the mapping from ``query.describe``.
 
 The client's :class:`~fedzoo.protocol.ClientState` lives in ``context.state`` as the
-ArrayRecord ``fedzoo.client-state`` (``state.to_arrays()``); it is written back only when
-a handler succeeds, so a failed exchange leaves the stored state as it was. When the node
+ArrayRecord ``fedzoo.client-state`` (``state.to_arrays()``); it is written back when a
+handler succeeds. A failed exchange leaves the stored state as it was except the running
+total of queries, which counts the queries the failed exchange made (so the server
+charges them with the client's next accepted reply; :func:`handle`). When the node
 config names ``state-dir`` (or the run-config ``client-state-dir``), the state is also
 kept on disk (:mod:`client.persistence`) and read from there before every exchange, so
 it survives a SuperNode restart and carries over into a run that resumes this one. Any
@@ -26,6 +28,7 @@ server logs and skips. Which objective a node queries is described in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +55,7 @@ SYNC = "query.sync"
 EVALUATE = "query.evaluate"
 
 app = ClientApp()
+log = logging.getLogger(__name__)
 
 _SETTINGS: dict[tuple[tuple[str, Any], ...], FlowerSettings] = {}
 
@@ -102,33 +106,104 @@ def exchange_tag(msg: Message) -> tuple[int, int]:
     return int(group), phase_of(msg.metadata.message_type)
 
 
+def _load_from_store(
+    store: StateStore, tag: tuple[int, int], settings: FlowerSettings
+) -> protocol.ClientState:
+    """The state before the exchange ``tag``: the latest snapshot tagged before it."""
+    found = store.load_before(tag)
+    if found is None:
+        return protocol.new_client_state(settings.config, settings.dim)
+    return protocol.ClientState.from_arrays(found[1], settings.config)
+
+
+def _persist(
+    context: Context,
+    store: StateStore | None,
+    tag: tuple[int, int] | None,
+    state: protocol.ClientState,
+) -> None:
+    """Keep ``state`` as the state after the exchange ``tag`` (context, or disk)."""
+    if store is None:
+        save_state(context, state)
+    elif tag is not None and tag[1] != phase_of(EVALUATE):  # the disk copy is the state
+        # The final evaluation is outside the rounds (the server checkpoints before it):
+        # a run that extends this one continues from the state after the last round.
+        store.save(tag, state.to_arrays())
+
+
+def _count_failed_exchange(
+    context: Context,
+    store: StateStore | None,
+    tag: tuple[int, int] | None,
+    settings: FlowerSettings,
+    queries: int,
+) -> None:
+    """After a failed exchange: keep the state from before it, with only its running
+    total of queries raised by the ``queries`` the exchange made.
+
+    The failed exchange's half-updated state (history, corrections) is dropped; its
+    queries are not, so the server charges them with this client's next accepted reply
+    (running totals). On disk the count is kept as the snapshot of the failed exchange's
+    own tag, which the next exchange loads (the latest before it); a retry of that same
+    exchange after a server resume loads the snapshot before it and loses the count (the
+    resume rule of :mod:`client.persistence`). In ``context.state`` it survives where
+    Flower keeps the context of a handler that raised: a deployed SuperNode pushes it
+    back; Flower's Ray simulation does not (it keeps the context from before the
+    exchange), so there the count survives only with a ``state-dir`` /
+    ``client-state-dir``.
+    """
+    if store is None or tag is None:
+        previous = load_state(context, settings)
+    else:
+        previous = _load_from_store(store, tag, settings)
+    previous.total_queries += queries
+    _persist(context, store, tag, previous)
+
+
+def _handed(objective: Any) -> int:
+    """Points handed to ``objective`` so far (``Objective.num_queries``; 0 if it has none)."""
+    count = getattr(objective, "num_queries", 0)
+    return count if isinstance(count, int) else 0
+
+
 def handle(fn: ClientFn, msg: Message, context: Context) -> Message:
     """Run one protocol client function on ``msg`` and reply (state kept in context and,
-    if configured, on disk)."""
+    if configured, on disk).
+
+    When ``fn`` raises after querying the objective, the stored state stays the one
+    from before the exchange except its running total of queries, which is raised by
+    what the failed exchange queried (:func:`_count_failed_exchange`); the exception is
+    re-raised (Flower turns it into an error reply). Queried means: the points of every
+    batch the objective answered (``fn`` counts them in ``state.total_queries`` as it
+    goes) or, when more, every point handed to the objective (``Objective.num_queries``,
+    which also counts a batch that raised and may have been evaluated in part: an upper
+    bound, as the oracle's counting rule).
+    """
     settings = settings_of(context)
     pid = partition_id(context.node_config, settings)
     objective = load_objective(settings, context.node_config, pid)
     payload = content_to_payload(msg.content, source=f"{msg.metadata.message_type} message")
     store = state_store(context, settings, pid)
+    tag: tuple[int, int] | None = None
     if store is not None:
         tag = exchange_tag(msg)
-        found = store.load_before(tag)
-        state = (
-            protocol.ClientState.from_arrays(found[1], settings.config)
-            if found is not None
-            else protocol.new_client_state(settings.config, settings.dim)
-        )
+        state = _load_from_store(store, tag, settings)
     else:
         state = load_state(context, settings)
+    total_before, handed_before = state.total_queries, _handed(objective)
     retain_freed_memory()
-    with blas_threads(1):  # as the engine: many small factorisations, one BLAS thread
-        state, reply = fn(settings.config, objective, state, payload, pid)
-    if store is None:
-        save_state(context, state)
-    elif tag[1] != phase_of(EVALUATE):  # the disk copy is the state (context.state unused)
-        # The final evaluation is outside the rounds (the server checkpoints before it):
-        # a run that extends this one continues from the state after the last round.
-        store.save(tag, state.to_arrays())
+    try:
+        with blas_threads(1):  # as the engine: many small factorisations, one BLAS thread
+            state, reply = fn(settings.config, objective, state, payload, pid)
+    except BaseException:
+        queries = max(state.total_queries - total_before, _handed(objective) - handed_before)
+        if queries > 0:
+            try:
+                _count_failed_exchange(context, store, tag, settings, queries)
+            except Exception as err:  # never hide the exchange's own error
+                log.warning("could not record the %d queries of a failed exchange: %s", queries, err)
+        raise
+    _persist(context, store, tag, state)
     return Message(payload_to_content(reply, {"partition-id": pid}), reply_to=msg)
 
 

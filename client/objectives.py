@@ -15,6 +15,10 @@ Three sources, chosen per node (first match wins):
    (``problem = "attack"``, :mod:`fedzoo.attack.federation`): objective number
    ``partition-id`` (for the attack: that client's CNN on the run-config's image).
 
+Node-config keys: :data:`NODE_CONFIG_KEYS` (any other key is refused, naming the allowed
+ones); ``oracle-timeout`` is the deadline of each try of a remote call in seconds (finite,
+> 0; default 30).
+
 ``partition-id`` (node config, an integer in [0, num-clients)) is required in every case:
 it is the client id that seeds the client's randomness, so a deployment reproduces the
 in-process engine. Objectives are cached per process (a simulation runs many virtual
@@ -23,6 +27,7 @@ clients in one process; a deployed SuperNode starts a fresh process per message)
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -39,14 +44,56 @@ ORACLE = "oracle"
 ORACLE_ROOT_CERT = "oracle-root-cert"
 ORACLE_TIMEOUT = "oracle-timeout"
 STATE_DIR = "state-dir"  # see client.persistence
+NUM_PARTITIONS = "num-partitions"  # set by Flower's simulation engine (not used here)
+
+#: Every node-config key a fedzoo client reads, plus the ones Flower's simulation engine
+#: puts there itself (``partition-id``, ``num-partitions``). Any other key is refused:
+#: a typo (``state_dir``) would otherwise be ignored silently.
+NODE_CONFIG_KEYS = (PARTITION_ID, NUM_PARTITIONS, OBJECTIVE, ORACLE, ORACLE_ROOT_CERT,
+                    ORACLE_TIMEOUT, STATE_DIR)
+DEFAULT_ORACLE_TIMEOUT_S = 30.0
 
 _ADDRESS = re.compile(r"^[\w.\-\[\]:]+:\d{1,5}$")
 _CACHE: dict[tuple[Any, ...], Objective] = {}
 _LOCK = threading.Lock()
 
 
+def check_node_config(node_config: Mapping[str, Any]) -> None:
+    """Refuse unknown node-config keys and a malformed ``oracle-timeout``.
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    unknown = sorted(k for k in node_config if k not in NODE_CONFIG_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"Unknown node-config key(s) {unknown}; expected some of {list(NODE_CONFIG_KEYS)} "
+            "(--node-config \"partition-id=0 state-dir='/var/lib/fedzoo'\")."
+        )
+    oracle_timeout(node_config)
+    parts = node_config.get(NUM_PARTITIONS)
+    if parts is not None and (isinstance(parts, bool) or not isinstance(parts, int) or parts < 1):
+        raise ConfigError(
+            f"Node config 'num-partitions' = {parts!r} is not allowed; expected an integer >= 1."
+        )
+
+
+def oracle_timeout(node_config: Mapping[str, Any]) -> float:
+    """The node config's ``oracle-timeout`` in seconds (default 30): finite and > 0."""
+    value = node_config.get(ORACLE_TIMEOUT, DEFAULT_ORACLE_TIMEOUT_S)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f"Node config 'oracle-timeout' = {value!r} is not allowed; expected a finite number "
+            "of seconds > 0 (the deadline of each try of a remote oracle call)."
+        )
+    return float(value)
+
+
 def partition_id(node_config: Mapping[str, Any], settings: FlowerSettings) -> int:
-    """The node's partition id, checked against ``num-clients``."""
+    """The node's partition id, checked against ``num-clients``, after the whole node
+    config is checked (:func:`check_node_config`; every handler asks for it first)."""
+    check_node_config(node_config)
     if PARTITION_ID not in node_config:
         raise ConfigError(
             "The node config has no 'partition-id'; start the SuperNode with "
@@ -88,10 +135,10 @@ def _remote(node_config: Mapping[str, Any]) -> Objective:
         raise ConfigError(
             f"Node config 'oracle-root-cert' = {root_cert!r} must be the path of a PEM file."
         )
-    timeout = node_config.get(ORACLE_TIMEOUT, 30.0)
+    timeout = oracle_timeout(node_config)
     from client.oracle import RemoteOracle  # imports grpc: only for remote objectives
 
-    return RemoteOracle(address, root_certificates=root_cert or None, timeout_s=float(timeout))
+    return RemoteOracle(address, root_certificates=root_cert or None, timeout_s=timeout)
 
 
 def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid: int) -> Objective:

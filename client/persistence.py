@@ -19,10 +19,16 @@ Rules:
   resume from round k it is the state after round k even if the client had already
   taken part in round k + 1 before the server died (those snapshots are newer than the
   resume point and are not used); with no snapshot the client starts fresh.
-* **save**: atomically (temporary file, fsync, rename); then every snapshot tagged after
-  the new one is deleted (it belonged to a run that diverged: the interrupted attempt)
-  and only the newest :data:`KEEP` are kept. A failed exchange saves nothing, so a
-  client never persists a half-updated state.
+* **save**: atomically (temporary file, fsync, rename, directory fsync; stale temporary
+  files of an interrupted write are removed first: ``fedzoo.checkpoint.write_npz_atomic``);
+  then every snapshot tagged after the new one is deleted (it belonged to a run that
+  diverged: the interrupted attempt) and only the newest :data:`KEEP` are kept. A
+  client never persists a half-updated
+  state: after a failed exchange that queried its objective it saves, under that
+  exchange's tag, the state from before the exchange with only ``total-queries`` raised
+  by those queries (``client.app.handle``), so the next exchange loads it and the
+  server charges them; a retry of the same exchange after a resume loads the snapshot
+  before it and loses that count, as it loses any snapshot newer than the resume point.
 * **evaluate**: the final evaluation is not saved: it lies outside the rounds (the
   server's checkpoint is taken before it), so a run that extends a finished one
   continues from the state after its last round, as the server does.

@@ -55,11 +55,12 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedzoo import protocol
-from fedzoo.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint, save_checkpoint
+from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.payload import Payload, payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
-from server.records import content_meta, content_to_payload, payload_to_content
+from server.records import ReplyLimits, content_meta, content_to_payload, payload_to_content
 from server.settings import (
     FlowerSettings,
     build_problem,
@@ -249,6 +250,7 @@ def exchange(
     timeout: float,
     partitions: list[int] | None = None,
     max_elements: int | None = None,
+    limits: ReplyLimits | None = None,
 ) -> tuple[dict[int, Any], int, int]:
     """Send ``payload`` to ``partitions`` (default all); return (replies by partition, down, up).
 
@@ -256,8 +258,9 @@ def exchange(
     Replies are matched to partitions by the message they answer (an error reply the
     SuperLink writes for an unreachable node comes from the SuperLink, not the node) and
     returned in partition order; error replies, undecodable replies, arrays longer than
-    ``max_elements``, replies claiming another partition and missing replies are logged
-    and left out, and the partitions without a usable reply are remembered in
+    ``max_elements``, replies beyond ``limits`` (keys, elements; checked before decoding,
+    :func:`reply_limits`), replies claiming another partition and missing replies are
+    logged and left out, and the partitions without a usable reply are remembered in
     ``fed.missed``.
     """
     pids = sorted(fed.nodes) if partitions is None else sorted(partitions)
@@ -291,7 +294,9 @@ def exchange(
             log.warning("skipped the %s: it comes from node %d", what, reply.metadata.src_node_id)
         else:
             try:
-                decoded = content_to_payload(reply.content, source=what, max_elements=max_elements)
+                decoded = content_to_payload(
+                    reply.content, source=what, max_elements=max_elements, limits=limits
+                )
             except PayloadError as err:
                 log.warning("skipped %s", err)
                 continue
@@ -309,6 +314,16 @@ def exchange(
     down = payload_nbytes(payload) * len(targets)
     up = sum(payload_nbytes(r) for r in replies.values())
     return dict(sorted(replies.items())), down, up
+
+
+def reply_limits(config: RunConfig, dim: int) -> ReplyLimits:
+    """What one reply of this run may carry at most (keys, one array's elements, all
+    arrays' elements), from the protocol's reply specs: train, sync and evaluate."""
+    return ReplyLimits.from_specs(
+        protocol.train_reply_spec(config, dim),
+        protocol.sync_reply_spec(config, dim),
+        protocol.EVALUATE_REPLY_SPEC,
+    )
 
 
 @dataclass
@@ -331,8 +346,16 @@ def checkpoint_meta(settings: FlowerSettings) -> dict[str, Any]:
     }
 
 
-def _resume(settings: FlowerSettings, rec: HistoryRecorder) -> tuple[protocol.ServerState, int]:
-    """The server state and the last completed round of the checkpointed run."""
+def _resume_checkpoint(settings: FlowerSettings) -> Checkpoint:
+    """The checkpoint a ``resume = true`` run continues, checked before any node is
+    asked: it must be this run's (only ``rounds`` and the timeouts may differ), and
+    ``rounds`` may not be below its round
+    (:func:`fedzoo.checkpoint.check_resume_rounds`; equal finishes the run).
+
+    Raises:
+        ConfigError: no checkpoint, or ``rounds`` below the checkpoint's round.
+        FlowerRunError: the checkpoint belongs to another run.
+    """
     ckpt = load_checkpoint(settings.checkpoint_dir)
     meta = checkpoint_meta(settings)
     saved = {k: v for k, v in ckpt.meta.items() if k != "rounds"}
@@ -346,9 +369,8 @@ def _resume(settings: FlowerSettings, rec: HistoryRecorder) -> tuple[protocol.Se
             f"{'options ' + str(diff) + ' differ' if diff else 'saved ' + str(saved)} (only "
             "'rounds' and the timeouts may change on resume)."
         )
-    rec.rows = ckpt.rows
-    log.info("resuming after round %d from %s", ckpt.round, settings.checkpoint_dir)
-    return protocol.ServerState.from_arrays(ckpt.server), ckpt.round
+    check_resume_rounds(settings.config.rounds, ckpt.round, settings.checkpoint_dir)
+    return ckpt
 
 
 def _saved_points(
@@ -378,6 +400,7 @@ def run_server(
     config = settings.config
     simulation = grid_is_simulation(grid) if simulation is None else simulation
     out_dir = resolve_out_dir(settings)
+    ckpt = _resume_checkpoint(settings) if settings.resume else None  # refuse before waiting
     fed = wait_for_partitions(grid, settings, fixed_nodes=simulation)
     if config.method == "fo" and any(kind != "problem" for kind in fed.kinds.values()):
         raise FlowerRunError(
@@ -396,11 +419,13 @@ def run_server(
     server = protocol.server_init(config, x0)
     rec.start(server.x, settings.num_clients)
     done = 0
-    if settings.resume:
-        server, done = _resume(settings, rec)
+    if ckpt is not None:
+        rec.rows = ckpt.rows
+        server, done = protocol.ServerState.from_arrays(ckpt.server), ckpt.round
+        log.info("resuming after round %d from %s", done, settings.checkpoint_dir)
     points = _saved_points(settings, out_dir, server, done)
     timeout = settings.round_timeout
-    limit = protocol.max_reply_elements(config, settings.dim)
+    limits = reply_limits(config, settings.dim)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
         "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
@@ -419,7 +444,7 @@ def run_server(
         clients = protocol.sample_clients(config, r, list(range(settings.num_clients)))
         msg = protocol.train_message(config, server)
         replies, down, up = exchange(
-            grid, fed, MessageType.TRAIN, msg, r, timeout, clients, max_elements=limit
+            grid, fed, MessageType.TRAIN, msg, r, timeout, clients, limits=limits
         )
         server, agg = protocol.aggregate_train(config, server, replies, weights)
         queries = agg.num_queries
@@ -428,11 +453,14 @@ def run_server(
         if config.uses_sync:
             smsg = protocol.sync_message(config, server)
             sreplies, sdown, sup = exchange(
-                grid, fed, SYNC, smsg, r, timeout, clients, max_elements=limit
+                grid, fed, SYNC, smsg, r, timeout, clients, limits=limits
             )
             server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies)
+        row = rec.end_round(
+            r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
+            protocol.client_query_counts(agg, sagg if config.uses_sync else None),
+        )
         if config.uses_sync and sagg.replies:
             rec.report(r, sagg.weighted("value"))
         if settings.checkpoint_dir:
@@ -473,9 +501,11 @@ def run_server(
         emsg = protocol.evaluate_message(server)
         last = rec.rows[-1]["round"]
         refresh_federation(grid, settings, fed)
-        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout, max_elements=limit)
+        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout, limits=limits)
         server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
-        rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0)
+        rec.add_to_last(
+            eagg.num_queries, up, down, time.perf_counter() - t0, eagg.queries_by_client
+        )
         if eagg.replies:
             rec.report(last, eagg.weighted("value"))
 

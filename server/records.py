@@ -14,9 +14,13 @@ with up to three records:
   :func:`fedzoo.payload.validate`.
 
 Decoding never trusts the sender: an unknown record, a key present twice, an array that
-is not a numpy-serialised array or that announces more than
-:data:`fedzoo.payload.MAX_ARRAY_ELEMENTS` elements raises :class:`PayloadError` before any
-data is loaded. Whether the decoded payload is what the protocol expects (keys, lengths,
+is not a numpy-serialised array, that announces more than
+:data:`fedzoo.payload.MAX_ARRAY_ELEMENTS` elements, or whose ``.npy`` header (read before
+its data) disagrees with the announced shape or the data's length, raises
+:class:`PayloadError` before any data is loaded. With :class:`ReplyLimits` (the server
+passes those of the protocol's reply specs), a reply with more keys or more elements in
+all than any reply of the run may carry is refused the same way, before any array is
+decoded. Whether the decoded payload is what the protocol expects (keys, lengths,
 finiteness) is then checked by the core (``fedzoo.protocol.collect``).
 
 Client state (``ClientState.to_arrays()``, arrays of any shape) is stored in
@@ -26,15 +30,17 @@ Client state (``ClientState.to_arrays()``, arrays of any shape) is stored in
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedzoo.errors import PayloadError
-from fedzoo.payload import MAX_ARRAY_ELEMENTS
+from fedzoo.payload import MAX_ARRAY_ELEMENTS, ArraySpec, ScalarSpec
 
 ARRAYS = "fedzoo.arrays"
 SCALARS = "fedzoo.scalars"
@@ -53,35 +59,112 @@ def arrays_to_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
     return record
 
 
+@dataclass(frozen=True)
+class ReplyLimits:
+    """How much one decoded reply may hold, checked before any array is decoded.
+
+    Attributes:
+        max_keys: payload keys (arrays and scalars together; also the transport
+            metadata's keys).
+        max_elements: elements of one array.
+        max_total_elements: elements of all arrays together (and of list-valued scalars).
+    """
+
+    max_keys: int
+    max_elements: int
+    max_total_elements: int
+
+    @classmethod
+    def from_specs(cls, *specs: Mapping[str, ArraySpec | ScalarSpec]) -> ReplyLimits:
+        """The limits of replies that follow one of ``specs`` (the largest of each)."""
+        def lengths(spec: Mapping[str, ArraySpec | ScalarSpec]) -> list[int]:
+            return [rule.length for rule in spec.values() if isinstance(rule, ArraySpec)]
+
+        return cls(
+            max_keys=max(len(spec) for spec in specs),
+            max_elements=max(max(lengths(spec), default=0) for spec in specs),
+            max_total_elements=max(sum(lengths(spec)) for spec in specs),
+        )
+
+
+def _npy_header(data: bytes, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from the ``.npy`` header of ``data``, reading nothing
+    else: ``np.load`` allocates what the header says before it reads the data."""
+    fp = io.BytesIO(data)
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, _, dtype = fmt.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, _, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise PayloadError(f"{where}: cannot decode the array: {err}") from err
+    if dtype.hasobject:
+        raise PayloadError(f"{where}: cannot decode the array: dtype {dtype} holds Python objects.")
+    return tuple(int(n) for n in shape), dtype, fp.tell()
+
+
 def record_to_arrays(
-    record: ArrayRecord, *, source: str = "record", max_elements: int | None = None
+    record: ArrayRecord,
+    *,
+    source: str = "record",
+    max_elements: int | None = None,
+    max_total_elements: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays of ``record`` by key; raises PayloadError for anything but sane arrays.
 
     ``max_elements`` (default :data:`fedzoo.payload.MAX_ARRAY_ELEMENTS`) caps each array's
-    announced size, checked before any data is decoded: a reply the protocol expects to
-    hold at most M numbers cannot make the server allocate more.
+    announced size and ``max_total_elements`` (default: none) the sum over the record;
+    both are checked for every array before any is decoded, and each array's ``.npy``
+    header is checked against its announced shape and its data's length before the data
+    is loaded: a reply the protocol expects to hold at most M numbers cannot make the
+    server allocate more.
     """
     limit = MAX_ARRAY_ELEMENTS if max_elements is None else min(max_elements, MAX_ARRAY_ELEMENTS)
-    out: dict[str, np.ndarray] = {}
-    for key, array in record.items():
+    announced: dict[str, tuple[int, ...]] = {}
+    total = 0
+    for key, array in record.items():  # 1. announced sizes only
         where = f"{source}[{key!r}]"
         if array.stype != _NUMPY_STYPE:
             raise PayloadError(
                 f"{where}: expected a numpy-serialised array, got stype {array.stype!r}."
             )
-        size = math.prod(int(n) for n in array.shape)
+        announced[key] = tuple(int(n) for n in array.shape)
+        size = math.prod(announced[key])
         if size > limit:
             raise PayloadError(
-                f"{where}: an array of shape {tuple(array.shape)} exceeds the limit of "
-                f"{limit} elements."
+                f"{where}: an array of shape {announced[key]} exceeds the limit of {limit} "
+                "elements."
             )
+        total += size
+        if max_total_elements is not None and total > max_total_elements:
+            raise PayloadError(
+                f"{source}: its arrays hold more than {max_total_elements} elements in all (the "
+                f"most a reply may carry); {total} by {key!r}."
+            )
+    for key, array in record.items():  # 2. each .npy header against its announcement
+        where = f"{source}[{key!r}]"
+        shape, dtype, offset = _npy_header(array.data, where)
+        if shape != announced[key]:
+            raise PayloadError(f"{where}: announced shape {announced[key]}, got {shape}.")
+        size = math.prod(shape)
+        if len(array.data) - offset != size * dtype.itemsize:
+            raise PayloadError(
+                f"{where}: cannot decode the array: {len(array.data) - offset} data bytes for "
+                f"{size} elements of {dtype}."
+            )
+    out: dict[str, np.ndarray] = {}
+    for key, array in record.items():  # 3. the data, now bounded
+        where = f"{source}[{key!r}]"
         try:
             value = array.numpy()
         except (TypeError, ValueError, OSError) as err:
             raise PayloadError(f"{where}: cannot decode the array: {err}") from err
-        if value.shape != tuple(array.shape):
-            raise PayloadError(f"{where}: announced shape {tuple(array.shape)}, got {value.shape}.")
+        if value.shape != announced[key]:
+            raise PayloadError(f"{where}: announced shape {announced[key]}, got {value.shape}.")
         out[key] = value
     return out
 
@@ -111,19 +194,55 @@ def payload_to_content(
     return content
 
 
+def _check_counts(content: RecordDict, limits: ReplyLimits, source: str) -> None:
+    """Refuse content with more keys or elements than ``limits`` allow (nothing decoded)."""
+    arrays = content.get(ARRAYS) if ARRAYS in content else None
+    scalars = content.get(SCALARS) if SCALARS in content else None
+    keys = (len(arrays) if isinstance(arrays, ArrayRecord) else 0) + (
+        len(scalars) if isinstance(scalars, ConfigRecord) else 0
+    )
+    if keys > limits.max_keys:
+        raise PayloadError(
+            f"{source}: {keys} keys, more than the {limits.max_keys} any reply may carry."
+        )
+    meta = content.get(META) if META in content else None
+    if isinstance(meta, ConfigRecord) and len(meta) > limits.max_keys:
+        raise PayloadError(
+            f"{source}: {len(meta)} metadata keys, more than the {limits.max_keys} allowed."
+        )
+    listed = sum(len(v) for v in scalars.values() if isinstance(v, list)) if isinstance(
+        scalars, ConfigRecord) else 0
+    if listed > limits.max_total_elements:
+        raise PayloadError(
+            f"{source}: its scalars hold lists of {listed} values, more than the "
+            f"{limits.max_total_elements} elements any reply may carry."
+        )
+
+
 def content_to_payload(
-    content: RecordDict, *, source: str = "message", max_elements: int | None = None
+    content: RecordDict,
+    *,
+    source: str = "message",
+    max_elements: int | None = None,
+    limits: ReplyLimits | None = None,
 ) -> dict[str, Any]:
     """Decode message content into a payload (transport metadata left out); arrays are
-    capped at ``max_elements`` elements each (see :func:`record_to_arrays`).
+    capped at ``max_elements`` elements each (see :func:`record_to_arrays`). With
+    ``limits`` the number of keys, each array's elements and all arrays' elements together
+    are checked against them before any array is decoded.
 
     Raises:
-        PayloadError: unknown or mistyped records, a key both an array and a scalar, or
-            an array that cannot be decoded safely.
+        PayloadError: unknown or mistyped records, a key both an array and a scalar, an
+            array that cannot be decoded safely, or more than ``limits`` allow.
     """
     unknown = [name for name in content if name not in _RECORDS]
     if unknown:
         raise PayloadError(f"{source}: unexpected record(s) {unknown}; expected {list(_RECORDS)}.")
+    total_limit = None
+    if limits is not None:
+        _check_counts(content, limits, source)
+        max_elements = limits.max_elements if max_elements is None else min(max_elements, limits.max_elements)
+        total_limit = limits.max_total_elements
     payload: dict[str, Any] = {}
     if ARRAYS in content:
         record = content[ARRAYS]
@@ -131,7 +250,9 @@ def content_to_payload(
             raise PayloadError(
                 f"{source}: record {ARRAYS!r} must be an ArrayRecord, got {type(record).__name__}."
             )
-        payload.update(record_to_arrays(record, source=source, max_elements=max_elements))
+        payload.update(record_to_arrays(
+            record, source=source, max_elements=max_elements, max_total_elements=total_limit
+        ))
     if SCALARS in content:
         record = content[SCALARS]
         if not isinstance(record, ConfigRecord):

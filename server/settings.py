@@ -157,8 +157,96 @@ def _number(values: Mapping[str, Any], key: str, *, positive: bool) -> float:
     return float(value)
 
 
+def _string(values: Mapping[str, Any], key: str, what: str) -> str:
+    value = values[key]
+    if not isinstance(value, str):
+        raise ConfigError(f"Run-config {key!r} = {value!r} is not allowed; expected {what}.")
+    return value
+
+
+def _check_attack_keys(values: Mapping[str, Any]) -> None:
+    """The ``attack-*`` keys, each on its own, whatever the problem (a typo in a key the
+    run does not use is still a typo); the attack checks how they combine
+    (:class:`~fedzoo.attack.federation.AttackSpec`) when ``problem = "attack"``."""
+    from fedzoo.attack.federation import DATASETS  # numpy-free, light
+
+    dataset = values["attack-dataset"]
+    if dataset not in DATASETS:
+        raise ConfigError(
+            f"Run-config 'attack-dataset' = {dataset!r} is not allowed; expected one of "
+            f"{list(DATASETS)}."
+        )
+    for key in ("attack-data-dir", "attack-models-dir"):
+        _string(values, key, 'a directory path or "" (none)')
+    portion = _number(values, "attack-portion", positive=True)
+    if portion > 1:
+        raise ConfigError(
+            f"Run-config 'attack-portion' = {values['attack-portion']!r} is not allowed; "
+            "expected a number in (0, 1]."
+        )
+    from fedzoo.attack.data import classes_per_client  # numpy only
+
+    try:
+        classes_per_client(portion)
+    except ConfigError as err:
+        raise ConfigError(f"Run-config 'attack-portion' = {portion!r} is not allowed: {err}") from None
+    _int(values, "attack-model-seed", 0)
+    _int(values, "attack-image", 0)
+    _number(values, "attack-epsilon", positive=True)
+    if not isinstance(values["attack-targeted"], bool):
+        raise ConfigError(
+            f"Run-config 'attack-targeted' = {values['attack-targeted']!r} is not allowed; "
+            "expected true or false."
+        )
+
+
+def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
+    """Values each valid on its own with which the run could never work.
+
+    * ``min-replies`` above the clients asked per round (``ceil(fraction x num-clients)``,
+      at least 1): the global state could never move.
+    * ``dim`` or ``rff-features`` above :data:`fedzoo.payload.MAX_ARRAY_ELEMENTS`: every
+      reply carries ``x`` (dim numbers), every FZooS reply ``rff-weights`` (M numbers),
+      and a reply with a longer array is refused before it is decoded.
+    * ``history-max x dim`` above the same limit (surrogate methods): a client's history
+      is stored as one array in its Flower state, which is read back under that limit.
+    """
+    from fedzoo.payload import MAX_ARRAY_ELEMENTS
+
+    asked = max(1, math.ceil(config.fraction * num_clients))
+    if config.min_replies > asked:
+        raise ConfigError(
+            f"Run-config 'min-replies' = {config.min_replies} is not allowed; expected at most "
+            f"the {asked} client(s) asked per round (ceil(fraction x num-clients) with "
+            f"fraction = {config.fraction:g}, num-clients = {num_clients}): with fewer replies "
+            "possible than required the global state would never move."
+        )
+    if dim > MAX_ARRAY_ELEMENTS:
+        raise ConfigError(
+            f"Run-config 'dim' = {dim} is not allowed; expected at most {MAX_ARRAY_ELEMENTS}, "
+            "the longest array a reply may carry (every reply carries x)."
+        )
+    if config.rff_features > MAX_ARRAY_ELEMENTS:
+        raise ConfigError(
+            f"Run-config 'rff-features' = {config.rff_features} is not allowed; expected at most "
+            f"{MAX_ARRAY_ELEMENTS}, the longest array a reply may carry (FZooS replies carry "
+            "the rff-features RFF weights)."
+        )
+    if config.uses_surrogate and config.history_max * dim > MAX_ARRAY_ELEMENTS:
+        raise ConfigError(
+            f"Run-config 'history-max' = {config.history_max} is not allowed with dim = {dim}; "
+            f"expected history-max x dim <= {MAX_ARRAY_ELEMENTS} (at most "
+            f"{MAX_ARRAY_ELEMENTS // dim}): a client's history of history-max points is kept as "
+            "one array in its Flower state, read back under that limit."
+        )
+
+
 def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     """Validate a Flower run-config (missing keys take the shipped defaults).
+
+    Every key has a rule (a test sweeps ``[tool.flwr.app.config]``): its type and range,
+    and the combinations with which a run could never work (:func:`_check_limits`); the
+    ``attack-*`` keys are checked whatever the problem.
 
     Raises:
         ConfigError: an unknown key or a value out of range, naming both.
@@ -206,6 +294,9 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
             "to resume from."
         )
     num_clients = _int(values, "num-clients", 1)
+    dim = _int(values, "dim", 1)
+    _check_limits(config, dim, num_clients)
+    _check_attack_keys(values)
     attack = None
     if problem == ATTACK_PROBLEM:
         from fedzoo.attack.federation import AttackSpec  # numpy only; torch when used
@@ -214,7 +305,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     return FlowerSettings(
         config=config,
         problem=problem,
-        dim=_int(values, "dim", 1),
+        dim=dim,
         num_clients=num_clients,
         heterogeneity=_number(values, "heterogeneity", positive=False),
         problem_seed=_int(values, "problem-seed", 0),

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = (
     "round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
-    "participants",
+    "participants", "client_queries",
 )
 
 

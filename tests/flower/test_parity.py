@@ -4,7 +4,7 @@ In-process grid here (every message still crosses the wire format: protobuf byte
 back); the real ``flwr run`` simulation and a TLS deployment are compared with the engine
 in test_e2e.py. Everything but ``wall_s`` must be identical: values, reported values,
 cumulative queries, bytes up and down (both count ``payload_nbytes`` of the same payloads)
-and the number of aggregated clients.
+the number of aggregated clients, who they were and the queries of each.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("identity")
 
 COLUMNS = (
     "round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "clients",
-    "participants",
+    "participants", "client_queries",
 )
 
 

@@ -142,3 +142,87 @@ def test_object_arrays_cannot_be_unpickled():
     record = ArrayRecord({"x": Array("object", (1,), "numpy.ndarray", buf.getvalue())})
     with pytest.raises(PayloadError, match="cannot decode"):
         content_to_payload(RecordDict({ARRAYS: record}))
+
+
+# --------------------------------------------------------------------------------------
+# Reply size, checked before anything is decoded (ReplyLimits from the protocol's specs)
+# --------------------------------------------------------------------------------------
+def _fzoos_limits():
+    from server.app import reply_limits
+
+    return reply_limits(RunConfig.from_mapping({"method": "fzoos", "rff-features": 200}), 10)
+
+
+def _garbage(n):
+    """An array announcing n float64 elements whose data cannot be decoded at all: a
+    check that refuses it for its size must come before any decoding."""
+    return Array("float64", (n,), "numpy.ndarray", b"garbage")
+
+
+def test_reply_limits_come_from_the_protocol_reply_specs():
+    from server.app import reply_limits
+
+    config = RunConfig.from_mapping({"method": "fzoos", "rff-features": 200})
+    limits = _fzoos_limits()
+    specs = [protocol.train_reply_spec(config, 10), protocol.sync_reply_spec(config, 10),
+             protocol.EVALUATE_REPLY_SPEC]
+    assert limits.max_keys == max(len(s) for s in specs) == 4
+    assert limits.max_elements == protocol.max_reply_elements(config, 10) == 200
+    assert limits.max_total_elements == 200  # the sync reply: its RFF weights
+    scaffold2 = reply_limits(RunConfig.from_mapping({"method": "scaffold2"}), 10)
+    assert (scaffold2.max_keys, scaffold2.max_elements, scaffold2.max_total_elements) == (5, 10, 20)
+    # every honest reply passes
+    reply = {"value": 1.0, "num-queries": 3, "total-queries": 9, "rff-weights": np.zeros(200)}
+    assert content_to_payload(wire(payload_to_content(reply, {"partition-id": 1})),
+                              limits=limits).keys() == reply.keys()
+
+
+def test_a_reply_with_too_many_arrays_is_refused_before_decoding():
+    record = ArrayRecord({f"k{i}": _garbage(1) for i in range(50)})
+    with pytest.raises(PayloadError, match="50 keys, more than the 4"):
+        content_to_payload(RecordDict({ARRAYS: record}), limits=_fzoos_limits())
+    with pytest.raises(PayloadError, match="cannot decode"):  # without limits: decoded
+        content_to_payload(RecordDict({ARRAYS: record}))
+
+
+def test_a_reply_with_too_many_scalars_or_metadata_keys_is_refused():
+    scalars = ConfigRecord({f"k{i}": 1.0 for i in range(5)})
+    with pytest.raises(PayloadError, match="5 keys"):
+        content_to_payload(RecordDict({SCALARS: scalars}), limits=_fzoos_limits())
+    meta = ConfigRecord({f"m{i}": 1 for i in range(100)})
+    with pytest.raises(PayloadError, match="100 metadata keys"):
+        content_to_payload(RecordDict({META: meta}), limits=_fzoos_limits())
+    listed = ConfigRecord({"value": [1.0] * 1000})
+    with pytest.raises(PayloadError, match="lists of 1000 values"):
+        content_to_payload(RecordDict({SCALARS: listed}), limits=_fzoos_limits())
+
+
+def test_arrays_each_within_the_limit_but_too_many_elements_in_all_are_refused():
+    record = ArrayRecord({"x": _garbage(150), "rff-weights": _garbage(150)})  # 2 x 150 > 200
+    with pytest.raises(PayloadError, match="more than 200 elements in all"):
+        content_to_payload(RecordDict({ARRAYS: record}), limits=_fzoos_limits())
+
+
+def _npy(header_shape, dtype="<f8", data=b""):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": header_shape}
+    )
+    return buf.getvalue() + data
+
+
+def test_an_npy_header_larger_than_the_announced_shape_is_refused_before_allocating():
+    # np.load would allocate what the header says (8 TB here) before reading any data
+    liar = Array("float64", (1,), "numpy.ndarray", _npy((10**12,)))
+    with pytest.raises(PayloadError, match=r"announced shape \(1,\), got \(1000000000000,\)"):
+        content_to_payload(RecordDict({ARRAYS: ArrayRecord({"x": liar})}))
+
+
+def test_data_shorter_or_longer_than_its_header_is_refused():
+    short = Array("float64", (4,), "numpy.ndarray", _npy((4,), data=b"\0" * 8))
+    long = Array("float64", (4,), "numpy.ndarray", _npy((4,), data=b"\0" * 64))
+    for bad in (short, long):
+        with pytest.raises(PayloadError, match="data bytes for 4 elements"):
+            content_to_payload(RecordDict({ARRAYS: ArrayRecord({"x": bad})}))

@@ -5,7 +5,7 @@
 * a node that goes away is skipped (not waited for) and the history says who took part;
 * a SuperNode that restarts (new node id, empty context) takes its partition back from
   its on-disk snapshots;
-* resume refuses a missing or foreign checkpoint.
+* resume refuses a missing or foreign checkpoint, or fewer rounds than it holds.
 """
 
 from __future__ import annotations
@@ -93,6 +93,26 @@ def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
         run_server(make_grid(other), parse_run_config(other))
     with pytest.raises(ConfigError, match="checkpoint-dir"):
         parse_run_config({**SMALL, "resume": True})
+
+
+@pytest.mark.parametrize("method", ["fedzo", "fzoos"])
+def test_resume_refuses_fewer_rounds_than_its_checkpoint_and_equal_rounds_just_finish(tmp_path, method):
+    rc = {**SMALL, "method": method, "rounds": 3, "out-dir": str(tmp_path / "out"),
+          "checkpoint-dir": str(tmp_path / "ckpt"), "client-state-dir": str(tmp_path / "cl")}
+    reference = run_server(make_grid(rc), parse_run_config(rc))
+    history = (tmp_path / "out" / "history.csv").read_text()
+    fewer = {**rc, "rounds": 2, "resume": True}
+    grid = make_grid(fewer)
+    with pytest.raises(ConfigError, match=r"rounds = 2 .*'rounds'.*after round 3"):
+        run_server(grid, parse_run_config(fewer))
+    assert grid.sent == []  # refused before any node was asked
+    assert (tmp_path / "out" / "history.csv").read_text() == history
+    assert load_checkpoint(tmp_path / "ckpt").round == 3
+    # rounds == the checkpoint's round: nothing to run; ends with the same history
+    equal = {**rc, "resume": True}
+    run = run_server(make_grid(equal), parse_run_config(equal))
+    assert run.summary["resumed_after_round"] == 3
+    assert_same_history(run.rows, reference.rows)
 
 
 def test_an_offline_node_is_skipped_and_the_history_says_who_took_part(tmp_path, caplog):

@@ -286,3 +286,13 @@ def test_deployed_nodes_may_join_while_the_server_waits(tmp_path):
     assert sorted(run.federation.nodes) == [0, 1, 2] and calls["n"] >= 6
     assert grid.calls["query.describe"] == 3  # described together once all had joined
     assert run.summary["flower"]["value_source"] == "reported"
+
+
+def test_a_reply_with_more_keys_than_any_reply_may_carry_is_refused_before_decoding(tmp_path, caplog):
+    rc = config(tmp_path)
+    padding = {f"pad-{i}": np.zeros(1) for i in range(100)}
+    tamper = Corrupt("train", {1}, lambda p, meta: {**p, **padding})
+    with caplog.at_level(logging.WARNING):
+        run = run_server(make_grid(rc, tamper=tamper), parse_run_config(rc))
+    assert "104 keys, more than the 4 any reply may carry" in caplog.text
+    assert run.rows[1]["clients"] == 2 and sorted(tamper.clean) == [0, 2]

@@ -10,6 +10,7 @@ import pytest
 
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
+from fedzoo.payload import MAX_ARRAY_ELEMENTS
 from server.settings import (
     FEDERATION_DEFAULTS,
     SMALL_RUN_OVERRIDES,
@@ -109,3 +110,74 @@ def test_integral_floats_and_int_numbers_are_accepted():
 def test_invalid_run_config_names_key_and_value(values, match):
     with pytest.raises(ConfigError, match=match):
         parse_run_config(values)
+
+
+def _wrong_type(default):
+    """A value of the wrong type for a key whose default is ``default``."""
+    if isinstance(default, bool):
+        return "yes"
+    if isinstance(default, (int, float)):
+        return "many"
+    return 7
+
+
+def test_every_app_config_key_has_a_validation_rule(pyproject):
+    """A key added to [tool.flwr.app.config] without a rule fails here: a wrong-typed
+    value must be refused with an error that names the key."""
+    config = pyproject["tool"]["flwr"]["app"]["config"]
+    unchecked = []
+    for key, default in config.items():
+        try:
+            parse_run_config({key: _wrong_type(default)})
+        except ConfigError as err:
+            assert f"'{key}'" in str(err), (key, str(err))
+        else:
+            unchecked.append(key)
+    assert unchecked == []
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"rounds": 0}, "rounds"), ({"local-steps": 0}, "local-steps"), ({"seed": -1}, "seed"),
+        ({"lr": 0}, "lr"), ({"fraction": 1.5}, "fraction"), ({"clip-factor": 0}, "clip-factor"),
+        ({"server-lr": -1}, "server-lr"), ({"rgf-directions": 0}, "rgf-directions"),
+        ({"fd-step": 0}, "fd-step"), ({"prox-mu": -1}, "prox-mu"), ({"gp-history": 0}, "gp-history"),
+        ({"gp-fit-points": 0}, "gp-fit-points"), ({"gp-restarts": 0}, "gp-restarts"),
+        ({"history-max": 0}, "history-max"), ({"init-points": -1}, "init-points"),
+        ({"init-radius": 0}, "init-radius"), ({"explore-candidates": 0}, "explore-candidates"),
+        ({"explore-points": -1}, "explore-points"), ({"explore-radius": 0}, "explore-radius"),
+        ({"sync-candidates": 0}, "sync-candidates"), ({"sync-points": -1}, "sync-points"),
+        ({"rff-lengthscale": 0}, "rff-lengthscale"), ({"rff-history": 0}, "rff-history"),
+        ({"rff-ridge": 0}, "rff-ridge"), ({"gamma": -1}, "gamma"),
+        ({"gamma-schedule": "log"}, "gamma-schedule"), ({"aggregation": "mode"}, "aggregation"),
+        ({"num-clients": 0}, "num-clients"), ({"problem-seed": -1}, "problem-seed"),
+        ({"query-budget": -1}, "query-budget"), ({"round-timeout": float("nan")}, "round-timeout"),
+        # min-replies above the clients asked per round: the global state could never move
+        ({"min-replies": 4}, "min-replies"),
+        ({"min-replies": 2, "fraction": 0.3}, "min-replies"),
+        # attack-* keys are checked whatever the problem
+        ({"attack-epsilon": -1}, "attack-epsilon"), ({"attack-epsilon": 0}, "attack-epsilon"),
+        ({"attack-image": -3}, "attack-image"), ({"attack-dataset": "nope"}, "attack-dataset"),
+        ({"attack-portion": 1.5}, "attack-portion"), ({"attack-portion": 0.05}, "attack-portion"),
+        ({"attack-model-seed": -1}, "attack-model-seed"),
+        # upper bounds: longer than any reply may carry, or a history that cannot be stored
+        ({"dim": MAX_ARRAY_ELEMENTS + 1}, "dim"),
+        ({"rff-features": MAX_ARRAY_ELEMENTS + 1}, "rff-features"),
+        ({"dim": 20_000, "history-max": 5000}, "history-max"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(values, key):
+    with pytest.raises(ConfigError, match=f"'{key}'") as err:
+        parse_run_config(values)
+    assert repr(values[key]) in str(err.value) or str(values[key]) in str(err.value)
+
+
+def test_limits_accept_what_can_work():
+    assert parse_run_config({"min-replies": 3}).config.min_replies == 3  # all 3 asked
+    assert parse_run_config({"min-replies": 2, "fraction": 0.5}).config.min_replies == 2  # ceil(1.5)
+    # the history cap binds surrogate methods only (others keep no history)
+    assert parse_run_config({"method": "fedzo", "dim": 20_000, "history-max": 5000}).dim == 20_000
+    assert parse_run_config({"dim": 20_000, "history-max": 2500}).config.history_max == 2500
+    s = parse_run_config({"problem": "quadratic", "attack-dataset": "mnist", "attack-image": 7})
+    assert s.attack is None  # valid attack keys of a run that is not an attack: unused
