@@ -1,11 +1,12 @@
 """The ``fedzoo attack`` and ``fedzoo metric`` subcommands (added to the ``fedzoo`` CLI).
 
 ``fedzoo attack`` loads (or trains) the N client CNNs, draws K test images the federation
-classifies correctly, runs each method on each image in this process and writes, in
-``--out``: ``<method>/attack.csv``, ``<method>/history.csv``, ``summary.json`` and
-``attack.png``. ``fedzoo metric`` runs each method on each seed of the non-differentiable
-metric problem and writes ``<method>/metric.csv``, ``<method>/history.csv``,
-``summary.json`` and ``metric.png``. Every run-configuration option is also a flag
+classifies correctly (``--selection``, default ``known``), runs each method on each image
+in this process and writes, in ``--out``: ``attack.csv`` and ``history.csv`` (all methods,
+with a ``method`` column), the same per method in ``<method>/`` (with ``points.npz``),
+``summary.json`` and ``attack.png``. ``fedzoo metric`` runs each method on each seed of
+the non-differentiable metric problem and writes ``metric.csv`` and ``history.csv`` (all
+methods), the same per method in ``<method>/``, ``summary.json`` and ``metric.png``. Every run-configuration option is also a flag
 (``--rff-features 2000``). Progress goes to stderr, tables to stdout.
 
 Torch, the data and matplotlib are imported only when a command runs.
@@ -96,8 +97,10 @@ def add_attack_commands(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "attack",
         help="federated black-box adversarial attack on client CNNs",
-        description="Attack K test images that the N clients' averaged logits classify "
-        "correctly; success = the averaged logits misclassify (or predict the target).",
+        description="Attack K test images that the federation classifies correctly (by "
+        "default: the averaged logits and every client model trained on the image's class; "
+        "see --selection); success = the averaged logits misclassify (or, with --targeted, "
+        "predict (label + 1) mod 10).",
     )
     g = p.add_argument_group("attack problem")
     g.add_argument(
@@ -133,7 +136,11 @@ def add_attack_commands(subparsers: Any) -> None:
         "--selection",
         default="known",
         choices=("known", "ensemble", "all", "margin"),
-        help="which images are eligible (default known; see select_attack_images)",
+        help="which test images are eligible: known (default) = the averaged logits and "
+        "every client model trained on the image's class classify it correctly; all = "
+        "every client model too (no image qualifies when P < 1); ensemble = the averaged "
+        "logits only; margin = ensemble and F(x0) > 0. Recorded in summary.json "
+        "(problem.selection, problem.selection_rule)",
     )
     g.add_argument(
         "--budget",
@@ -286,12 +293,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
             criterion=args.selection,
             targeted=args.targeted,
         )
+    from fedzoo.attack.objectives import SELECTION_RULES
+
     info = {
         "dataset": data.name,
         "num_clients": args.clients,
         "portion": args.portion,
         "model_seed": args.model_seed,
         "selection": args.selection if ids is None else "given",
+        "selection_rule": SELECTION_RULES[args.selection] if ids is None
+        else "given by --image-ids (no eligibility check)",
         "image_shape": list(data.image_shape),
         "dim": data.dim,
         "models": {k: models.meta.get(k) for k in ("fingerprint", "ensemble_acc", "train")},
@@ -299,8 +310,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     kind = "targeted" if args.targeted else "untargeted"
     _stderr(
         f"attack: {data.name}, N={args.clients}, P={args.portion:g}, eps={epsilon:g}, "
-        f"{kind}, {len(indices)} images {indices.tolist()}, methods {methods}, "
-        f"budget {args.budget or 'none'}"
+        f"{kind}, {len(indices)} images {indices.tolist()} (selection "
+        f"{info['selection']}), methods {methods}, budget {args.budget or 'none'}"
     )
 
     def progress(method: str, k: int, total: int, o: Any) -> None:
@@ -357,7 +368,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         summary = run()
     print(attack_table(summary))
     print(
-        f"\nwrote {out}/<method>/attack.csv, history.csv, {out / 'summary.json'}"
+        f"\nwrote {out / 'attack.csv'}, {out / 'history.csv'} (all methods), "
+        f"{out}/<method>/attack.csv, history.csv, points.npz, {out / 'summary.json'}"
         + ("" if args.no_plot else f" and {out / 'attack.png'}")
     )
     return 0
@@ -442,7 +454,8 @@ def cmd_metric(args: argparse.Namespace) -> int:
     )
     print(metric_table(summary))
     print(
-        f"\nwrote {out}/<method>/metric.csv, history.csv, {out / 'summary.json'}"
+        f"\nwrote {out / 'metric.csv'}, {out / 'history.csv'} (all methods), "
+        f"{out}/<method>/metric.csv, history.csv, {out / 'summary.json'}"
         + ("" if args.no_plot else f" and {out / 'metric.png'}")
     )
     return 0

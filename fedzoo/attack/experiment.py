@@ -13,7 +13,10 @@ Honesty (DESIGN §4, §7):
   evaluated by the simulator, are not queries and never reach an algorithm.
 - An attack's ``queries_to_success`` is ``row["queries"]`` of the first round after which
   the averaged logits misclassify (or predict the target). With a budget Q an image counts
-  as a success only if that happens with at most Q queries.
+  as a success only if that happens with at most Q queries. The perturbation's norms, the
+  share of client models fooled and the averaged logits' prediction are recorded at that
+  same point (the one counted), not at a later one (``--continue-after-success``, or the
+  round that crosses the budget); the final point's values are kept as ``final_*``.
 
 Nothing here prints; progress goes through callbacks and :mod:`logging`.
 """
@@ -42,14 +45,20 @@ logger = logging.getLogger(__name__)
 ATTACK_COLUMNS = (
     "image",
     "label",
+    "target",
     "success",
     "queries_to_success",
     "rounds_to_success",
+    "predicted",
     "linf",
     "l2",
     "fooled_fraction",
     "final_queries",
     "rounds",
+    "final_predicted",
+    "final_linf",
+    "final_l2",
+    "final_fooled_fraction",
     "median_round_s",
     "wall_s",
 )
@@ -111,14 +120,23 @@ class ImageOutcome:
         queries_to_success: cumulative queries (all clients) at the first successful
             round, or None.
         rounds_to_success: that round, or None.
-        linf, l2: norms of the applied perturbation at the final point.
-        fooled_fraction: share of client models fooled at the final point.
+        linf, l2: norms of the applied perturbation at the *recorded point*: the first
+            success within the budget (the point counted by ``queries_to_success``), or
+            the final point when there is none.
+        fooled_fraction: share of client models fooled at the recorded point.
         final_queries: queries spent when the run stopped.
         rounds: rounds run.
         median_round_s: median seconds per round (engine time, without the checks).
         wall_s: seconds for the whole image, checks included.
+        target: the target class (label + 1) mod C of a targeted attack, else None.
+        predicted: argmax of the clients' averaged logits at the recorded point.
+        final_predicted, final_linf, final_l2, final_fooled_fraction: the same at the
+            final point (they differ after ``stop_at_success=False`` or a success in the
+            round that crossed the budget).
         history: one row per round (row 0 = the clean image), keys
             :data:`ATTACK_HISTORY_COLUMNS` minus ``image``.
+        point: the recorded point x in [0, 1]^d (None when not kept).
+        final_point: the final point (None when not kept).
     """
 
     image: int
@@ -133,7 +151,15 @@ class ImageOutcome:
     rounds: int
     median_round_s: float
     wall_s: float
+    target: int | None = None
+    predicted: int | None = None
+    final_predicted: int | None = None
+    final_linf: float = math.nan
+    final_l2: float = math.nan
+    final_fooled_fraction: float = math.nan
     history: list[dict[str, Any]] = field(default_factory=list)
+    point: np.ndarray | None = field(default=None, repr=False)
+    final_point: np.ndarray | None = field(default=None, repr=False)
 
     def row(self) -> dict[str, Any]:
         """The attack.csv row."""
@@ -148,7 +174,8 @@ RemoteRun = Callable[[RunConfig, int, "int | None"], "tuple[list[dict[str, Any]]
 
 class _SuccessTracker:
     """Follows an attack round by round: success checks (reporting only), history rows,
-    the first success within the budget, and when to stop."""
+    the first success within the budget (and the point where it happened), and when to
+    stop."""
 
     def __init__(self, models, image, label, epsilon, targeted, num_classes, budget,
                  stop_at_success, x0) -> None:
@@ -158,9 +185,12 @@ class _SuccessTracker:
                                               num_classes=num_classes)
         self.budget, self.stop_at_success = budget, stop_at_success
         start = self.check(x0)
+        x0 = np.array(x0, dtype=np.float64).ravel()
         self.history: list[dict[str, Any]] = [_history_row({"round": 0, "queries": 0}, start)]
-        self.hit: dict[str, Any] = {"queries": 0, "round": 0} if start["success"] else {}
-        self.last = start
+        self.hit: dict[str, Any] = (
+            {"queries": 0, "round": 0, "res": start, "x": x0} if start["success"] else {}
+        )
+        self.last, self.last_x = start, x0
 
     @property
     def done_before_start(self) -> bool:
@@ -171,15 +201,16 @@ class _SuccessTracker:
         res = self.check(x)
         queries = int(row["queries"])
         self.history.append(_history_row(row, res))
-        self.last = res
+        self.last, self.last_x = res, np.array(x, dtype=np.float64).ravel()
         within = self.budget is None or queries <= self.budget
         if res["success"] and within and not self.hit:
-            self.hit.update(queries=queries, round=r)
+            self.hit.update(queries=queries, round=r, res=res, x=self.last_x)
         return bool((self.hit and self.stop_at_success)
                     or (self.budget is not None and queries >= self.budget))
 
     def outcome(self, image_id: int, label: int, wall: float) -> ImageOutcome:
         final = self.last
+        at = self.hit.get("res", final)  # the counted success, else the final point
         round_s = [h["wall_s"] for h in self.history[1:]]
         return ImageOutcome(
             image=int(image_id),
@@ -187,14 +218,22 @@ class _SuccessTracker:
             success=bool(self.hit),
             queries_to_success=self.hit.get("queries"),
             rounds_to_success=self.hit.get("round"),
-            linf=float(final["linf"]),
-            l2=float(final["l2"]),
-            fooled_fraction=float(final["fooled_fraction"]),
+            linf=float(at["linf"]),
+            l2=float(at["l2"]),
+            fooled_fraction=float(at["fooled_fraction"]),
             final_queries=int(self.history[-1]["queries"]),
             rounds=int(self.history[-1]["round"]),
             median_round_s=float(np.median(round_s)) if round_s else 0.0,
             wall_s=wall,
+            target=None if final["target"] is None else int(final["target"]),
+            predicted=int(at["predicted"]),
+            final_predicted=int(final["predicted"]),
+            final_linf=float(final["linf"]),
+            final_l2=float(final["l2"]),
+            final_fooled_fraction=float(final["fooled_fraction"]),
             history=self.history,
+            point=self.hit.get("x", self.last_x),
+            final_point=self.last_x,
         )
 
 
@@ -355,10 +394,13 @@ def run_attack_experiment(
 ) -> dict[str, Any]:
     """Attack every image with every method; write the result files; return the summary.
 
-    Files: ``<out>/<method>/attack.csv`` (one row per image, :data:`ATTACK_COLUMNS`),
-    ``<out>/<method>/history.csv`` (per image and round, :data:`ATTACK_HISTORY_COLUMNS`),
-    ``<out>/summary.json`` and, when matplotlib is installed, ``<out>/attack.png``
-    (success rate against cumulative queries).
+    Files: ``<out>/attack.csv`` (one row per method and image: ``method`` +
+    :data:`ATTACK_COLUMNS`), ``<out>/history.csv`` (per method, image and round:
+    ``method`` + :data:`ATTACK_HISTORY_COLUMNS`), the same per method without the
+    ``method`` column in ``<out>/<method>/attack.csv`` and ``<out>/<method>/history.csv``,
+    ``<out>/<method>/points.npz`` (:func:`write_attack_files`), ``<out>/summary.json`` and,
+    when matplotlib is installed, ``<out>/attack.png`` (success rate against cumulative
+    queries).
 
     Args:
         models: the client classifiers.
@@ -415,6 +457,8 @@ def run_attack_experiment(
                 progress(method, k + 1, len(images), outcome)
         results[method] = outcomes
         write_attack_files(outcomes, out / method)
+        # rewritten after each method, so an interrupted run leaves its partial results
+        write_method_tables(results, out, "attack", ATTACK_COLUMNS, ATTACK_HISTORY_COLUMNS, "image")
         per_method[method] = {
             **attack_method_summary(outcomes, budgets),
             "config": config.to_dict(),
@@ -460,12 +504,50 @@ def _attack_title(info: Mapping[str, Any] | None, epsilon: float, targeted: bool
 
 
 def write_attack_files(outcomes: Sequence[ImageOutcome], out_dir: str | Path) -> None:
-    """``attack.csv`` and ``history.csv`` of one method."""
+    """``attack.csv``, ``history.csv`` and ``points.npz`` of one method.
+
+    ``points.npz`` holds ``image`` (K ids), ``x`` (K x d: the recorded point of each image,
+    where ``success``, ``predicted``, ``linf``, ... of attack.csv were measured) and
+    ``x_final`` (K x d: the final points); it is written when every outcome kept them.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "attack.csv", ATTACK_COLUMNS, [o.row() for o in outcomes])
     rows = [{"image": o.image, **h} for o in outcomes for h in o.history]
     write_csv(out / "history.csv", ATTACK_HISTORY_COLUMNS, rows)
+    if outcomes and all(o.point is not None and o.final_point is not None for o in outcomes):
+        np.savez(
+            out / "points.npz",
+            image=np.array([o.image for o in outcomes], dtype=np.int64),
+            x=np.stack([np.asarray(o.point, np.float64) for o in outcomes]),
+            x_final=np.stack([np.asarray(o.final_point, np.float64) for o in outcomes]),
+        )
+
+
+def write_method_tables(
+    results: Mapping[str, Sequence[Any]],
+    out_dir: str | Path,
+    name: str,
+    columns: Sequence[str],
+    history_columns: Sequence[str],
+    run_key: str,
+) -> None:
+    """The top-level ``<name>.csv`` (``method`` + ``columns``: one row per method and
+    image / seed) and ``history.csv`` (``method`` + ``history_columns``) of every method;
+    ``run_key`` (``image`` or ``seed``) names each outcome's run in the history rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(
+        out / f"{name}.csv",
+        ("method", *columns),
+        [{"method": m, **o.row()} for m, outs in results.items() for o in outs],
+    )
+    write_csv(
+        out / "history.csv",
+        ("method", *history_columns),
+        [{"method": m, run_key: getattr(o, run_key), **h} for m, outs in results.items()
+         for o in outs for h in o.history],
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -601,10 +683,12 @@ def run_metric_experiment(
     """Every method on every seed of the metric problem; write files; return the summary.
 
     Seed s fixes the problem (MLP initialisation, client split) and the run seed, so all
-    methods of one seed optimise the same problem. Files: ``<out>/<method>/metric.csv``
-    (one row per seed, :data:`METRIC_COLUMNS`), ``<out>/<method>/history.csv`` (per seed
-    and round), ``<out>/summary.json`` and ``<out>/metric.png`` (F = 1 - metric against
-    cumulative queries, mean over seeds).
+    methods of one seed optimise the same problem. Files: ``<out>/metric.csv`` (one row
+    per method and seed: ``method`` + :data:`METRIC_COLUMNS`), ``<out>/history.csv`` (per
+    method, seed and round: ``method`` + :data:`METRIC_HISTORY_COLUMNS`), the same per
+    method without the ``method`` column in ``<out>/<method>/metric.csv`` and
+    ``<out>/<method>/history.csv``, ``<out>/summary.json`` and ``<out>/metric.png``
+    (F = 1 - metric against cumulative queries, mean over seeds).
     """
     from fedzoo.attack.metric import metric_problem
 
@@ -641,6 +725,8 @@ def run_metric_experiment(
             METRIC_HISTORY_COLUMNS,
             [{"seed": o.seed, **h} for o in outcomes for h in o.history],
         )
+        # rewritten after each method, so an interrupted run leaves its partial results
+        write_method_tables(results, out, "metric", METRIC_COLUMNS, METRIC_HISTORY_COLUMNS, "seed")
         vals = [o.value_at_budget for o in outcomes]
         per_method[method] = {
             "seeds": [int(s) for s in seeds],
@@ -719,15 +805,18 @@ def write_json(data: Mapping[str, Any], path: str | Path) -> None:
 
 
 def _versions() -> dict[str, str]:
+    """Package versions for summary.json; torch's is read from its installed metadata,
+    so recording it never imports torch (the metric problem runs without it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     from fedzoo.results import versions
 
     out = versions()
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - the metric problem needs no torch
-        pass
+    for package in ("torch", "scikit-learn", "mlxtend"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:  # not installed: nothing to record
+            pass
     return out
 
 

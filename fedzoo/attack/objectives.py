@@ -50,6 +50,18 @@ logger = logging.getLogger(__name__)
 Classifier = Callable[[np.ndarray], np.ndarray]
 SelectionCriterion = Literal["known", "all", "ensemble", "margin"]
 
+#: One sentence per criterion of :func:`select_attack_images` (CLI help, summary.json).
+SELECTION_RULES: dict[str, str] = {
+    "known": "the clients' averaged logits and every client model trained on the image's "
+    "class classify it correctly (models that never saw the class are not asked; "
+    "with P = 1 this is 'all')",
+    "all": "the clients' averaged logits and every client model classify it correctly "
+    "(DESIGN §7's wording; no image qualifies when P < 1)",
+    "ensemble": "the clients' averaged logits classify it correctly",
+    "margin": "the clients' averaged logits classify it correctly and F(x0) > 0 "
+    "(the mean client margin at the clean image)",
+}
+
 
 # --------------------------------------------------------------------------------------
 # Helpers

@@ -1,13 +1,14 @@
 """Markdown tables from the summary.json files of `fedzoo attack` runs.
 
-Usage: python simulations/attack/summarize.py RUN_ROOT [RUN_ROOT ...]
+Usage: python simulations/attack/summarize.py RUN_ROOT [RUN_ROOT ...]   (default runs/attack)
 
 Every directory below the roots holding a summary.json written by `fedzoo attack` is
 read; runs on the same problem (data set, N, P, eps, targeting, images, budget) are
 merged into one table with a row per (method, run directory): success rate at each
 reported budget, queries to 50 % and 90 % success (">B" when not reached within the budget B),
 mean / median queries to success over the fooled images, and the median seconds per
-round. A line per table compares FZooS with FedZO when both ran.
+round. A line per table compares FZooS with FedZO when both ran: the ratio of their
+queries to 90 % success, or a bound set by the budget when one of them did not reach it.
 """
 
 from __future__ import annotations
@@ -78,19 +79,39 @@ def table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 + " |"
             )
     if "fzoos" in q90 and "fedzo" in q90 and len(q90["fzoos"]) == len(q90["fedzo"]) == 1:
-        a, b = q90["fzoos"][0], q90["fedzo"][0]
-        if a is not None and b is not None:
-            lines.append(f"\nFedZO / FZooS queries to 90 %: {b / a:.2f}x")
-        elif a is not None:
-            lines.append(
-                f"\nFedZO / FZooS queries to 90 %: > {cap / a:.2f}x (FedZO never reached 90 %)"
-            )
+        lines.append("\n" + ratio_line(q90["fzoos"][0], q90["fedzo"][0], cap))
     return lines
+
+
+def ratio_line(fzoos: float | None, fedzo: float | None, budget: int | None) -> str:
+    """FedZO / FZooS queries to 90 % success; a bound when one did not get there.
+
+    A method that did not reach 90 % within the budget B would need more than B queries,
+    so the ratio is then only bounded by B. Without a budget nothing bounds it.
+    """
+    head = "FedZO / FZooS queries to 90 %:"
+    if fzoos is not None and fedzo is not None:
+        return f"{head} {fedzo / fzoos:.2f}x (FedZO {fedzo:.0f}, FZooS {fzoos:.0f} queries)"
+    if fzoos is None and fedzo is None:
+        within = f"within the budget of {budget} queries" if budget else "(no budget)"
+        return f"{head} not measured (neither reached 90 % {within})"
+    if not budget:
+        who = "FedZO" if fedzo is None else "FZooS"
+        return (f"{head} not bounded ({who} did not reach 90 % and the runs had no budget; "
+                "rerun with --budget)")
+    if fedzo is None:
+        assert fzoos is not None
+        return (f"{head} > {budget / fzoos:.2f}x, a lower bound = budget / FZooS's queries "
+                f"= {budget} / {fzoos:.0f} (FedZO did not reach 90 % within the budget of "
+                f"{budget} queries)")
+    return (f"{head} < {fedzo / budget:.2f}x, an upper bound = FedZO's queries / budget "
+            f"= {fedzo:.0f} / {budget} (FZooS did not reach 90 % within the budget of "
+            f"{budget} queries)")
 
 
 def main(argv: list[str]) -> int:
     groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
-    for root in map(Path, argv or ["runs/attack-fast"]):
+    for root in map(Path, argv or ["runs/attack"]):
         for path in sorted(root.glob("**/summary.json")):
             s = json.loads(path.read_text())
             if s.get("command") == "attack":
@@ -101,7 +122,9 @@ def main(argv: list[str]) -> int:
         wall = sum(s["wall_s"] for _, s in runs) / 60
         print(
             f"\n### {dataset}, N={n}, P={p}, eps={eps}, {'targeted' if targeted else 'untargeted'}, "
-            f"K={len(images)} images, budget {budget} queries per image, wall {wall:.1f} min\n"
+            f"K={len(images)} images, "
+            + (f"budget {budget} queries per image" if budget else "no budget")
+            + f", wall {wall:.1f} min\n"
         )
         print("\n".join(table(runs)))
     return 0

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +50,14 @@ def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 @pytest.mark.torch
 def test_attack_end_to_end_on_reference_weights(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("mlxtend")
+    from fedzoo.attack.models import load_client_models, reference_weights_path
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FEDZOO_CACHE", str(cache))
     out = tmp_path / "attack"
     rc = main(
         [
@@ -79,10 +87,28 @@ def test_attack_end_to_end_on_reference_weights(
     cap = capsys.readouterr()
     assert "fzoos" in cap.out and "fedzo" in cap.out and "q to 90%" in cap.out
     assert "[fzoos] image 1/1" in cap.err  # progress per image on stderr
+    # The committed reference weights were used: nothing trained, nothing cached.
+    assert "client 1/10" not in cap.err and "test acc own classes" not in cap.err
+    assert not (cache / "models").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problem"]["dataset"] == "mnist5k" and summary["problem"]["dim"] == 784
     assert len(summary["images"]) == 1 and summary["budget"] == 100000
-    assert summary["problem"]["models"]["fingerprint"]  # the reference weights' data
+    reference = load_client_models(reference_weights_path(0.5)).meta
+    assert summary["problem"]["models"]["train"] == reference["train"]
+    assert summary["problem"]["models"]["fingerprint"] == reference["fingerprint"]
+    # Which images were eligible (DESIGN §7 "every client model" is `all`, empty at P < 1).
+    assert summary["problem"]["selection"] == "known"
+    assert "every client model trained on the image's class" in summary["problem"][
+        "selection_rule"
+    ]
+    assert "selection known" in cap.err
+    assert summary["versions"]["torch"]
+    # DESIGN §6: attack.csv and history.csv in --out, every method, with a method column.
+    every = _csv(out / "attack.csv")
+    assert [r["method"] for r in every] == ["fzoos", "fedzo"]
+    every_hist = _csv(out / "history.csv")
+    assert {h["method"] for h in every_hist} == {"fzoos", "fedzo"}
+    assert {h["image"] for h in every_hist} == {str(summary["images"][0])}
     for method in ("fzoos", "fedzo"):
         res = summary["results"][method]
         assert res["config"]["method"] == method and res["config"]["rff-features"] == 100
@@ -98,8 +124,13 @@ def test_attack_end_to_end_on_reference_weights(
             "final_queries",
         ):
             assert col in rows[0]
+        assert rows[0] == {k: v for k, v in every[["fzoos", "fedzo"].index(method)].items()
+                           if k != "method"}
+        assert rows[0]["target"] == ""  # untargeted
         hist = _csv(out / method / "history.csv")
         assert [h["round"] for h in hist] == [str(r) for r in range(len(hist))]
+        assert hist == [{k: v for k, v in h.items() if k != "method"} for h in every_hist
+                        if h["method"] == method]
         assert hist[-1]["queries"] == rows[0]["final_queries"]
         assert 0 < float(rows[0]["linf"]) <= 0.3 + 1e-6
         assert int(rows[0]["final_queries"]) > 0
@@ -146,7 +177,85 @@ def test_metric_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         )
         hist = _csv(out / method / "history.csv")
         assert {h["seed"] for h in hist} == {"0", "1"}
+        # the top-level files hold the same rows, with a method column
+        assert rows == [{k: v for k, v in r.items() if k != "method"}
+                        for r in _csv(out / "metric.csv") if r["method"] == method]
+        assert hist == [{k: v for k, v in h.items() if k != "method"}
+                        for h in _csv(out / "history.csv") if h["method"] == method]
+    assert [r["method"] for r in _csv(out / "metric.csv")] == ["fzoos"] * 2 + ["fedzo"] * 2
+    assert list(_csv(out / "history.csv")[0])[:4] == ["method", "seed", "round", "queries"]
     assert (out / "metric.png").stat().st_size > 0
+
+
+@pytest.mark.torch
+def test_targeted_attack_on_reference_weights_is_judged_by_the_target_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("mlxtend")
+    from fedzoo.attack.data import load_dataset
+    from fedzoo.attack.models import load_reference_models, predict_logits
+
+    monkeypatch.setenv("FEDZOO_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "targeted"
+    image, eps = 867, 0.3  # label 8, target 9: the ensemble is fooled within a few rounds
+    rc = main(["attack", "--clients", "10", "--portion", "0.5", "--epsilon", str(eps),
+               "--image-ids", str(image), "--targeted", "--method", "fedzo",
+               "--local-steps", "2", "--rounds", "6", "--budget", "5000", "--seed", "0",
+               "--no-plot", "--out", str(out)])
+    assert rc == 0
+    assert "targeted" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["targeted"] is True and summary["images"] == [image]
+    assert summary["problem"]["selection"] == "given"
+    (row,) = _csv(out / "fedzo" / "attack.csv")
+    label = int(row["label"])
+    assert int(row["target"]) == (label + 1) % 10
+    # The success rule, checked independently on the saved point: the clients' averaged
+    # logits predict the target (not merely some class other than the label).
+    data = load_dataset("mnist5k")
+    models = load_reference_models(0.5)
+    clean = data.x_test[image]
+    assert label == int(data.y_test[image])
+
+    def averaged_logits(x: np.ndarray) -> np.ndarray:
+        adv = np.clip(clean + eps * (2 * x.reshape(clean.shape) - 1), 0, 1)[None]
+        return np.mean([predict_logits(m, adv.astype(np.float32))[0] for m in models], axis=0)
+
+    assert int(averaged_logits(np.full(clean.size, 0.5)).argmax()) == label  # clean: right
+    points = np.load(out / "fedzo" / "points.npz")
+    assert points["image"].tolist() == [image]
+    predicted = int(averaged_logits(points["x"][0]).argmax())
+    assert int(row["predicted"]) == predicted
+    assert row["success"] == "1" and predicted == (label + 1) % 10
+    assert int(row["queries_to_success"]) <= 5000
+    hist = _csv(out / "fedzo" / "history.csv")
+    assert [h["success"] for h in hist] == ["0"] * (len(hist) - 1) + ["1"]
+    assert float(hist[-1]["ensemble_margin"]) < 0 < float(hist[0]["ensemble_margin"])
+
+
+def test_metric_runs_never_import_torch(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    code = (
+        "import sys\n"
+        "from fedzoo.cli import main\n"
+        f"rc = main(['metric', '--clients', '3', '--portion', '0.5', '--method', 'fedzo', "
+        f"'--rounds', '1', '--local-steps', '1', '--seeds', '0', '--workers', '1', "
+        f"'--out', {str(tmp_path / 'metric')!r}])\n"
+        "assert rc == 0, rc\n"
+        "print('TORCH_LOADED' if 'torch' in sys.modules else 'TORCH_ABSENT')\n"
+    )
+    env = {**os.environ, "FEDZOO_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "TORCH_ABSENT" in done.stdout
+    versions = json.loads((tmp_path / "metric" / "summary.json").read_text())["versions"]
+    try:
+        expected: str | None = version("torch")
+    except PackageNotFoundError:
+        expected = None
+    assert versions.get("torch") == expected  # recorded without importing torch
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,58 @@ def test_continue_after_success_keeps_the_first_success() -> None:
     assert out.queries_to_success <= out.final_queries
 
 
+def _check_at(x: np.ndarray, targeted: bool = False) -> dict:
+    return O.attack_success(MODELS, IMAGE, 0, x, 0.5, targeted=targeted, num_classes=3)
+
+
+def test_norms_and_fooled_fraction_are_those_of_the_first_success() -> None:
+    # Run on after the first success: the later points move further from the image.
+    out = E.attack_image(
+        MODELS, IMAGE, 0, config("fedzo", rounds=6), 0.5, stop_at_success=False, num_classes=3
+    )
+    assert out.success and out.rounds_to_success < out.rounds
+    assert out.point is not None and out.final_point is not None
+    at, final = _check_at(out.point), _check_at(out.final_point)
+    assert at["success"]  # the recorded point is the counted success ...
+    first = out.history[out.rounds_to_success]
+    assert first["success"] and first["queries"] == out.queries_to_success
+    assert at["margin"] == pytest.approx(first["value"])  # ... of the first successful round
+    assert (out.linf, out.l2, out.fooled_fraction, out.predicted) == pytest.approx(
+        (at["linf"], at["l2"], at["fooled_fraction"], at["predicted"])
+    )
+    assert (out.final_linf, out.final_l2, out.final_fooled_fraction, out.final_predicted) == (
+        pytest.approx((final["linf"], final["l2"], final["fooled_fraction"], final["predicted"]))
+    )
+    assert final["margin"] == pytest.approx(out.history[-1]["value"])
+    assert out.linf < out.final_linf and out.l2 < out.final_l2  # a later, larger delta
+    row = out.row()
+    assert row["linf"] == out.linf and row["final_linf"] == out.final_linf
+
+
+def test_a_success_past_the_budget_records_the_final_point(counted: list[int]) -> None:
+    fast = config("fedzo")
+    free = E.attack_image(MODELS, IMAGE, 0, fast, 0.5, num_classes=3)
+    late = E.attack_image(
+        MODELS, IMAGE, 0, fast, 0.5, budget=free.queries_to_success - 1, num_classes=3
+    )
+    assert not late.success and late.point is not None
+    np.testing.assert_array_equal(late.point, late.final_point)
+    assert late.linf == late.final_linf and late.predicted == late.final_predicted
+
+
+def test_a_success_within_the_budget_is_measured_there_not_after_the_crossing_round() -> None:
+    slow = config("fedzo", rounds=6)
+    free = E.attack_image(MODELS, IMAGE, 0, slow, 0.5, stop_at_success=False, num_classes=3)
+    assert free.rounds_to_success is not None and free.rounds_to_success < free.rounds
+    budget = free.history[free.rounds_to_success + 1]["queries"] - 1  # crossed a round later
+    out = E.attack_image(
+        MODELS, IMAGE, 0, slow, 0.5, budget=budget, stop_at_success=False, num_classes=3
+    )
+    assert out.success and out.rounds == free.rounds_to_success + 1
+    assert out.rounds_to_success == free.rounds_to_success
+    assert out.linf == pytest.approx(_check_at(out.point)["linf"]) and out.linf < out.final_linf
+
+
 def test_fo_is_refused() -> None:
     with pytest.raises(ConfigError, match="exact gradients"):
         E.attack_image(MODELS, IMAGE, 0, config("fo"), 0.5, num_classes=3)
@@ -161,13 +213,40 @@ def test_run_attack_experiment_writes_the_files(tmp_path: Path) -> None:
     assert summary["budgets"] == [5000]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["images"] == [3, 9] and on_disk["problem"] == {"dataset": "toy"}
+    with open(tmp_path / "attack.csv") as fh:  # DESIGN §6: all methods in --out
+        every = list(csv.DictReader(fh))
+    assert list(every[0])[:3] == ["method", "image", "label"]
+    assert [(r["method"], r["image"]) for r in every] == [
+        ("fzoos", "3"), ("fzoos", "9"), ("fedzo", "3"), ("fedzo", "9")
+    ]
+    for col in ("success", "queries_to_success", "linf"):
+        assert col in every[0]
+    with open(tmp_path / "history.csv") as fh:
+        every_hist = list(csv.DictReader(fh))
+    assert list(every_hist[0])[:4] == ["method", "image", "round", "queries"]
+    for col in ("value", "bytes_up", "bytes_down", "wall_s"):
+        assert col in every_hist[0]
     for method in ("fzoos", "fedzo"):
         with open(tmp_path / method / "attack.csv") as fh:
             rows = list(csv.DictReader(fh))
         assert [r["image"] for r in rows] == ["3", "9"]
-        assert list(rows[0])[:4] == ["image", "label", "success", "queries_to_success"]
+        assert list(rows[0])[:4] == ["image", "label", "target", "success"]
+        assert rows == [
+            {k: v for k, v in r.items() if k != "method"} for r in every if r["method"] == method
+        ]
         with open(tmp_path / method / "history.csv") as fh:
             hist = list(csv.DictReader(fh))
+        assert hist == [
+            {k: v for k, v in r.items() if k != "method"}
+            for r in every_hist
+            if r["method"] == method
+        ]
+        points = np.load(tmp_path / method / "points.npz")
+        assert points["image"].tolist() == [3, 9] and points["x"].shape == (2, 4)
+        for r, x in zip(rows, points["x"], strict=True):
+            check = _check_at(x)
+            assert r["success"] == str(int(check["success"]))
+            assert float(r["linf"]) == pytest.approx(check["linf"])
         assert list(hist[0])[:5] == ["image", "round", "queries", "value", "success"]
         for r in rows:
             mine = [h for h in hist if h["image"] == r["image"]]
