@@ -8,6 +8,7 @@ every key before round 1 and names the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,24 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_mapping({**self.to_dict(), **changes})
+
+    def check_clients(self, num_clients: int) -> None:
+        """Refuse a ``min-replies`` above the clients asked per round.
+
+        ``ceil(fraction x num_clients)`` (at least 1) clients are asked each round; with
+        ``min-replies`` above that the global state could never move.
+
+        Raises:
+            ConfigError: naming min-replies, fraction and the number of clients.
+        """
+        asked = max(1, math.ceil(self.fraction * num_clients))
+        if self.min_replies > asked:
+            raise ConfigError(
+                f"'min-replies' = {self.min_replies} is not allowed; expected at most the "
+                f"{asked} client(s) asked per round (ceil(fraction x num-clients) with "
+                f"fraction = {self.fraction:g}, num-clients = {num_clients}): with fewer "
+                "replies possible than required the global state would never move."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Options as a kebab-case dict (JSON-ready)."""

@@ -155,6 +155,7 @@ def _run(
     resume: bool = False,
 ) -> RunResult:
     t_start = time.perf_counter()
+    config.check_clients(problem.num_clients)
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
     states = [protocol.new_client_state(config, problem.dim) for _ in problem.objectives]
     server = protocol.server_init(config, problem.x0)

@@ -213,14 +213,7 @@ def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
     """
     from fedzoo.payload import MAX_ARRAY_ELEMENTS
 
-    asked = max(1, math.ceil(config.fraction * num_clients))
-    if config.min_replies > asked:
-        raise ConfigError(
-            f"Run-config 'min-replies' = {config.min_replies} is not allowed; expected at most "
-            f"the {asked} client(s) asked per round (ceil(fraction x num-clients) with "
-            f"fraction = {config.fraction:g}, num-clients = {num_clients}): with fewer replies "
-            "possible than required the global state would never move."
-        )
+    config.check_clients(num_clients)
     if dim > MAX_ARRAY_ELEMENTS:
         raise ConfigError(
             f"Run-config 'dim' = {dim} is not allowed; expected at most {MAX_ARRAY_ELEMENTS}, "

@@ -409,6 +409,18 @@ def test_too_few_valid_replies_leave_the_global_state_unchanged():
     assert np.array_equal(new.x, state.x) and new.round == 1 and len(agg.replies) == 1
 
 
+def test_min_replies_above_the_clients_asked_is_refused_before_any_query():
+    counted = small_problem()  # 3 clients behind counting wrappers
+    for options in ({"min-replies": 4}, {"min-replies": 2, "fraction": 0.3}):
+        cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo", **options})
+        with pytest.raises(ConfigError, match="min-replies") as err:
+            run_federation(counted, cfg)
+        assert "num-clients = 3" in str(err.value)
+    assert sum(o.points_seen for o in counted.objectives) == 0
+    cfg = RunConfig.from_mapping({**SMALL, "method": "fedzo", "min-replies": 2, "fraction": 0.5})
+    assert run_federation(counted, cfg).num_queries > 0  # ceil(1.5) = 2 asked: allowed
+
+
 def test_lagged_fzoos_needs_one_exchange_and_corrects_from_round_two():
     cfg = RunConfig.from_mapping({**SMALL, "method": "fzoos-lagged"})
     p = small_problem(False)
