@@ -29,6 +29,7 @@ import numpy as np
 from scipy import linalg
 
 from fedzoo.errors import ShapeError
+from fedzoo.surrogates._lapack import cho_solve_lower, potri_lower
 from fedzoo.surrogates.kernels import get_kernel, squared_distances
 
 
@@ -64,9 +65,10 @@ def _standardise(y: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def _cho_factor(K: np.ndarray) -> np.ndarray:
-    """Lower Cholesky factor, for scipy's ``cho_solve((L, True), ...)`` and ``potri``.
+    """Lower Cholesky factor, for ``potrs`` / ``potri`` (:mod:`fedzoo.surrogates._lapack`).
 
-    numpy's ``cholesky`` releases the GIL (scipy's LAPACK wrappers do not), so client
+    numpy's ``cholesky`` releases the GIL (scipy's LAPACK wrappers do not; the solves and
+    inverses go through :mod:`fedzoo.surrogates._lapack`, which releases it too), so client
     threads factorise in parallel.
     """
     return np.linalg.cholesky(K)
@@ -86,9 +88,7 @@ def _cholesky(K: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _chol_inverse(c: np.ndarray) -> np.ndarray:
     """(L L^T)^{-1} from a lower Cholesky factor L (LAPACK potri, symmetrised)."""
-    inv, info = linalg.lapack.dpotri(c, lower=1)
-    if info != 0:
-        raise linalg.LinAlgError(f"potri failed with info={info}.")
+    inv = potri_lower(c)
     # potri fills the lower triangle only; mirror it (two dense passes, no index arrays)
     lower = np.tril(inv, -1)
     diag = np.diag(inv).copy()
@@ -126,13 +126,13 @@ class GaussianProcess:
         self.center = X.mean(axis=0) if center is None else np.asarray(center, dtype=np.float64)
         self.Xc = X - self.center
         self.y_std, self.y_mean, self.y_scale = _standardise(y)
-        self._gram = self.Xc @ self.Xc.T
+        self._gram = np.dot(self.Xc, self.Xc.T)
         self._sq = np.diag(self._gram).copy()
         R2 = np.maximum(self._sq[:, None] + self._sq[None, :] - 2.0 * self._gram, 0.0)
         K = hyper.signal_var * self.kernel.value(R2, hyper.lengthscale)
         K[np.diag_indices_from(K)] += hyper.noise_var
         self._chol = _cholesky(K)
-        self.alpha = linalg.cho_solve(self._chol, self.y_std, check_finite=False)
+        self.alpha = cho_solve_lower(self._chol[0], self.y_std)
         self._inverse: np.ndarray | None = None
 
     @property
@@ -143,7 +143,7 @@ class GaussianProcess:
         """Centred queries (m x d), their inner products with the data and squared
         distances to it (both m x n)."""
         Qc = np.atleast_2d(np.asarray(Q, dtype=np.float64)) - self.center
-        P = Qc @ self.Xc.T
+        P = np.dot(Qc, self.Xc.T)  # np.dot releases the GIL (matmul may not)
         q2 = np.einsum("ij,ij->i", Qc, Qc)
         return Qc, P, np.maximum(q2[:, None] + self._sq[None, :] - 2.0 * P, 0.0)
 
@@ -160,7 +160,7 @@ class GaussianProcess:
         """
         Qc, _, R2 = self._cross(Q)
         Hw = self.kernel.grad_factor(R2, self.hyper.lengthscale) * self.alpha  # m x n
-        g = -(Qc * Hw.sum(axis=1, keepdims=True) - Hw @ self.Xc)
+        g = -(Qc * Hw.sum(axis=1, keepdims=True) - np.dot(Hw, self.Xc))
         return self.y_scale * self.hyper.signal_var * g
 
     def gradient_uncertainty_trace(self, Q: np.ndarray) -> np.ndarray:
@@ -175,10 +175,10 @@ class GaussianProcess:
         Qc, P, R2 = self._cross(Q)
         H = self.kernel.grad_factor(R2, self.hyper.lengthscale)  # m x n
         q2 = np.einsum("ij,ij->i", Qc, Qc)
-        HA = H @ A
+        HA = np.dot(H, A)
         t1 = q2 * np.einsum("ij,ij->i", HA, H)
         t2 = 2.0 * np.einsum("ij,ij->i", HA, H * P)
-        t3 = np.einsum("ij,ij->i", H @ (A * G), H)
+        t3 = np.einsum("ij,ij->i", np.dot(H, A * G), H)
         s2 = self.hyper.signal_var
         prior = self.dim * s2 * self.kernel.derivative_variance(self.hyper.lengthscale)
         return prior - s2 * s2 * (t1 - t2 + t3)
@@ -189,7 +189,7 @@ class GaussianProcess:
         h = self.kernel.grad_factor(R2, self.hyper.lengthscale)[0]
         s2 = self.hyper.signal_var
         J = -s2 * h[:, None] * (qc - self.Xc)  # n x d
-        V = linalg.cho_solve(self._chol, J, check_finite=False)
+        V = cho_solve_lower(self._chol[0], J)
         kappa = s2 * self.kernel.derivative_variance(self.hyper.lengthscale)
         return kappa * np.eye(self.dim) - J.T @ V
 
@@ -232,10 +232,10 @@ def negative_log_marginal_likelihood(
     K = s2 * Ku
     K[np.diag_indices_from(K)] += n2
     try:
-        c, low = _cho_factor(K), True
+        c = _cho_factor(K)
     except linalg.LinAlgError:
         return 1e25, np.zeros(3)
-    alpha = linalg.cho_solve((c, low), y, check_finite=False)
+    alpha = cho_solve_lower(c, y)
     n = y.size
     nll = 0.5 * y @ alpha + np.sum(np.log(np.diag(c))) + 0.5 * n * np.log(2 * np.pi)
     Kinv = _chol_inverse(c)
