@@ -87,7 +87,8 @@ def test_a_server_killed_mid_request_gives_a_bounded_clear_error(tmp_path, start
         elapsed = time.monotonic() - start
     message = str(info.value)
     assert "after 3 tries" in message and "UNAVAILABLE" in message and server.address in message
-    assert elapsed < 5.0  # not the 30 s the black box sleeps, nor 3 x timeout_s
+    # not the 30 s the black box sleeps, nor even two 5 s deadlines (slack for a loaded CI box)
+    assert elapsed < 10.0
     # the batch reached the black box (mark) and may have been evaluated: counted, once
     assert mark.read_text() == "3" and oracle.num_queries == 3
 
