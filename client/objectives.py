@@ -12,7 +12,7 @@ Three sources, chosen per node (first match wins):
    with the run-config ``dim``.
 3. otherwise the run-config ``problem``: a registered synthetic problem built with
    ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed``, or the attack
-   (``problem = "attack"``, :mod:`fedzoo.attack.federation`): objective number
+   (``problem = "attack"``, :mod:`fedzoo_attack.federation`): objective number
    ``partition-id`` (for the attack: that client's CNN on the run-config's image).
 
 Node-config keys: :data:`NODE_CONFIG_KEYS` (any other key is refused, naming the allowed
@@ -169,7 +169,7 @@ def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid
                     "node config 'objective' (module:function) or 'oracle' (host:port)."
                 )
             elif settings.problem == ATTACK_PROBLEM:
-                from fedzoo.attack.federation import client_objective  # torch: attack only
+                from fedzoo_attack.federation import client_objective  # torch: attack only
 
                 objective = client_objective(settings.attack, pid)
             else:

@@ -10,10 +10,16 @@ Two sources of objectives:
   The current directory is put on ``sys.path`` first, as ``python -m`` does;
 * ``--problem attack`` with ``--clients N --portion P --epsilon E --image I --client-id i``
   (and ``--dataset --data-dir --model-seed --models-dir --targeted``): client i's CNN
-  margin on test image I (:mod:`fedzoo.attack.federation`; torch is imported only here).
+  margin on test image I (:mod:`fedzoo_attack.federation`; torch is imported only here).
 
 The server runs until SIGTERM / SIGINT; it logs "oracle listening on HOST:PORT" and, with
 ``--port-file``, writes the bound port there (useful with ``--port 0``).
+
+Any ``--host`` but a loopback address needs caller authentication: a shared token
+(``--token-file FILE`` or the environment variable ``FEDZOO_ORACLE_TOKEN``; never a
+command-line value, which other users can read in the process list) or mutual TLS
+(``--tls-cert --tls-key --tls-client-ca``); without either the server refuses to start
+(exit 2). See ``proto/README.md`` for the threat model.
 
 Wiring: the ``fedzoo`` CLI calls :func:`add_arguments` on its ``oracle`` sub-parser and
 :func:`main` with the parsed namespace. Stand-alone: ``python -m client.oracle_cli serve ...``.
@@ -102,6 +108,27 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", help="PEM certificate chain (with --tls-key: serve TLS)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument(
+        "--tls-client-ca",
+        help="PEM CA certificates; callers must present a certificate they sign (mutual TLS)",
+    )
+    parser.add_argument(
+        "--token-file",
+        help="file holding the shared token callers must send as 'authorization: Bearer "
+        "<token>' (default: the FEDZOO_ORACLE_TOKEN environment variable, if set)",
+    )
+    parser.add_argument(
+        "--replay-bytes",
+        type=_positive_int,
+        default=16 * 1024 * 1024,
+        help="bytes of outcomes kept for request_id retries (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--max-concurrent-rpcs",
+        type=_positive_int,
+        default=64,
+        help="calls in progress beyond which new ones are refused (default 64)",
+    )
+    parser.add_argument(
         "--max-batch",
         type=_positive_int,
         default=10000,
@@ -162,7 +189,7 @@ def build_objective(args: argparse.Namespace) -> Objective:
 
 
 def _attack_objective(args: argparse.Namespace) -> Objective:
-    from fedzoo.attack.federation import AttackSpec, client_objective
+    from fedzoo_attack.federation import AttackSpec, client_objective
 
     missing = [f"--{k}" for k in ("clients", "portion", "epsilon", "image")
                if getattr(args, k) is None]
@@ -186,9 +213,10 @@ def main(args: argparse.Namespace) -> int:
     if server_logger.getEffectiveLevel() > logging.INFO:
         server_logger.setLevel(logging.INFO)  # the bound port must be reported
 
-    from client.oracle_server import run_forever  # imports grpc
+    from client.oracle_server import load_token, run_forever  # imports grpc
 
     try:
+        token = load_token(getattr(args, "token_file", None))
         objective = build_objective(args)
         run_forever(
             objective,
@@ -196,8 +224,12 @@ def main(args: argparse.Namespace) -> int:
             port=args.port,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            tls_client_ca=getattr(args, "tls_client_ca", None),
+            token=token,
             max_batch=args.max_batch,
             max_workers=args.max_workers,
+            replay_bytes=getattr(args, "replay_bytes", 16 * 1024 * 1024),
+            max_concurrent_rpcs=getattr(args, "max_concurrent_rpcs", 64),
             port_file=args.port_file,
         )
     except FedZooError as err:

@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         p_or.set_defaults(func=oracle_main)
 
     try:
-        from fedzoo.attack.cli import add_attack_commands
+        from fedzoo_attack.cli import add_attack_commands
     except ImportError:
         pass
     else:

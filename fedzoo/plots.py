@@ -10,7 +10,7 @@ from typing import Any
 from fedzoo.errors import MissingDependencyError
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """matplotlib.pyplot with the Agg backend, or a clear error naming the extra."""
     try:
         import matplotlib
@@ -37,7 +37,7 @@ def comparison_figure(
 
     With a known optimum F*, the gap F - F* is shown on a log scale.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_q, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2))
     for method, rows in histories.items():
         label = (labels or {}).get(method, method)
@@ -74,7 +74,7 @@ def plot_comparison(
 
     Raises MissingDependencyError when matplotlib (the ``plot`` extra) is not installed.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig = comparison_figure(histories, title=title, optimum=optimum, labels=labels)
     out = Path(path)
     fig.savefig(out, dpi=120)

@@ -25,7 +25,7 @@ import json
 import math
 import platform
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +99,35 @@ class HistoryRecorder:
         row["wall_s"] += wall
 
 
-def write_history(rows: list[dict[str, Any]], path: str | Path) -> None:
-    extra = [k for k in rows[0] if k not in COLUMNS] if rows else []
+def write_csv(
+    path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, strict: bool = False
+) -> None:
+    """A CSV with the given columns, the one CSV writer of the result files.
+
+    Cells: None is written empty, booleans as 0/1, floats as ``repr`` (``nan`` for NaN
+    and infinities); a column missing from a row is empty. Keys that are not columns
+    are ignored, or refused with ``strict`` (ValueError).
+    """
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*COLUMNS, *extra])
+        writer = csv.DictWriter(fh, fieldnames=list(columns),
+                                extrasaction="raise" if strict else "ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt(v) for k, v in row.items()})
+            keys = row if strict else columns
+            writer.writerow({k: _fmt(row.get(k)) for k in keys})
+
+
+def write_history(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """``history.csv``: :data:`COLUMNS`, then any other keys of the first row."""
+    extra = [k for k in rows[0] if k not in COLUMNS] if rows else []
+    write_csv(path, [*COLUMNS, *extra], rows, strict=True)
 
 
 def _fmt(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return int(v)
     if isinstance(v, float):
         return repr(v) if math.isfinite(v) else "nan"
     return v
@@ -197,16 +216,20 @@ def summary(
     }
 
 
-def write_summary(data: dict[str, Any], path: str | Path) -> None:
+def write_summary(data: Mapping[str, Any], path: str | Path) -> None:
+    """A JSON file (``summary.json`` of every command), the one JSON writer of the result
+    files: NaN and infinities as null, numpy scalars as Python numbers, keys as strings,
+    keys sorted, indented."""
+
     def clean(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            v = v.item()
         if isinstance(v, float) and not math.isfinite(v):
             return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, Mapping):
+            return {str(k): clean(x) for k, x in v.items()}
         if isinstance(v, (list, tuple)):
             return [clean(x) for x in v]
-        if isinstance(v, np.generic):
-            return v.item()
         return v
 
     Path(path).write_text(json.dumps(clean(data), indent=2, sort_keys=True) + "\n")

@@ -1,8 +1,8 @@
 """The federated attack through the Flower app (``fedzoo attack --engine flower``).
 
-:class:`FlowerAttack` is a :data:`fedzoo.attack.experiment.RemoteRun`: for one method and
+:class:`FlowerAttack` is a :data:`fedzoo_attack.attack_run.RemoteRun`: for one method and
 one image it submits a run of the fedzoo Flower app with ``problem = "attack"`` (each
-ClientApp builds its own client's CNN margin on the image, :mod:`fedzoo.attack.federation`)
+ClientApp builds its own client's CNN margin on the image, :mod:`fedzoo_attack.federation`)
 to a private local simulation, with ``query-budget`` = the attack's budget,
 ``save-points = true`` and no final evaluation, and returns the run's history rows and
 global points. The caller judges success on those points (the ServerApp holds no model).
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from fedzoo.attack.federation import AttackSpec
 from fedzoo.config import RunConfig
 from fedzoo.results import read_history
+from fedzoo_attack.federation import AttackSpec
 from server.driver import FlowerSimulation
 
 

@@ -18,7 +18,7 @@ Federation keys:
 * ``dim``, ``num-clients``, ``heterogeneity``, ``problem-seed``: the problem's d, N, C
   and seed. ``num-clients`` is also the number of partitions the server waits for.
 * ``problem = "attack"``: the federated adversarial attack on one test image
-  (:mod:`fedzoo.attack.federation`, keys ``attack-*``): every client builds its own
+  (:mod:`fedzoo_attack.federation`, keys ``attack-*``): every client builds its own
   model's margin from its partition id; the server needs no model (values are the
   clients' reports; success is judged by the caller on the saved global points).
 * ``query-budget``: if > 0, the run ends after the round in which the clients' queries
@@ -63,7 +63,7 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 
 CUSTOM_PROBLEM = "custom"
-ATTACK_PROBLEM = "attack"  # fedzoo.attack.federation: each client's CNN margin on one image
+ATTACK_PROBLEM = "attack"  # fedzoo_attack.federation: each client's CNN margin on one image
 
 #: Keys of the run-config that are not RunConfig options, with their shipped defaults.
 FEDERATION_DEFAULTS: dict[str, Any] = {
@@ -125,7 +125,7 @@ class FlowerSettings:
     query_budget: int = 0
     save_points: bool = False
     final_evaluation: bool = True
-    attack: Any = None  # fedzoo.attack.federation.AttackSpec when problem = "attack"
+    attack: Any = None  # fedzoo_attack.federation.AttackSpec when problem = "attack"
 
     @property
     def synthetic(self) -> bool:
@@ -167,8 +167,8 @@ def _string(values: Mapping[str, Any], key: str, what: str) -> str:
 def _check_attack_keys(values: Mapping[str, Any]) -> None:
     """The ``attack-*`` keys, each on its own, whatever the problem (a typo in a key the
     run does not use is still a typo); the attack checks how they combine
-    (:class:`~fedzoo.attack.federation.AttackSpec`) when ``problem = "attack"``."""
-    from fedzoo.attack.federation import DATASETS  # numpy-free, light
+    (:class:`~fedzoo_attack.federation.AttackSpec`) when ``problem = "attack"``."""
+    from fedzoo_attack.federation import DATASETS  # numpy-free, light
 
     dataset = values["attack-dataset"]
     if dataset not in DATASETS:
@@ -184,7 +184,7 @@ def _check_attack_keys(values: Mapping[str, Any]) -> None:
             f"Run-config 'attack-portion' = {values['attack-portion']!r} is not allowed; "
             "expected a number in (0, 1]."
         )
-    from fedzoo.attack.data import classes_per_client  # numpy only
+    from fedzoo_attack.data import classes_per_client  # numpy only
 
     try:
         classes_per_client(portion)
@@ -292,7 +292,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     _check_attack_keys(values)
     attack = None
     if problem == ATTACK_PROBLEM:
-        from fedzoo.attack.federation import AttackSpec  # numpy only; torch when used
+        from fedzoo_attack.federation import AttackSpec  # numpy only; torch when used
 
         attack = AttackSpec.from_run_config(values, num_clients)
     return FlowerSettings(

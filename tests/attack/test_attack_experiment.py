@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedzoo.attack import experiment as E
-from fedzoo.attack import objectives as O
-from fedzoo.attack.cli import ATTACK_METHODS
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
+from fedzoo_attack import attack_run as E
+from fedzoo_attack import metric_run as MR
+from fedzoo_attack import objectives as O
+from fedzoo_attack import stats as S
+from fedzoo_attack.cli import ATTACK_METHODS
 
 IMAGE = np.full((2, 2), 0.5, dtype=np.float32)  # d = 4
 
@@ -179,17 +181,17 @@ def _outcome(q: int | None) -> E.ImageOutcome:
 
 def test_success_statistics_by_hand() -> None:
     outs = [_outcome(q) for q in (100, 300, 200, None, 400)]
-    assert E.success_rate_at(outs, 99) == 0.0
-    assert E.success_rate_at(outs, 200) == pytest.approx(2 / 5)
-    assert E.success_rate_at(outs, 10_000) == pytest.approx(4 / 5)
-    assert E.queries_to_rate(outs, 0.4) == 200  # 2 of 5
-    assert E.queries_to_rate(outs, 0.5) == 300  # ceil(2.5) = 3 of 5
-    assert E.queries_to_rate(outs, 0.8) == 400
-    assert E.queries_to_rate(outs, 0.9) is None  # 5 of 5 needed, one never fooled
-    s = E.attack_method_summary(outs, budgets=(150, 1000))
+    assert S.success_rate_at(outs, 99) == 0.0
+    assert S.success_rate_at(outs, 200) == pytest.approx(2 / 5)
+    assert S.success_rate_at(outs, 10_000) == pytest.approx(4 / 5)
+    assert S.queries_to_rate(outs, 0.4) == 200  # 2 of 5
+    assert S.queries_to_rate(outs, 0.5) == 300  # ceil(2.5) = 3 of 5
+    assert S.queries_to_rate(outs, 0.8) == 400
+    assert S.queries_to_rate(outs, 0.9) is None  # 5 of 5 needed, one never fooled
+    s = S.attack_method_summary(outs, budgets=(150, 1000))
     assert s["success_rate_at"] == {"150": 0.2, "1000": 0.8}
     assert s["median_queries_to_success"] == 250.0 and s["successes"] == 4
-    xs, ys = E.success_curve(outs, 350)
+    xs, ys = S.success_curve(outs, 350)
     assert xs[-1] == 350 and ys[-1] == pytest.approx(3 / 5)
 
 
@@ -257,22 +259,22 @@ def test_run_attack_experiment_writes_the_files(tmp_path: Path) -> None:
 
 
 def test_reporting_value_is_not_a_query() -> None:
-    from fedzoo.attack.metric import metric_problem
+    from fedzoo_attack.metric import metric_problem
 
     problem = metric_problem(3, 0.5, "f1", 0)
     before = [o.num_queries for o in problem.objectives]
-    v = E.reporting_value(problem, problem.x0)
+    v = MR.reporting_value(problem, problem.x0)
     assert [o.num_queries for o in problem.objectives] == before
     direct = sum(w * o(problem.x0[None])[0] for w, o in zip(problem.weights, problem.objectives))
     assert v == pytest.approx(direct)
 
 
 def test_metric_run_budget(tmp_path: Path) -> None:
-    from fedzoo.attack.metric import metric_problem
+    from fedzoo_attack.metric import metric_problem
 
     problem = metric_problem(3, 0.5, "f1", 0)
     cfg = RunConfig.from_mapping({"method": "fedzo", "rounds": 50, "local-steps": 2})
-    out = E.metric_run(problem, cfg, seed=0, budget=500)
+    out = MR.metric_run(problem, cfg, seed=0, budget=500)
     assert out.final_queries >= 500 and out.queries_at_budget <= 500
     assert out.history[-2]["queries"] < 500  # stopped at the first round reaching it
     assert out.value_at_budget == next(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedzoo.attack import metric as MT
 from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
+from fedzoo_attack import metric as MT
 
 sk = pytest.importorskip("sklearn.metrics")
 

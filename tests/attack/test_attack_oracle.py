@@ -11,9 +11,9 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("mlxtend")
 
-from fedzoo.attack.federation import AttackSpec, client_objective  # noqa: E402
-from fedzoo.attack.models import reference_weights_path  # noqa: E402
 from fedzoo.errors import ConfigError  # noqa: E402
+from fedzoo_attack.federation import AttackSpec, client_objective  # noqa: E402
+from fedzoo_attack.models import reference_weights_path  # noqa: E402
 from tests.proto.servers import spawn, wait_ready  # noqa: E402
 
 IMAGE = 853  # a test image the reference models (N=10, P=0.7) classify correctly

@@ -1,6 +1,6 @@
 """The attack as a deployable federation: one client's model and image from a few scalars.
 
-In process, :func:`fedzoo.attack.objectives.attack_problem` gets the models and the image
+In process, :func:`fedzoo_attack.objectives.attack_problem` gets the models and the image
 as objects. A Flower ClientApp, or an oracle process serving one client's model, gets
 only configuration values; :class:`AttackSpec` is that configuration (data set, class
 portion, model seed, epsilon, targeted, the test image's index) and
@@ -71,8 +71,8 @@ class AttackSpec:
     models_dir: str = ""
 
     def __post_init__(self) -> None:
-        from fedzoo.attack.data import classes_per_client
-        from fedzoo.attack.objectives import _check_epsilon
+        from fedzoo_attack.data import classes_per_client
+        from fedzoo_attack.objectives import _check_epsilon
 
         if self.dataset not in DATASETS:
             raise ConfigError(f"attack-dataset = {self.dataset!r} is not allowed; expected one of {list(DATASETS)}.")
@@ -116,7 +116,7 @@ _MODELS: dict[tuple[Any, ...], Any] = {}
 
 
 def _dataset(spec: AttackSpec) -> Any:
-    from fedzoo.attack.data import load_dataset
+    from fedzoo_attack.data import load_dataset
 
     key = (spec.dataset, spec.data_dir)
     with _LOCK:
@@ -128,7 +128,7 @@ def _dataset(spec: AttackSpec) -> Any:
 def _models(spec: AttackSpec) -> Any:
     from pathlib import Path
 
-    from fedzoo.attack.models import load_client_models, train_client_models, weights_filename
+    from fedzoo_attack.models import load_client_models, train_client_models, weights_filename
 
     data = _dataset(spec)
     key = (spec.dataset, spec.data_dir, spec.num_clients, spec.portion, spec.model_seed,
@@ -165,7 +165,7 @@ def image_and_label(spec: AttackSpec) -> tuple[Any, int]:
 
 def client_objective(spec: AttackSpec, client_id: int) -> Any:
     """Client ``client_id``'s margin on the attacked image (an AttackObjective)."""
-    from fedzoo.attack.objectives import AttackObjective
+    from fedzoo_attack.objectives import AttackObjective
 
     if not 0 <= client_id < spec.num_clients:
         raise ConfigError(f"Client id {client_id} is outside [0, {spec.num_clients - 1}].")

@@ -56,7 +56,7 @@ def _methods(text: str, allowed: Sequence[str]) -> list[str]:
 
 
 def _check_common(args: argparse.Namespace) -> None:
-    from fedzoo.attack.data import classes_per_client
+    from fedzoo_attack.data import classes_per_client
 
     if args.engine != "inprocess" and args.command != "attack":
         raise ConfigError(
@@ -217,7 +217,7 @@ def add_attack_commands(subparsers: Any) -> None:
 # --------------------------------------------------------------------------------------
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Run ``fedzoo attack prepare``; returns the exit status."""
-    from fedzoo.attack.data import classes_per_client
+    from fedzoo_attack.data import classes_per_client
 
     portions = []
     for text in args.portions.split(","):
@@ -232,7 +232,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}.")
 
-    from fedzoo.attack.models import TrainConfig, prepare
+    from fedzoo_attack.models import TrainConfig, prepare
 
     config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
     written = prepare(args.dataset, args.clients, portions, args.model_seed, config=config,
@@ -250,7 +250,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     """Run ``fedzoo attack``; returns the exit status."""
     from pathlib import Path
 
-    from fedzoo.attack.objectives import _check_epsilon
+    from fedzoo_attack.objectives import _check_epsilon
 
     # Validate everything cheap before loading torch, data or models.
     _check_common(args)
@@ -267,10 +267,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from fedzoo.attack.data import load_dataset
-    from fedzoo.attack.experiment import run_attack_experiment
-    from fedzoo.attack.models import train_client_models
-    from fedzoo.attack.objectives import select_attack_images
+    from fedzoo_attack.attack_run import run_attack_experiment
+    from fedzoo_attack.data import load_dataset
+    from fedzoo_attack.models import train_client_models
+    from fedzoo_attack.objectives import select_attack_images
 
     data = load_dataset(args.dataset, args.data_dir)
     models = train_client_models(
@@ -293,7 +293,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
             criterion=args.selection,
             targeted=args.targeted,
         )
-    from fedzoo.attack.objectives import SELECTION_RULES
+    from fedzoo_attack.objectives import SELECTION_RULES
 
     info = {
         "dataset": data.name,
@@ -349,7 +349,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         )
 
     if args.engine == "flower":
-        from fedzoo.attack.federation import AttackSpec
+        from fedzoo_attack.federation import AttackSpec
         from server.attack import FlowerAttack  # Flower only for this engine
         from server.driver import FlowerSimulation
 
@@ -419,7 +419,7 @@ def cmd_metric(args: argparse.Namespace) -> int:
         override["rounds"] = ROUNDS_CAP_WITH_BUDGET
     config = config_from_args(args, **override)
 
-    from fedzoo.attack.experiment import run_metric_experiment
+    from fedzoo_attack.metric_run import run_metric_experiment
 
     _stderr(
         f"metric: 1 - {args.metric}, N={args.clients}, P={args.portion:g}, seeds {seeds}, "

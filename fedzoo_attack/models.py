@@ -1,15 +1,15 @@
 """Small CNN classifiers for the federated attack, trained per client (imports torch).
 
 Each of N clients owns a CNN trained only on its class-portion split of the training
-images (:func:`fedzoo.attack.data.class_portion_split`): int(P * 10) classes, disjoint
+images (:func:`fedzoo_attack.data.class_portion_split`): int(P * 10) classes, disjoint
 samples. Training is CPU-only, seeded and deterministic; trained weights are stored as
 float16 ``.npz`` files (never pickles) keyed by (data set, N, P, seed, architecture) in
 the cache directory, and small reference weights for MNIST-5k (N = 10, P = 0.5 and 0.7)
-ship in ``fedzoo/attack/reference_weights/`` so tests and default runs never train.
+ship in ``fedzoo_attack/reference_weights/`` so tests and default runs never train.
 
 Reproduce the reference weights with::
 
-    python -m fedzoo.attack.models --prepare --reference
+    python -m fedzoo_attack.models --prepare --reference
 
 Architecture ``cnn`` (26.7k parameters on 28 x 28 inputs)::
 
@@ -41,14 +41,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedzoo.attack.data import (
+from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
+from fedzoo_attack.data import (
     ImageDataset,
     class_portion_split,
     client_classes,
     default_cache_dir,
     load_dataset,
 )
-from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
 
 logger = logging.getLogger(__name__)
 
@@ -558,7 +558,7 @@ def train_client_models(
     """The N client models for (data set, N, P, seed, arch): loaded if stored, else trained.
 
     Lookup order: the committed reference weights (``reference_weights/``), then the
-    cache (``cache_dir``, default :func:`~fedzoo.attack.data.default_cache_dir` ``/models``);
+    cache (``cache_dir``, default :func:`~fedzoo_attack.data.default_cache_dir` ``/models``);
     a stored file is used only when its data fingerprint matches and, if ``config`` or
     ``epochs`` is given, its training configuration too (without them, weights prepared
     with any settings, e.g. by ``fedzoo attack prepare --epochs 5``, are used).
@@ -567,8 +567,8 @@ def train_client_models(
     precision and, with ``use_cache``, saved.
 
     Args:
-        dataset: an :class:`~fedzoo.attack.data.ImageDataset` or a name for
-            :func:`~fedzoo.attack.data.load_dataset`.
+        dataset: an :class:`~fedzoo_attack.data.ImageDataset` or a name for
+            :func:`~fedzoo_attack.data.load_dataset`.
         num_clients: N.
         portion: P; each client trains on int(P * 10) classes.
         seed: seed of the split and of the models' initialisation and batches.
@@ -650,7 +650,7 @@ def load_reference_models(
         raise ConfigError(
             f"No reference weights for N={num_clients}, P={portion}, seed={seed}, "
             f"arch={arch} ({path.name}); available: {available}. Train them with "
-            "train_client_models(...) or `python -m fedzoo.attack.models --prepare`."
+            "train_client_models(...) or `python -m fedzoo_attack.models --prepare`."
         )
     return load_client_models(path)
 
@@ -661,7 +661,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# Command line: python -m fedzoo.attack.models --prepare ...
+# Command line: python -m fedzoo_attack.models --prepare ...
 # --------------------------------------------------------------------------------------
 def prepare(
     dataset: str = "mnist5k",
@@ -714,9 +714,9 @@ def prepare(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fedzoo.attack.models``."""
+    """Entry point of ``python -m fedzoo_attack.models``."""
     parser = argparse.ArgumentParser(
-        prog="python -m fedzoo.attack.models",
+        prog="python -m fedzoo_attack.models",
         description="Train the per-client attack models and write their weights.",
     )
     parser.add_argument("--prepare", action="store_true", help="train and write weights")

@@ -2,7 +2,7 @@ r"""Non-differentiable metric optimisation on scikit-learn's digits (DESIGN §7)
 
 A one-hidden-layer MLP (64 -> h ReLU -> 10) is trained on one half of scikit-learn's
 bundled digits; the other, held-out half is split among N clients by the class-portion
-rule (:func:`fedzoo.attack.data.class_portion_split`). A point x in ``[0, 1]^p`` perturbs
+rule (:func:`fedzoo_attack.data.class_portion_split`). A point x in ``[0, 1]^p`` perturbs
 the p = 10 h + 10 last-layer parameters (weights, then biases)
 
 .. math::  \theta = \theta_0 + r (2x - 1), \qquad r = 0.2 \text{ by default},
@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from fedzoo.attack.data import class_portion_split, client_classes, load_digits_dataset
 from fedzoo.errors import ConfigError, ShapeError, UnknownNameError
 from fedzoo.objectives.base import Objective
 from fedzoo.objectives.problems import FederatedProblem
+from fedzoo_attack.data import class_portion_split, client_classes, load_digits_dataset
 
 logger = logging.getLogger(__name__)
 

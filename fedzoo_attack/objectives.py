@@ -27,7 +27,7 @@ never by the sign of F. (Since the max of an average is at most the average of m
 the ensemble's own margin is >= F, so F < 0 is necessary, not sufficient, for an
 untargeted success.)
 
-Classifiers are torch modules (wrapped by :class:`fedzoo.attack.models.TorchClassifier`,
+Classifiers are torch modules (wrapped by :class:`fedzoo_attack.models.TorchClassifier`,
 so torch is imported only when one is used) or any callable mapping float32 images
 ``n x H x W`` (or ``n x H x W x C``) in [0, 1] to logits ``n x C``.
 """
@@ -71,13 +71,13 @@ def as_classifier(
 ) -> Classifier:
     """A numpy-in, numpy-out classifier from a torch module or a callable.
 
-    A ``torch.nn.Module`` is wrapped in :class:`fedzoo.attack.models.TorchClassifier`
+    A ``torch.nn.Module`` is wrapped in :class:`fedzoo_attack.models.TorchClassifier`
     (torch is already loaded when such an object exists); any other callable is used
     as is and must map images ``n x H x W [x C]`` to logits ``n x C``.
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(model, torch.nn.Module):
-        from fedzoo.attack.models import TorchClassifier
+        from fedzoo_attack.models import TorchClassifier
 
         return TorchClassifier(model, batch_size=batch_size, num_threads=num_threads)
     if callable(model):
@@ -178,7 +178,7 @@ class AttackObjective(Objective):
         num_classes: C, checked against the logits.
         batch_size: images per forward pass.
         num_threads: torch threads during evaluation (default 1; see
-            :func:`fedzoo.attack.models.torch_threads`).
+            :func:`fedzoo_attack.models.torch_threads`).
         budget: optional query budget.
         name: a label for logs.
 
@@ -243,7 +243,7 @@ def attack_problem(
     """The federated attack on one image as a :class:`FederatedProblem`.
 
     Args:
-        models: the N client classifiers (a :class:`fedzoo.attack.models.ClientModels`,
+        models: the N client classifiers (a :class:`fedzoo_attack.models.ClientModels`,
             or a sequence of torch modules / callables).
         image: the attacked image (``H x W`` or ``H x W x C`` in [0, 1]).
         label: its true class.
