@@ -34,11 +34,24 @@ Rules:
   continues from the state after its last round, as the server does.
 * **size**: bounded by ``KEEP`` x the state's size (the history is capped by
   ``history-max``).
+* **integrity**: every snapshot carries a SHA-256 of its content (the array names,
+  dtypes, shapes and bytes: :func:`content_digest`) under the key :data:`DIGEST_KEY`,
+  verified on load. A snapshot that cannot be read (truncated, bit-flipped: the zip
+  layer raises ``zipfile.BadZipFile``, ``zlib.error``, ``KeyError``, ...) or whose
+  content does not match its digest (a well-formed file with an edited array) is skipped
+  with a logged warning in favour of the one before it; it is left on disk for
+  inspection and ages out like any other snapshot. A snapshot without a digest is
+  skipped too: a damaged zip directory can hide members without any error, so a missing
+  digest cannot be told from damage (snapshots written before digests existed are
+  therefore not reused: such a client restarts from its latest verifiable state).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +59,11 @@ import numpy as np
 from fedzoo.checkpoint import write_npz_atomic
 from fedzoo.errors import ConfigError
 
+logger = logging.getLogger(__name__)
+
 KEEP = 3
+DIGEST_KEY = "__sha256__"
+_DIGEST_DOMAIN = b"fedzoo client snapshot v1\0"
 _NAME = re.compile(r"^state-(\d{6})-(\d)\.npz$")
 PHASES = {"train": 0, "query.sync": 1, "query.evaluate": 2}
 
@@ -60,6 +77,51 @@ def phase_of(message_type: str) -> int:
         raise ConfigError(
             f"No snapshot phase for message type {message_type!r}; expected one of {sorted(PHASES)}."
         ) from None
+
+
+class CorruptSnapshotError(ValueError):
+    """A snapshot whose content does not match its digest."""
+
+
+def content_digest(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """SHA-256 over the arrays' names, dtypes, shapes and bytes (names sorted; every
+    field length-prefixed, so no two different snapshots hash the same input)."""
+    h = hashlib.sha256(_DIGEST_DOMAIN)
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        for part in (name.encode("utf-8"), a.dtype.str.encode(), repr(a.shape).encode()):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+        data = a.tobytes()
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+def read_snapshot(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the snapshot at ``path``, verified against its digest.
+
+    Raises:
+        CorruptSnapshotError: the digest is malformed or does not match the content.
+        Exception: anything the zip / ``.npy`` layers raise on a damaged file
+            (``OSError``, ``ValueError``, ``EOFError``, ``zipfile.BadZipFile``,
+            ``zlib.error``, ``KeyError``, ...).
+    """
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}  # reads (and CRC-checks) every member
+    stored = arrays.pop(DIGEST_KEY, None)
+    if stored is None:
+        # Also what a damaged central directory looks like: zipfile may list only the
+        # members before the damage and raise nothing.
+        raise CorruptSnapshotError(
+            "no content digest (damaged, or written by a fedzoo older than snapshot "
+            "digests, which cannot be verified)"
+        )
+    if stored.dtype != np.uint8 or stored.shape != (32,):
+        raise CorruptSnapshotError(f"malformed digest (dtype {stored.dtype}, shape {stored.shape})")
+    if stored.tobytes() != content_digest(arrays):
+        raise CorruptSnapshotError("content does not match its SHA-256 digest")
+    return arrays
 
 
 class StateStore:
@@ -94,20 +156,35 @@ class StateStore:
     def load_before(self, tag: Tag) -> tuple[Tag, dict[str, np.ndarray]] | None:
         """The latest snapshot tagged before ``tag`` (its tag and arrays), or None.
 
-        A snapshot that cannot be read (a torn file from a crash of the disk itself) is
-        skipped in favour of the one before it.
+        A snapshot that cannot be read or fails its digest (a torn file from a crash of
+        the disk itself, a flipped bit, an edited array) is skipped, with a logged
+        warning, in favour of the one before it.
         """
         for found in reversed([t for t in self.tags() if t < tag]):
+            path = self.path(found)
             try:
-                with np.load(self.path(found), allow_pickle=False) as data:
-                    return found, {k: data[k] for k in data.files}
-            except (OSError, ValueError, EOFError):
+                return found, read_snapshot(path)
+            except Exception as err:  # any failure to parse or verify: unusable
+                # zipfile / zlib / numpy raise many types on damaged input (BadZipFile,
+                # zlib.error, KeyError, struct.error, ...); none of them may crash a client
+                # that has an older good snapshot.
+                logger.warning(
+                    "skipping the corrupt client snapshot %s (%s: %s); falling back to the "
+                    "one before it",
+                    path,
+                    type(err).__name__,
+                    err,
+                )
                 continue
         return None
 
     def save(self, tag: Tag, arrays: dict[str, np.ndarray]) -> Path:
-        """Write the snapshot ``tag`` atomically, drop newer and surplus ones."""
-        target = write_npz_atomic(self.path(tag), arrays)
+        """Write the snapshot ``tag`` atomically (with its content digest), drop newer
+        and surplus ones."""
+        if DIGEST_KEY in arrays:
+            raise ConfigError(f"A client state may not hold the reserved key {DIGEST_KEY!r}.")
+        digest = np.frombuffer(content_digest(arrays), dtype=np.uint8)
+        target = write_npz_atomic(self.path(tag), {**arrays, DIGEST_KEY: digest})
         tags = self.tags()
         stale = [t for t in tags if t > tag] + [t for t in tags if t <= tag][:-KEEP]
         for t in stale:
