@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedzoo.cli import main
+from fedzoo_cli.main import main
 
 # A tiny but complete FZooS round at d = 784 (small surrogate sizes keep it fast).
 SMALL = [
@@ -238,7 +238,7 @@ def test_metric_runs_never_import_torch(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
     code = (
         "import sys\n"
-        "from fedzoo.cli import main\n"
+        "from fedzoo_cli.main import main\n"
         f"rc = main(['metric', '--clients', '3', '--portion', '0.5', '--method', 'fedzo', "
         f"'--rounds', '1', '--local-steps', '1', '--seeds', '0', '--workers', '1', "
         f"'--out', {str(tmp_path / 'metric')!r}])\n"

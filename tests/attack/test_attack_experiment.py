@@ -15,7 +15,7 @@ from fedzoo_attack import attack_run as E
 from fedzoo_attack import metric_run as MR
 from fedzoo_attack import objectives as O
 from fedzoo_attack import stats as S
-from fedzoo_attack.cli import ATTACK_METHODS
+from fedzoo_cli.attack import ATTACK_METHODS
 
 IMAGE = np.full((2, 2), 0.5, dtype=np.float32)  # d = 4
 

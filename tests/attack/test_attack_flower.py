@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("flwr")
 
-from fedzoo.cli import main  # noqa: E402
+from fedzoo_cli.main import main  # noqa: E402
 
 IMAGE = 853  # a test image the reference models (N=10, P=0.7) classify correctly
 

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from fedzoo.cli import main
+from fedzoo_cli.main import main
 
 FAST = ["--dim", "8", "--clients", "3", "--rounds", "3", "--local-steps", "2", "--rff-features", "100",
         "--gp-history", "40", "--sync-points", "5", "--explore-points", "2"]
 
 
 def test_import_fedzoo_loads_no_flower_grpc_or_torch():
-    code = ("import sys, fedzoo; fedzoo.minimize; fedzoo.run_federation; import fedzoo.cli; "
+    code = ("import sys, fedzoo; fedzoo.minimize; fedzoo.run_federation; import fedzoo_cli.main; "
             "print(' '.join(m for m in ('flwr', 'grpc', 'torch', 'ray', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
@@ -123,7 +123,7 @@ def test_cli_resume_refuses_fewer_rounds_than_the_checkpoint(tmp_path, capsys):
 
 
 def test_console_script_runs(tmp_path):
-    exe = [sys.executable, "-m", "fedzoo.cli"]
+    exe = [sys.executable, "-m", "fedzoo_cli"]
     out = subprocess.run([*exe, "run", "--method", "fedzo", *FAST, "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

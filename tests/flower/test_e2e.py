@@ -104,7 +104,7 @@ def test_tls_deployment_with_node_auth_and_a_remote_oracle(tmp_path, no_leftover
 
 
 def test_cli_flower_run_checkpoints_and_resumes_like_the_engine(tmp_path, no_leftovers):
-    from fedzoo.cli import main
+    from fedzoo_cli.main import main
 
     flags = ["--engine", "flower", "--method", "fzoos", "--dim", "10", "--clients", "3",
              "--rff-features", "200", "--local-steps", "4", "--gp-history", "80"]

@@ -1,13 +1,13 @@
-"""The ``fedzoo`` command line: run, compare, oracle serve, attack, metric.
+"""The ``fedzoo`` command line: run, compare, oracle serve, attack, attack prepare, metric.
 
 Every :class:`~fedzoo.config.RunConfig` option is also a flag (``--gp-history 300``).
-Progress goes to stderr, one line per round; tables to stdout.
+Progress goes to stderr, one line per round; tables to stdout. The attack commands live
+in :mod:`fedzoo_cli.attack`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import math
 import sys
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo._threads import single_threaded_blas_env
+from fedzoo_cli.common import add_config_args, config_from_args
 
 BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
 #: Methods that are references rather than zeroth-order methods (``gradients`` column).
@@ -34,35 +35,6 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clients", type=int, default=5, help="number of clients N (default 5)")
     g.add_argument("--heterogeneity", type=float, default=0.5, help="heterogeneity C (default 0.5)")
     g.add_argument("--problem-seed", type=int, default=None, help="problem seed (default: --seed)")
-
-
-def add_config_args(p: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> None:
-    """One flag per RunConfig option (default None: RunConfig's default applies)."""
-    from fedzoo.config import RunConfig
-
-    g = p.add_argument_group("algorithm (every option of the run configuration)")
-    for f in dataclasses.fields(RunConfig):
-        if f.name in skip:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = f.metadata.get("kind", "")
-        typ = str if kind == "choice" else int if kind.endswith("int") else float
-        choices = f.metadata.get("choices") or None
-        g.add_argument(flag, type=typ, default=None, choices=choices,
-                       help=f"{f.metadata.get('doc', '')} (default {f.default})")
-
-
-def config_from_args(args: argparse.Namespace, **override: Any) -> Any:
-    """The validated RunConfig from the flags of :func:`add_config_args` and overrides."""
-    from fedzoo.config import RunConfig
-
-    values = {}
-    for f in dataclasses.fields(RunConfig):
-        v = getattr(args, f.name, None)
-        if v is not None:
-            values[f.name] = v
-    values.update(override)
-    return RunConfig.from_mapping(values)
 
 
 def _problem_from_args(args: argparse.Namespace) -> Any:
@@ -281,12 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_oracle(p_or)
         p_or.set_defaults(func=oracle_main)
 
-    try:
-        from fedzoo_attack.cli import add_attack_commands
-    except ImportError:
-        pass
-    else:
-        add_attack_commands(sub)
+    from fedzoo_cli.attack import add_attack_commands
+
+    add_attack_commands(sub)
     return parser
 
 
@@ -297,11 +266,13 @@ def _missing(what: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     single_threaded_blas_env()  # before numpy is imported: many small factorisations
-    parser = build_parser()
+    from fedzoo_cli.attack import PREPARE, build_prepare_parser
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["attack", "prepare"]:  # `fedzoo attack prepare` = `fedzoo attack-prepare`
-        argv = ["attack-prepare", *argv[2:]]
-    args = parser.parse_args(argv)
+    if argv[:2] == list(PREPARE):  # `fedzoo attack prepare ...`: its own parser
+        args = build_prepare_parser().parse_args(argv[2:])
+    else:
+        args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from fedzoo.errors import FedZooError

@@ -1,4 +1,7 @@
-"""The ``fedzoo attack`` and ``fedzoo metric`` subcommands (added to the ``fedzoo`` CLI).
+"""The ``fedzoo attack``, ``fedzoo attack prepare`` and ``fedzoo metric`` sub-commands
+(added to the ``fedzoo`` command line by :mod:`fedzoo_cli.main`).
+
+``fedzoo attack prepare`` trains the client CNNs of an attack and caches their weights.
 
 ``fedzoo attack`` loads (or trains) the N client CNNs, draws K test images the federation
 classifies correctly (``--selection``, default ``known``), runs each method on each image
@@ -6,8 +9,8 @@ in this process and writes, in ``--out``: ``attack.csv`` and ``history.csv`` (al
 with a ``method`` column), the same per method in ``<method>/`` (with ``points.npz``),
 ``summary.json`` and ``attack.png``. ``fedzoo metric`` runs each method on each seed of
 the non-differentiable metric problem and writes ``metric.csv`` and ``history.csv`` (all
-methods), the same per method in ``<method>/``, ``summary.json`` and ``metric.png``. Every run-configuration option is also a flag
-(``--rff-features 2000``). Progress goes to stderr, tables to stdout.
+methods), the same per method in ``<method>/``, ``summary.json`` and ``metric.png``.
+Every run-configuration option is also a flag (``--rff-features 2000``). Progress goes to stderr, tables to stdout.
 
 Torch, the data and matplotlib are imported only when a command runs.
 """
@@ -16,17 +19,18 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-from fedzoo.cli import add_config_args, config_from_args
 from fedzoo.config import METHODS
 from fedzoo.errors import ConfigError, UnknownNameError
+from fedzoo_cli.common import add_config_args, config_from_args, stderr
 
 ROUNDS_CAP_WITH_BUDGET = 1000
 # Every registered method except the exact-gradient upper bound (the attack is a black box).
 ATTACK_METHODS = tuple(m for m in METHODS if m != "fo")
+#: ``fedzoo attack prepare``: the first two words of its command line.
+PREPARE = ("attack", "prepare")
 
 
 # --------------------------------------------------------------------------------------
@@ -70,20 +74,16 @@ def _check_common(args: argparse.Namespace) -> None:
         raise ConfigError(f"--budget must be a positive number of queries, got {args.budget}.")
 
 
-def _stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def add_attack_commands(subparsers: Any) -> None:
-    """Add ``attack``, ``attack-prepare`` (also spelt ``attack prepare``) and ``metric``."""
-    pp = subparsers.add_parser(
-        "attack-prepare",
-        help="train the client CNNs of an attack and cache their weights (also: attack prepare)",
+def build_prepare_parser() -> argparse.ArgumentParser:
+    """The parser of ``fedzoo attack prepare`` (:func:`fedzoo_cli.main.main` hands it the
+    arguments after those two words)."""
+    pp = argparse.ArgumentParser(
+        prog="fedzoo attack prepare",
         description="Train each client's CNN on its class-portion split and write the weights "
         "where `fedzoo attack` finds them (default: the cache). Reports seconds per model "
         "and test accuracy on the client's own classes and on all classes.",
     )
+    pp.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     pp.add_argument("--dataset", default="mnist5k", choices=("mnist5k", "mnist", "cifar10"))
     pp.add_argument("--data-dir", default=None, help="directory of mnist / cifar10 files")
     pp.add_argument("--clients", type=int, default=10, help="number of clients N (default 10)")
@@ -93,10 +93,16 @@ def add_attack_commands(subparsers: Any) -> None:
     pp.add_argument("--threads", type=int, default=None, help="torch threads (default 1)")
     pp.add_argument("--out", default=None, help="directory of the weights (default: the cache)")
     pp.set_defaults(func=cmd_prepare)
+    return pp
 
+
+def add_attack_commands(subparsers: Any) -> None:
+    """Add ``attack`` and ``metric`` (``attack prepare``: :func:`build_prepare_parser`)."""
     p = subparsers.add_parser(
         "attack",
-        help="federated black-box adversarial attack on client CNNs",
+        help="federated black-box adversarial attack on client CNNs (train them first: "
+        "fedzoo attack prepare)",
+        epilog="`fedzoo attack prepare --help`: train the client CNNs and cache their weights.",
         description="Attack K test images that the federation classifies correctly (by "
         "default: the averaged logits and every client model trained on the image's class; "
         "see --selection); success = the averaged logits misclassify (or, with --targeted, "
@@ -237,7 +243,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     config = TrainConfig() if args.epochs is None else TrainConfig(epochs=args.epochs)
     written = prepare(args.dataset, args.clients, portions, args.model_seed, config=config,
                       data_dir=args.data_dir, out_dir=args.out, num_threads=args.threads,
-                      progress=_stderr)
+                      progress=stderr)
     for path in written:
         print(path)
     return 0
@@ -274,7 +280,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     data = load_dataset(args.dataset, args.data_dir)
     models = train_client_models(
-        data, args.clients, args.portion, args.model_seed, progress=_stderr
+        data, args.clients, args.portion, args.model_seed, progress=stderr
     )
     if ids is not None:
         bad = [i for i in ids if not 0 <= i < len(data.y_test)]
@@ -308,7 +314,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "models": {k: models.meta.get(k) for k in ("fingerprint", "ensemble_acc", "train")},
     }
     kind = "targeted" if args.targeted else "untargeted"
-    _stderr(
+    stderr(
         f"attack: {data.name}, N={args.clients}, P={args.portion:g}, eps={epsilon:g}, "
         f"{kind}, {len(indices)} images {indices.tolist()} (selection "
         f"{info['selection']}), methods {methods}, budget {args.budget or 'none'}"
@@ -320,7 +326,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
             if o.success
             else f"not fooled ({o.final_queries} queries, {o.rounds} rounds)"
         )
-        _stderr(
+        stderr(
             f"[{method}] image {k}/{total} (#{o.image}, label {o.label}): {what}, "
             f"linf {o.linf:.3f}, {o.median_round_s:.2f} s/round, {o.wall_s:.1f} s"
         )
@@ -360,7 +366,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         spec = AttackSpec(args.dataset, args.clients, args.portion, args.model_seed, epsilon,
                           bool(args.targeted), 0, args.data_dir or "",
                           str(Path(weights).parent))
-        _stderr("flower: one local simulation (SuperLink + Ray) for every run; each run "
+        stderr("flower: one local simulation (SuperLink + Ray) for every run; each run "
                 "goes to the budget or the round cap, success is judged on its points")
         with FlowerSimulation() as sim:
             summary = run(FlowerAttack(sim, spec, data.dim, out / "flower"))
@@ -421,13 +427,13 @@ def cmd_metric(args: argparse.Namespace) -> int:
 
     from fedzoo_attack.metric_run import run_metric_experiment
 
-    _stderr(
+    stderr(
         f"metric: 1 - {args.metric}, N={args.clients}, P={args.portion:g}, seeds {seeds}, "
         f"methods {methods}, budget {args.budget or 'none'}"
     )
 
     def progress(method: str, seed: int, o: Any) -> None:
-        _stderr(
+        stderr(
             f"[{method}] seed {seed}: 1 - {args.metric} = {o.value_at_budget:.4f} at "
             f"{o.queries_at_budget} queries ({o.rounds} rounds, "
             f"{o.median_round_s:.2f} s/round, {o.wall_s:.1f} s)"
