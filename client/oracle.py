@@ -24,8 +24,8 @@ Counting rule (``num_queries``):
 
     * success: the batch counts n points (also when the reply was replayed for a retry:
       it was evaluated once);
-    * ``INVALID_ARGUMENT`` / ``RESOURCE_EXHAUSTED`` / ``UNIMPLEMENTED``: the server
-      evaluated nothing, the n points are not counted;
+    * ``INVALID_ARGUMENT`` / ``RESOURCE_EXHAUSTED`` / ``UNIMPLEMENTED`` /
+      ``UNAUTHENTICATED``: the server evaluated nothing, the n points are not counted;
     * ``INTERNAL``: the objective was called (and the server charged it), n are counted;
     * retries exhausted (``UNAVAILABLE`` / ``DEADLINE_EXCEEDED``) or any other status:
       the batch may have been evaluated, n are counted.
@@ -33,11 +33,27 @@ Counting rule (``num_queries``):
     The server's own exact count (all of its clients together) from the latest reply is
     kept in ``server_queries`` for reconciliation, its budget left in
     ``server_remaining``.
+
+    A server that is busy (more calls in progress than its ``max_concurrent_rpcs``: gRPC's
+    own ``RESOURCE_EXHAUSTED`` "Concurrent RPC limit exceeded") has evaluated nothing;
+    it is retried like a transient status, and a batch refused only that way (or with a
+    final status after it) is not counted unless an earlier try may have evaluated it.
+    ``UNAUTHENTICATED`` (missing or wrong token) is final, nothing was evaluated.
+
+Authentication:
+    A server on a non-loopback address requires a shared token or a client certificate.
+    The token is sent with every call as the metadata ``authorization: Bearer <token>``;
+    it comes from ``token=``, else ``token_file=``, else the environment variable
+    ``FEDZOO_ORACLE_TOKEN`` (none of them: no token is sent). A client certificate is
+    ``client_cert`` / ``client_key`` (PEM files) with ``root_certificates``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -69,6 +85,7 @@ NOT_EVALUATED = frozenset(
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAUTHENTICATED,
     }
 )
 _INVALID_ARGUMENT_ERRORS: dict[str, type[FedZooError]] = {
@@ -78,6 +95,81 @@ _INVALID_ARGUMENT_ERRORS: dict[str, type[FedZooError]] = {
     "PayloadError": PayloadError,
 }
 _MIN_MESSAGE_BYTES = 4 * 1024 * 1024
+# Environment variable holding the shared token (server and client side).
+TOKEN_ENV = "FEDZOO_ORACLE_TOKEN"
+MIN_TOKEN_CHARS = 16
+_TOKEN = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces (gRPC metadata)
+# gRPC's own refusal when a server has max_concurrent_rpcs calls in progress.
+_BUSY_DETAILS = "Concurrent RPC limit exceeded"
+
+
+def bearer_token_valid(token: object, *, what: str) -> str:
+    """``token`` if it can serve as a shared token (never echoed in errors).
+
+    Raises:
+        ConfigError: not a string of at least :data:`MIN_TOKEN_CHARS` printable ASCII
+            characters without spaces.
+    """
+    if not isinstance(token, str) or not _TOKEN.match(token) or len(token) < MIN_TOKEN_CHARS:
+        size = f"{len(token)} characters" if isinstance(token, str) else type(token).__name__
+        raise ConfigError(
+            f"{what} must be at least {MIN_TOKEN_CHARS} printable ASCII characters without "
+            f"spaces (got {size}); make one with "
+            "python -c 'import secrets; print(secrets.token_hex(32))'."
+        )
+    return token
+
+
+def read_token_file(path: str | os.PathLike[str]) -> str:
+    """The shared token stored in ``path`` (surrounding whitespace ignored).
+
+    Warns when the file is readable by its group or others.
+
+    Raises:
+        ConfigError: the file cannot be read or holds no valid token.
+    """
+    try:
+        text = Path(path).read_text(encoding="ascii")
+        mode = os.stat(path).st_mode
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"Cannot read the token file {str(path)!r}: {err}") from err
+    if mode & 0o077:
+        logger.warning(
+            "token file %s is accessible to its group or others (mode %03o); chmod 600 it",
+            path,
+            mode & 0o777,
+        )
+    return bearer_token_valid(text.strip(), what=f"The token in {str(path)!r}")
+
+
+def load_token(
+    token_file: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> str | None:
+    """The shared token: from ``token_file`` if given, else from the environment
+    variable :data:`TOKEN_ENV` if set and non-empty, else None."""
+    if token_file is not None:
+        return read_token_file(token_file)
+    value = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+    if not value:
+        return None
+    return bearer_token_valid(value, what=f"The {TOKEN_ENV} environment variable")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    bare = host.strip().strip("[]")
+    if bare.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False  # a host name (may resolve anywhere) or a wildcard such as ""
+
+
+def _host_of(address: str) -> str:
+    host, sep, port = address.rpartition(":")
+    return host if sep and port.isdigit() else address
 
 
 def _read_pem(root_certificates: str) -> bytes:
@@ -108,6 +200,12 @@ class RemoteOracle(Objective):
         root_certificates: connect over TLS trusting these certificates (PEM text or
             the path of a PEM file); None for a plaintext connection.
         budget: optional client-side query budget (checked before sending).
+        token: shared token sent as ``authorization: Bearer <token>`` with every call.
+        token_file: file holding the token (instead of ``token``). With neither, the
+            environment variable ``FEDZOO_ORACLE_TOKEN`` is used if set.
+        client_cert: PEM certificate chain presented to a server that requires client
+            certificates (mutual TLS; needs ``root_certificates`` and ``client_key``).
+        client_key: PEM private key of ``client_cert``.
 
     Attributes:
         address: the server address.
@@ -120,7 +218,8 @@ class RemoteOracle(Objective):
     Raises:
         ObjectiveError: the server cannot be reached after the retries, speaks another
             API version or describes a box other than [0, 1]^d.
-        ConfigError: bad timeout / retries / backoff or unreadable certificates.
+        ConfigError: bad timeout / retries / backoff, unreadable certificates, a
+            malformed or unreadable token.
     """
 
     def __init__(
@@ -132,6 +231,10 @@ class RemoteOracle(Objective):
         backoff_s: float = 0.2,
         root_certificates: str | None = None,
         budget: int | None = None,
+        token: str | None = None,
+        token_file: str | os.PathLike[str] | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         if not (np.isfinite(timeout_s) and timeout_s > 0):
             raise ConfigError(f"timeout_s must be a finite number > 0, got {timeout_s!r}.")
@@ -139,6 +242,25 @@ class RemoteOracle(Objective):
             raise ConfigError(f"retries must be an integer >= 0, got {retries!r}.")
         if not (np.isfinite(backoff_s) and backoff_s >= 0):
             raise ConfigError(f"backoff_s must be a finite number >= 0, got {backoff_s!r}.")
+        if token is not None and token_file is not None:
+            raise ConfigError("Give token or token_file, not both.")
+        if (client_cert is None) != (client_key is None):
+            raise ConfigError("A client certificate needs both client_cert and client_key.")
+        if client_cert is not None and root_certificates is None:
+            raise ConfigError("client_cert / client_key (mutual TLS) need root_certificates (TLS).")
+        if token is not None:
+            token = bearer_token_valid(token, what="token")
+        else:
+            token = load_token(token_file)
+        self._metadata: tuple[tuple[str, str], ...] | None = (
+            (("authorization", f"Bearer {token}"),) if token is not None else None
+        )
+        if token is not None and root_certificates is None and not is_loopback(_host_of(address)):
+            logger.warning(
+                "sending the oracle token to %s without TLS: anyone who can watch the "
+                "network can read it (give root_certificates)",
+                address,
+            )
         self.address = address
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
@@ -152,7 +274,9 @@ class RemoteOracle(Objective):
         ]
         if root_certificates is not None:
             credentials = grpc.ssl_channel_credentials(
-                root_certificates=_read_pem(root_certificates)
+                root_certificates=_read_pem(root_certificates),
+                private_key=_read_pem(client_key) if client_key is not None else None,
+                certificate_chain=_read_pem(client_cert) if client_cert is not None else None,
             )
             self._channel = grpc.secure_channel(address, credentials, options=options)
         else:
@@ -261,7 +385,7 @@ class RemoteOracle(Objective):
         try:
             reply = self._call("Evaluate", self._stub.Evaluate, request)
         except _RemoteRejection as rejection:
-            if rejection.code in NOT_EVALUATED:
+            if rejection.code in NOT_EVALUATED and not rejection.maybe_evaluated:
                 self.num_queries -= n
             raise rejection.error from rejection.__cause__
         self.server_queries = reply.total_queries
@@ -288,13 +412,16 @@ class RemoteOracle(Objective):
             _RemoteRejection: a final status (carries the fedzoo error to raise).
         """
         tries = 1 + self.retries
+        maybe_evaluated = False  # an earlier try may have reached the black box
         for attempt in range(tries):
             try:
-                return fn(request, timeout=self.timeout_s)
+                return fn(request, timeout=self.timeout_s, metadata=self._metadata)
             except grpc.RpcError as err:
                 code = err.code()
                 details = err.details() or ""
-                if code in TRANSIENT and attempt + 1 < tries:
+                busy = code == grpc.StatusCode.RESOURCE_EXHAUSTED and _BUSY_DETAILS in details
+                if (code in TRANSIENT or busy) and attempt + 1 < tries:
+                    maybe_evaluated = maybe_evaluated or not busy
                     delay = self.backoff_s * 2**attempt
                     logger.warning(
                         "%s on %s failed with %s (%s); retry %d/%d in %.3g s",
@@ -309,7 +436,7 @@ class RemoteOracle(Objective):
                     time.sleep(delay)
                     continue
                 raise _RemoteRejection(
-                    code, self._error(method, code, details, err, attempt + 1)
+                    code, self._error(method, code, details, err, attempt + 1), maybe_evaluated
                 ) from err
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -330,6 +457,18 @@ class RemoteOracle(Objective):
                 f"{code.name}: {details or 'no details'}. Check that the server is running "
                 f"and reachable, or raise timeout_s (now {self.timeout_s} s) / retries."
             )
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _BUSY_DETAILS in details:
+            return ObjectiveError(
+                f"Gave up on the {where} after {tries} tries: it was busy (more calls in "
+                f"progress than its max_concurrent_rpcs; {details}). Nothing was evaluated "
+                "by the refused tries; retry later or raise retries / backoff_s."
+            )
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            sent = "a token" if self._metadata is not None else "no token"
+            return ObjectiveError(
+                f"The {where} refused the call (UNAUTHENTICATED; this client sent {sent}): "
+                f"{details}"
+            )
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED and error_type == "BudgetExceededError":
             return BudgetExceededError(f"The {where} refused the batch: {details}")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -345,7 +484,10 @@ class RemoteOracle(Objective):
 class _RemoteRejection(Exception):
     """Internal: a final gRPC status and the fedzoo error it maps to."""
 
-    def __init__(self, code: grpc.StatusCode, error: FedZooError) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, error: FedZooError, maybe_evaluated: bool = False
+    ) -> None:
         super().__init__(str(error))
         self.code = code
         self.error = error
+        self.maybe_evaluated = maybe_evaluated

@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "serve",
         help="serve one client's black box over gRPC",
         description="Serve one client's black-box objective over gRPC until SIGTERM/SIGINT.",
+        allow_abbrev=False,  # "--token SECRET" must not pass for "--token-file SECRET"
     )
     add_serve_arguments(serve)
 
@@ -68,6 +69,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
+
+
+class _RefuseTokenValue(argparse.Action):
+    """``--token VALUE``: refused, a secret on the command line is visible to every user
+    of the machine (``ps``) and lands in shell histories."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error(
+            "--token is not accepted: a token on the command line is visible to every user "
+            "of the machine; put it in a file (chmod 600) and give --token-file FILE, or set "
+            "the FEDZOO_ORACLE_TOKEN environment variable."
+        )
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +129,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="file holding the shared token callers must send as 'authorization: Bearer "
         "<token>' (default: the FEDZOO_ORACLE_TOKEN environment variable, if set)",
     )
+    parser.add_argument("--token", action=_RefuseTokenValue, help=argparse.SUPPRESS)
     parser.add_argument(
         "--replay-bytes",
         type=_positive_int,

@@ -18,20 +18,32 @@ The trailing metadata key ``fedzoo-error`` carries the fedzoo error class name s
 can tell these from transport errors with the same code (e.g. "message too large").
 
 Evaluations are serialised by a lock (objectives are not assumed thread-safe), so the
-server's query count is exact. A request carrying a ``request_id`` is evaluated at most
-once: a retry with the same id and the same points waits for the first attempt and gets
-its outcome replayed (not evaluated or charged again). The last ``replay_size`` outcomes
-are kept.
+server's query count is exact. A request carrying a ``request_id`` (at most
+:data:`MAX_REQUEST_ID_CHARS` characters) is evaluated at most once: a retry with the same
+id and the same points waits for the first attempt and gets its outcome replayed (not
+evaluated or charged again). The last ``replay_size`` outcomes are kept, and no more than
+``replay_bytes`` bytes of them (oldest evicted first).
+
+A batch whose caller has given up (deadline passed, call cancelled) while it waited for
+the evaluation lock is not evaluated and not charged.
+
+Open networks (threat model in ``proto/README.md``): with a shared ``token`` every call
+must carry the metadata ``authorization: Bearer <token>`` (compared in constant time) or
+it is refused with ``UNAUTHENTICATED`` before anything is decoded or charged; with
+``tls_client_ca`` (mutual TLS) callers must present a certificate signed by that CA. A
+server bound to anything but a loopback address refuses to start without one of the two.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
 import signal
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -43,6 +55,12 @@ import grpc
 import numpy as np
 from fedzoo_proto import API_VERSION, oracle_pb2, oracle_pb2_grpc
 
+from client.oracle import (  # noqa: F401 (load_token: for the CLI)
+    TOKEN_ENV,
+    bearer_token_valid,
+    is_loopback,
+    load_token,
+)
 from fedzoo.errors import (
     BudgetExceededError,
     ConfigError,
@@ -58,6 +76,15 @@ logger = logging.getLogger(__name__)
 ERROR_METADATA_KEY = "fedzoo-error"
 DEFAULT_MAX_BATCH = 10000
 DEFAULT_REPLAY_SIZE = 64
+# Bytes of replayable outcomes kept (on top of the replay_size count cap).
+DEFAULT_REPLAY_BYTES = 16 * 1024 * 1024
+# Longest request_id accepted (a uuid4 hex is 32 characters).
+MAX_REQUEST_ID_CHARS = 128
+# RPCs in progress (running or queued for a thread) beyond which new ones are refused.
+DEFAULT_MAX_CONCURRENT_RPCS = 64
+# Bookkeeping charged per kept outcome on top of its reply's bytes (key, digest, event,
+# dataclasses); an over-estimate of CPython's actual cost.
+_RECORD_OVERHEAD = 2048
 # gRPC's default receive limit; raised when max_batch x dim doubles need more.
 _MIN_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -74,6 +101,12 @@ def message_limit(max_batch: int, dim: int) -> int:
     return max(_MIN_MESSAGE_BYTES, 8 * max_batch * dim + 64 * 1024)
 
 
+def record_bytes_limit(max_batch: int) -> int:
+    """The most bytes one kept outcome may be charged: a reply of ``max_batch`` values,
+    the longest request_id (4 bytes per character at worst) and the bookkeeping."""
+    return 8 * max_batch + 64 + 4 * MAX_REQUEST_ID_CHARS + _RECORD_OVERHEAD
+
+
 @dataclass
 class _Outcome:
     """What one request produced: a reply, or a status code and message."""
@@ -82,6 +115,12 @@ class _Outcome:
     code: grpc.StatusCode | None = None
     message: str = ""
     error_type: str = ""
+    abandoned: bool = False  # not evaluated: the caller had given up
+
+    def nbytes(self) -> int:
+        """Bytes this outcome is charged against the replay byte budget (estimate)."""
+        reply = self.reply.ByteSize() if self.reply is not None else 0
+        return reply + len(self.message.encode()) + len(self.error_type)
 
 
 @dataclass
@@ -91,6 +130,7 @@ class _Record:
     digest: bytes
     done: threading.Event = field(default_factory=threading.Event)
     outcome: _Outcome | None = None
+    nbytes: int = 0  # charged against the replay byte budget once done
 
 
 class OracleServicer(oracle_pb2_grpc.OracleServicer):
@@ -100,6 +140,10 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
         objective: the black box; its ``budget`` (if any) is the server's budget.
         max_batch: largest number of points one Evaluate call may carry.
         replay_size: how many request outcomes are kept for retries with a request_id.
+        replay_bytes: how many bytes of outcomes are kept (oldest evicted first); at
+            least :func:`record_bytes_limit` of ``max_batch`` (one full reply).
+        token: shared secret every call must present as ``authorization: Bearer
+            <token>``; None: no token check.
     """
 
     def __init__(
@@ -108,18 +152,47 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         replay_size: int = DEFAULT_REPLAY_SIZE,
+        replay_bytes: int = DEFAULT_REPLAY_BYTES,
+        token: str | None = None,
     ) -> None:
         if int(max_batch) != max_batch or max_batch < 1:
             raise ConfigError(f"max_batch must be an integer >= 1, got {max_batch!r}.")
         if int(replay_size) != replay_size or replay_size < 1:
             raise ConfigError(f"replay_size must be an integer >= 1, got {replay_size!r}.")
+        one_reply = record_bytes_limit(int(max_batch))
+        if int(replay_bytes) != replay_bytes or replay_bytes < one_reply:
+            raise ConfigError(
+                f"replay_bytes must be an integer >= {one_reply} (one reply of max_batch="
+                f"{int(max_batch)} values and its bookkeeping), got {replay_bytes!r}."
+            )
+        if token is not None:
+            bearer_token_valid(token, what="token")
         self.objective = objective
         self.max_batch = int(max_batch)
         self.replay_size = int(replay_size)
+        self.replay_bytes = int(replay_bytes)
+        self._token_digest = (
+            hashlib.sha256(token.encode("ascii")).digest() if token is not None else None
+        )
         self._eval_lock = threading.Lock()
         self._records_lock = threading.Lock()
         self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._records_bytes = 0  # sum of nbytes of the finished records kept
+        self._refused = 0  # unauthenticated calls (for rate-limited logging)
+        self._refused_logged_at = float("-inf")
         self._version = _server_version()
+
+    @property
+    def replay_bytes_used(self) -> int:
+        """Bytes of finished outcomes currently kept for replays (at most replay_bytes)."""
+        with self._records_lock:
+            return self._records_bytes
+
+    @property
+    def replay_count(self) -> int:
+        """Outcomes currently kept (finished or in flight)."""
+        with self._records_lock:
+            return len(self._records)
 
     # -- budget state ----------------------------------------------------------------
     def _budget_fields(self) -> dict[str, Any]:
@@ -133,6 +206,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
     def Describe(  # noqa: N802 (gRPC method name)
         self, request: oracle_pb2.DescribeRequest, context: grpc.ServicerContext
     ) -> oracle_pb2.DescribeReply:
+        self._authenticate(context)
         budget = self.objective.budget
         return oracle_pb2.DescribeReply(
             dim=self.objective.dim,
@@ -150,6 +224,16 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
     def Evaluate(  # noqa: N802 (gRPC method name)
         self, request: oracle_pb2.EvaluateRequest, context: grpc.ServicerContext
     ) -> oracle_pb2.EvaluateReply:
+        self._authenticate(context)
+        request_id = request.request_id
+        if len(request_id) > MAX_REQUEST_ID_CHARS:
+            return self._abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request_id is {len(request_id)} characters long; at most "
+                f"{MAX_REQUEST_ID_CHARS} are allowed (a fresh uuid4 hex, 32, is expected).",
+                "PayloadError",
+            )
         try:
             X = self._decode(request)
         except (ShapeError, NonFiniteError, DomainError) as err:
@@ -157,41 +241,46 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT, str(err), type(err).__name__
             )
 
-        if not request.request_id:
-            outcome = self._evaluate(X)
+        if not request_id:
+            outcome = self._evaluate(X, context)
             return self._finish(context, outcome, replayed=False)
 
         digest = hashlib.blake2b(X.tobytes(), digest_size=16).digest()
-        with self._records_lock:
-            record = self._records.get(request.request_id)
-            first = record is None
+        while True:
+            with self._records_lock:
+                record = self._records.get(request_id)
+                first = record is None
+                if first:
+                    record = _Record(digest)
+                    self._records[request_id] = record
+                    self._evict()
+            if record.digest != digest:
+                return self._abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"request_id {request_id!r} was already used for a different batch; "
+                    "expected a fresh request_id per batch (reuse it only to retry the "
+                    "same points).",
+                    "PayloadError",
+                )
             if first:
-                record = _Record(digest)
-                self._records[request.request_id] = record
-                self._evict()
-        if record.digest != digest:
-            return self._abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"request_id {request.request_id!r} was already used for a different batch; "
-                "expected a fresh request_id per batch (reuse it only to retry the same points).",
-                "PayloadError",
-            )
-        if first:
-            try:
-                record.outcome = self._evaluate(X)
-            finally:
-                record.done.set()
-        elif not record.done.wait(timeout=context.time_remaining()):
-            return self._abort(
-                context,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"request {request.request_id!r} is still being evaluated by an earlier "
-                "attempt; retry with the same request_id to collect its result.",
-                "",
-            )
-        assert record.outcome is not None
-        return self._finish(context, record.outcome, replayed=not first)
+                try:
+                    record.outcome = self._evaluate(X, context)
+                finally:
+                    self._settle(request_id, record)
+                return self._finish(context, record.outcome, replayed=False)
+            if not record.done.wait(timeout=context.time_remaining()):
+                return self._abort(
+                    context,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"request {request_id!r} is still being evaluated by an earlier "
+                    "attempt; retry with the same request_id to collect its result.",
+                    "",
+                )
+            if record.outcome is not None and not record.outcome.abandoned:
+                return self._finish(context, record.outcome, replayed=True)
+            # The first attempt's caller gave up before it was evaluated (or it failed
+            # unexpectedly): its record is gone; this retry evaluates the batch itself.
 
     # -- helpers ---------------------------------------------------------------------
     def _decode(self, request: oracle_pb2.EvaluateRequest) -> np.ndarray:
@@ -213,9 +302,66 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
         X = np.asarray(request.x, dtype=np.float64).reshape(n, d)
         return as_points(X, dim)
 
-    def _evaluate(self, X: np.ndarray) -> _Outcome:
+    def _authenticate(self, context: grpc.ServicerContext) -> None:
+        """Abort with UNAUTHENTICATED unless the call carries the shared token."""
+        if self._token_digest is None:
+            return
+        presented = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                presented = value
+                break
+        scheme, _, credential = presented.strip().partition(" ")
+        digest = hashlib.sha256(credential.strip().encode("utf-8", "replace")).digest()
+        # compare_digest on fixed-length digests: the time taken says nothing about the
+        # token, not even its length.
+        if hmac.compare_digest(digest, self._token_digest) and scheme.lower() == "bearer":
+            return
+        self._log_refusal(context, "no token" if not presented else "a wrong token")
+        self._abort(
+            context,
+            grpc.StatusCode.UNAUTHENTICATED,
+            "This oracle requires a shared token: send the metadata "
+            "'authorization: Bearer <token>' (RemoteOracle: token=, token_file= or the "
+            f"{TOKEN_ENV} environment variable). Nothing was evaluated or charged.",
+            "AuthenticationError",
+        )
+
+    def _log_refusal(self, context: grpc.ServicerContext, what: str) -> None:
+        """Log refused calls, at most one line per 10 s (a flood must not flood the log)."""
+        now = time.monotonic()
+        with self._records_lock:
+            self._refused += 1
+            if now - self._refused_logged_at < 10.0:
+                return
+            self._refused_logged_at, count = now, self._refused
+        logger.warning(
+            "refused an unauthenticated call from %s (%s); %d refused so far",
+            context.peer(),
+            what,
+            count,
+        )
+
+    def _evaluate(self, X: np.ndarray, context: grpc.ServicerContext) -> _Outcome:
         n = X.shape[0]
         with self._eval_lock:
+            # Waiting for the lock may have outlasted the caller: evaluating now would
+            # spend the budget on values nobody will read.
+            remaining = context.time_remaining()
+            if not context.is_active() or (remaining is not None and remaining <= 0):
+                logger.info(
+                    "not evaluating a batch of %d points: its caller gave up (deadline "
+                    "passed or call cancelled) before its turn; nothing charged",
+                    n,
+                )
+                return _Outcome(
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED
+                    if remaining is not None and remaining <= 0
+                    else grpc.StatusCode.CANCELLED,
+                    message=f"The caller gave up before the batch of {n} points was "
+                    "evaluated; nothing was evaluated or charged.",
+                    abandoned=True,
+                )
             try:
                 values = self.objective(X)
             except BudgetExceededError as err:
@@ -271,19 +417,69 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
         context.abort(code, message)
         raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
+    def _settle(self, request_id: str, record: _Record) -> None:
+        """Mark ``record`` done: keep it for replays (charging its bytes), or drop it when
+        its batch was not evaluated (a retry must evaluate it, not replay a refusal)."""
+        outcome = record.outcome
+        with self._records_lock:
+            kept = self._records.get(request_id) is record
+            record.done.set()  # before _evict: an outcome over the budget goes at once
+            if outcome is None or outcome.abandoned:
+                if kept:
+                    del self._records[request_id]
+            elif kept:
+                record.nbytes = (
+                    outcome.nbytes()
+                    + len(request_id.encode())
+                    + len(record.digest)
+                    + _RECORD_OVERHEAD
+                )
+                self._records_bytes += record.nbytes
+                self._evict()
+
     def _evict(self) -> None:
-        """Drop the oldest finished records beyond ``replay_size`` (records lock held)."""
-        excess = len(self._records) - self.replay_size
+        """Drop the oldest finished records while more than ``replay_size`` are kept or
+        they hold more than ``replay_bytes`` (records lock held). Records in flight stay:
+        each holds an RPC thread, so there are at most max_workers of them."""
         for key in list(self._records):
-            if excess <= 0:
+            if len(self._records) <= self.replay_size and self._records_bytes <= self.replay_bytes:
                 break
-            if self._records[key].done.is_set():
+            record = self._records[key]
+            if record.done.is_set():
                 del self._records[key]
-                excess -= 1
+                self._records_bytes -= record.nbytes
 
 
 def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def check_exposure(host: str, *, token: str | None, tls: bool, tls_client_ca: str | None) -> None:
+    """Refuse to serve a non-loopback address to unauthenticated callers.
+
+    On a loopback address only local processes can call. Anywhere else a caller must be
+    authenticated, by the shared ``token`` or by a client certificate (mutual TLS:
+    ``tls_client_ca``); TLS alone authenticates the server, not its callers.
+
+    Raises:
+        ConfigError: ``host`` is not a loopback address and neither is configured.
+    """
+    if is_loopback(host) or token is not None or tls_client_ca is not None:
+        if token is not None and not tls and not is_loopback(host):
+            logger.warning(
+                "serving %s without TLS: the token travels in clear text; anyone who can "
+                "watch the network can replay it (add --tls-cert / --tls-key)",
+                host,
+            )
+        return
+    raise ConfigError(
+        f"Refusing to serve on {host!r}: it is not a loopback address, and without "
+        "authentication anyone who can reach it could evaluate the black box and spend "
+        f"its budget{' (TLS alone authenticates the server, not its callers)' if tls else ''}. "
+        f"Give a shared token (--token-file FILE, or the {TOKEN_ENV} environment variable; "
+        "clients send 'authorization: Bearer <token>'), or mutual TLS (--tls-cert, "
+        "--tls-key and --tls-client-ca), or bind 127.0.0.1."
+    )
 
 
 def start_oracle_server(
@@ -293,34 +489,70 @@ def start_oracle_server(
     port: int,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    token: str | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_workers: int = 4,
+    replay_bytes: int = DEFAULT_REPLAY_BYTES,
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
 ) -> tuple[grpc.Server, int]:
     """Start serving ``objective``; return the started server and the bound port.
 
     Args:
         objective: the black box to serve (its budget is the server's budget).
-        host: interface to bind (default loopback only).
+        host: interface to bind (default loopback only). Any other address needs
+            ``token`` or ``tls_client_ca`` (:func:`check_exposure`).
         port: TCP port; 0 picks a free one (the chosen port is returned and logged).
         tls_cert: path of a PEM certificate chain; with ``tls_key``, serves over TLS.
         tls_key: path of the PEM private key of ``tls_cert``.
+        tls_client_ca: path of PEM CA certificates; with TLS, callers must present a
+            certificate they sign (mutual TLS).
+        token: shared secret every call must carry as ``authorization: Bearer <token>``
+            (printable ASCII, no spaces, at least 16 characters).
         max_batch: largest batch (points) one Evaluate call may carry.
         max_workers: threads handling RPCs (evaluations still run one at a time).
+        replay_bytes: byte budget of the outcomes kept for request_id retries.
+        max_concurrent_rpcs: RPCs in progress (running or waiting for a thread) beyond
+            which gRPC refuses new ones with RESOURCE_EXHAUSTED; bounds the requests held
+            in memory at once.
 
     Raises:
-        ConfigError: only one of tls_cert / tls_key given, unreadable files, bad limits,
-            or the address cannot be bound.
+        ConfigError: only one of tls_cert / tls_key given, tls_client_ca without TLS,
+            unreadable files, a malformed token, bad limits, a non-loopback host without
+            authentication, or the address cannot be bound.
     """
     if (tls_cert is None) != (tls_key is None):
         raise ConfigError(
             "TLS needs both tls_cert and tls_key (PEM files), got only "
             f"{'tls_cert' if tls_cert is not None else 'tls_key'}."
         )
+    if tls_client_ca is not None and tls_cert is None:
+        raise ConfigError(
+            "tls_client_ca (mutual TLS) needs TLS: give tls_cert and tls_key as well."
+        )
     if int(port) != port or not 0 <= port <= 65535:
         raise ConfigError(f"port must be an integer in [0, 65535] (0: any free), got {port!r}.")
     if int(max_workers) != max_workers or max_workers < 1:
         raise ConfigError(f"max_workers must be an integer >= 1, got {max_workers!r}.")
-    servicer = OracleServicer(objective, max_batch=max_batch)
+    if int(max_concurrent_rpcs) != max_concurrent_rpcs or max_concurrent_rpcs < 1:
+        raise ConfigError(
+            f"max_concurrent_rpcs must be an integer >= 1, got {max_concurrent_rpcs!r}."
+        )
+    check_exposure(host, token=token, tls=tls_cert is not None, tls_client_ca=tls_client_ca)
+    servicer = OracleServicer(
+        objective, max_batch=max_batch, replay_bytes=replay_bytes, token=token
+    )
+    credentials = None
+    if tls_cert is not None and tls_key is not None:
+        try:
+            cert = Path(tls_cert).read_bytes()
+            key = Path(tls_key).read_bytes()
+            client_ca = Path(tls_client_ca).read_bytes() if tls_client_ca else None
+        except OSError as err:
+            raise ConfigError(f"Cannot read the TLS certificate, key or CA: {err}") from err
+        credentials = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
     limit = message_limit(servicer.max_batch, objective.dim)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=int(max_workers), thread_name_prefix="oracle"),
@@ -329,17 +561,12 @@ def start_oracle_server(
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
         ],
+        maximum_concurrent_rpcs=int(max_concurrent_rpcs),
     )
     oracle_pb2_grpc.add_OracleServicer_to_server(servicer, server)
     address = _format_address(host, int(port))
     try:
-        if tls_cert is not None and tls_key is not None:
-            try:
-                cert = Path(tls_cert).read_bytes()
-                key = Path(tls_key).read_bytes()
-            except OSError as err:
-                raise ConfigError(f"Cannot read the TLS certificate or key: {err}") from err
-            credentials = grpc.ssl_server_credentials([(key, cert)])
+        if credentials is not None:
             bound = server.add_secure_port(address, credentials)
         else:
             bound = server.add_insecure_port(address)
@@ -350,41 +577,19 @@ def start_oracle_server(
     server.start()
     logger.info("oracle listening on %s", _format_address(host, bound))
     logger.info(
-        "serving %r: dim=%d, budget=%s, max_batch=%d, tls=%s",
+        "serving %r: dim=%d, budget=%s, max_batch=%d, tls=%s, client certificates=%s, "
+        "token=%s, replay_bytes=%d, max_concurrent_rpcs=%d",
         objective.name,
         objective.dim,
         objective.budget,
         servicer.max_batch,
         tls_cert is not None,
+        tls_client_ca is not None,
+        token is not None,
+        servicer.replay_bytes,
+        max_concurrent_rpcs,
     )
     return server, bound
-
-
-def serve(
-    objective: Objective,
-    *,
-    host: str = "127.0.0.1",
-    port: int,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_workers: int = 4,
-) -> grpc.Server:
-    """Start serving ``objective`` and return the started ``grpc.Server``.
-
-    Same arguments as :func:`start_oracle_server`, which also returns the bound port
-    (needed with ``port=0``; the port is logged as "oracle listening on HOST:PORT").
-    """
-    server, _ = start_oracle_server(
-        objective,
-        host=host,
-        port=port,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        max_batch=max_batch,
-        max_workers=max_workers,
-    )
-    return server
 
 
 def write_port_file(path: str | os.PathLike[str], port: int) -> None:
@@ -407,8 +612,12 @@ def run_forever(
     port: int,
     tls_cert: str | None = None,
     tls_key: str | None = None,
+    tls_client_ca: str | None = None,
+    token: str | None = None,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_workers: int = 4,
+    replay_bytes: int = DEFAULT_REPLAY_BYTES,
+    max_concurrent_rpcs: int = DEFAULT_MAX_CONCURRENT_RPCS,
     port_file: str | os.PathLike[str] | None = None,
     grace_s: float = 2.0,
 ) -> None:
@@ -433,8 +642,12 @@ def run_forever(
             port=port,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            token=token,
             max_batch=max_batch,
             max_workers=max_workers,
+            replay_bytes=replay_bytes,
+            max_concurrent_rpcs=max_concurrent_rpcs,
         )
         if port_file is not None:
             write_port_file(port_file, bound)

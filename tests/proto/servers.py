@@ -53,7 +53,10 @@ def spawn(directory: Path, *args: str, env: dict[str, str] | None = None) -> Ora
     port_file = directory / "oracle.port"
     stderr_path = directory / "oracle.stderr"
     port_file.unlink(missing_ok=True)
-    child_env = {**os.environ, **(env or {})}
+    # A token in the caller's environment must not leak into servers that did not ask
+    # for one (they would refuse the tests' token-less calls).
+    inherited = {k: v for k, v in os.environ.items() if k != "FEDZOO_ORACLE_TOKEN"}
+    child_env = {**inherited, **(env or {})}
     child_env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
