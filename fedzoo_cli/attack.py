@@ -356,8 +356,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     if args.engine == "flower":
         from fedzoo_attack.federation import AttackSpec
-        from server.attack import FlowerAttack  # Flower only for this engine
-        from server.driver import FlowerSimulation
+        from launch.attack import FlowerAttack  # Flower only for this engine
+        from launch.driver import FlowerSimulation
 
         weights = models.meta.get("path")
         if not weights:

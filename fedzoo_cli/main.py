@@ -56,7 +56,7 @@ def _progress(label: str) -> Any:
 def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> list[dict[str, Any]]:
     if getattr(args, "engine", "inprocess") == "flower":
         from fedzoo.results import read_history
-        from server.driver import run_flower  # lazy: Flower only for this engine
+        from launch.driver import run_flower  # lazy: Flower only for this engine
 
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
@@ -110,7 +110,7 @@ def _resume(args: argparse.Namespace) -> int:
     config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
     if meta.get("engine") == "flower":  # a run of the Flower app (server.app)
         from fedzoo.results import read_history
-        from server.driver import run_flower
+        from launch.driver import run_flower
 
         name, dim, clients, heterogeneity, problem_seed = meta["problem"]
         run_config = {**config.to_dict(), "problem": name, "dim": dim, "num-clients": clients,

@@ -50,7 +50,7 @@ from fedzoo import RunConfig, make_problem, run_federation  # noqa: E402
 from fedzoo import checkpoint as ckpt_module  # noqa: E402
 from fedzoo.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 from fedzoo.results import participants_of, read_history  # noqa: E402
-from server.launch import Session, wait_until  # noqa: E402
+from launch.local import Session, wait_until  # noqa: E402
 from server.settings import build_problem, parse_run_config  # noqa: E402
 
 #: The only history columns the resumed deployment must share, row by row, with the

@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from server.launch import Session, make_node_key  # noqa: E402
+from launch.local import Session, make_node_key  # noqa: E402
 from server.settings import parse_run_config  # noqa: E402
 
 

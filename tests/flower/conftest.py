@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from client.app import app as client_app
-from server.launch import SESSION_ENV
+from launch.local import SESSION_ENV
 from server.settings import parse_run_config
 from tests.flower.inprocess import InProcessGrid, Tamper, task_identity
 

@@ -57,18 +57,20 @@ def test_app_metadata_and_components(pyproject):
         assert isinstance(getattr(importlib.import_module(module), attr), cls)
 
 
-def test_fab_contains_the_apps_and_the_core_only_and_staging_builds_the_same_fab(tmp_path):
+def test_fab_contains_the_apps_the_core_and_the_attack_only_and_staging_builds_the_same_fab(tmp_path):
     import io
     import zipfile
 
     from flwr.cli.build import build_fab_from_disk
 
-    from server.launch import stage_app
+    from launch.local import stage_app
 
     fab = build_fab_from_disk(ROOT)  # what `flwr run .` ships (walks .venv too: seconds)
     names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
     assert "server/app.py" in names and "client/app.py" in names and "fedzoo/protocol.py" in names
-    assert not any(n.startswith(("tests/", "simulations/", ".venv/")) for n in names)
+    assert "fedzoo_attack/federation.py" in names  # ClientApps build the attack objective
+    assert not any(n.startswith(("tests/", "simulations/", ".venv/", "launch/", "fedzoo_cli/"))
+                   for n in names)
     assert build_fab_from_disk(stage_app(tmp_path / "app")) == fab  # the driver's fast copy
 
 

@@ -1,6 +1,6 @@
 """Start and stop local Flower processes: SuperLink, SuperNodes, the ``flwr`` CLI.
 
-Used by :mod:`server.driver` (private local simulation), the deployment runner
+Used by :mod:`launch.driver` (private local simulation), the deployment runner
 (``simulations/deploy/run_deployment.py``), the end-to-end tests and the overhead
 benchmark. Every process started here:
 
@@ -12,7 +12,7 @@ benchmark. Every process started here:
   ``FEDZOO_FLOWER_SESSION=<token>``;
 * is started with ``start_new_session=True`` on 127.0.0.1 and a free port;
 * is stopped by :meth:`Session.stop` (its own group first, then every process that
-  carries the session marker, see :mod:`server.processes`).
+  carries the session marker, see :mod:`launch.processes`).
 
 TLS material for a deployment comes from :func:`make_certificates` (openssl: a CA and a
 server certificate with SAN ``IP:127.0.0.1, DNS:localhost``) and SuperNode keys from
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo.errors import FedZooError
-from server import processes
+from launch import processes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_ENV = "FEDZOO_FLOWER_SESSION"

@@ -9,7 +9,7 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
    (started with ``start_new_session=True``);
 3. ``flwr run <app> fedzoo --run-config ... --federation-config
    "num-supernodes=N client-resources-num-cpus=1"`` submits the run (``<app>``: a
-   staged copy of the app's files, :func:`server.launch.stage_app`, which builds the
+   staged copy of the app's files, :func:`launch.local.stage_app`, which builds the
    same FAB as the repository root without walking ``.venv``);
 4. the final status comes from ``flwr ls fedzoo --run-id ID --format json`` (``flwr run``
    exits 0 even when the ServerApp crashed) and must be ``finished:completed``; the run
@@ -18,9 +18,9 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
 5. in a ``finally``: the SuperLink and every process it spawned (``flower-superexec`` is
    detached into its own session, then ``flwr-simulation`` and Ray) are stopped by PID:
    the SuperLink's group, then every process carrying this run's
-   ``FEDZOO_FLOWER_SESSION`` marker (:mod:`server.launch`, :mod:`server.processes`).
+   ``FEDZOO_FLOWER_SESSION`` marker (:mod:`launch.local`, :mod:`launch.processes`).
 
-Environment of every process: see :func:`server.launch.flower_env` (offline, no
+Environment of every process: see :func:`launch.local.flower_env` (offline, no
 telemetry, no update check, short ``RAY_TMPDIR``, one BLAS thread).
 """
 
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from server.launch import FlowerLaunchError, Session
+from launch.local import FlowerLaunchError, Session
 from server.settings import parse_run_config
 
 log = logging.getLogger(__name__)
