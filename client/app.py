@@ -42,17 +42,14 @@ from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError
 from server.records import (
+    EVALUATE,
+    STATE_KEY,
     arrays_to_record,
     content_to_payload,
     payload_to_content,
     record_to_arrays,
 )
 from server.settings import FlowerSettings, parse_run_config, run_key
-
-STATE_KEY = "fedzoo.client-state"
-DESCRIBE = "query.describe"
-SYNC = "query.sync"
-EVALUATE = "query.evaluate"
 
 app = ClientApp()
 log = logging.getLogger(__name__)

@@ -9,18 +9,47 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedzoo import aggregation, corrections, optim
 from fedzoo.errors import ConfigError
+from fedzoo.estimators import finite_difference
+from fedzoo.surrogates import kernels
 
-METHODS = ("fzoos", "fzoos-lagged", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fo")
-OPTIMIZERS = ("adam", "sgd")
-KERNEL_NAMES = ("se", "matern52")
-FD_ESTIMATORS = ("rgf", "coordinate")
-AGGREGATIONS = ("mean", "median", "clip")
-GAMMA_SCHEDULES = ("inverse", "inverse-sqrt", "constant")
+# The names each choice option allows, from the modules that implement them.
+OPTIMIZERS = tuple(optim.OPTIMIZERS)
+KERNEL_NAMES = tuple(kernels.KERNELS)
+FD_ESTIMATORS = tuple(finite_difference.FD_ESTIMATORS)
+AGGREGATIONS = tuple(aggregation.AGGREGATORS)
+GAMMA_SCHEDULES = tuple(corrections.GAMMA_SCHEDULES)
+
+
+def method_names() -> tuple[str, ...]:
+    """The registered methods (:mod:`fedzoo.methods`; imported when first asked)."""
+    from fedzoo.methods import method_names as registered
+
+    return registered()
+
+
+class _RegisteredMethods(Sequence):
+    """The registry's names as a sequence read when used (argparse ``choices``, checks)."""
+
+    def __getitem__(self, i: Any) -> Any:
+        return method_names()[i]
+
+    def __len__(self) -> int:
+        return len(method_names())
+
+    def __repr__(self) -> str:
+        return repr(list(method_names()))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # the registry, read when asked (it imports the method modules)
+        return method_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _positive_int(v: Any) -> bool:
@@ -53,7 +82,7 @@ _RULES = {
 class RunConfig:
     """Every option of a federated run (algorithm side; the problem is separate)."""
 
-    method: str = field(default="fzoos", metadata={"kind": "choice", "choices": METHODS, "doc": "algorithm"})
+    method: str = field(default="fzoos", metadata={"kind": "choice", "choices": _RegisteredMethods(), "doc": "federated method (fedzoo.methods registry; `fedzoo methods` lists them)"})
     rounds: int = field(default=50, metadata={"kind": "positive-int", "doc": "communication rounds R"})
     local_steps: int = field(default=10, metadata={"kind": "positive-int", "doc": "local steps T per round"})
     seed: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "run seed (all randomness derives from it)"})
@@ -139,25 +168,19 @@ class RunConfig:
         """Options as a kebab-case dict (JSON-ready)."""
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    @property
-    def uses_surrogate(self) -> bool:
-        return self.method in ("fzoos", "fzoos-lagged", "zord")
-
-    @property
-    def uses_rff(self) -> bool:
-        """Whether clients fit and exchange RFF surrogates (the FZooS correction)."""
-        return self.method in ("fzoos", "fzoos-lagged")
-
-    @property
-    def uses_sync(self) -> bool:
-        """Whether a round has a second exchange at the new global point."""
-        return self.method in ("fzoos", "scaffold1")
+    @classmethod
+    def choices(cls, name: str) -> tuple[str, ...] | None:
+        """The allowed values of a choice option (snake_case name), else None."""
+        meta = cls.__dataclass_fields__[name].metadata
+        if meta.get("kind") != "choice":
+            return None
+        return tuple(meta["choices"])
 
 
 def _check(f: dataclasses.Field, key: str, value: Any) -> Any:
     kind = f.metadata["kind"]
     if kind == "choice":
-        choices = f.metadata["choices"]
+        choices = RunConfig.choices(f.name)
         if value not in choices:
             raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected one of {list(choices)}.")
         return value

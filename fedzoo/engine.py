@@ -1,15 +1,15 @@
-"""In-process federation engine: N clients x R rounds over :mod:`fedzoo.protocol`.
+"""In-process federation engine: N clients x R rounds in this process.
 
-The engine only moves payloads between the pure round functions, counts their bytes and
-times rounds; it is the reference the Flower strategy must reproduce (same seed, same
-history). Every query is counted through the clients' own reports, which tests check
+The engine is the round driver (:mod:`fedzoo.rounds`) over a thread-pool transport: it
+moves payloads between the pure round functions of :mod:`fedzoo.protocol` and counts
+their bytes; the Flower ServerApp runs the same driver over Flower messages (same seed,
+same history). Every query is counted through the clients' own reports, which tests check
 against counting wrappers around the objectives.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
@@ -23,12 +23,15 @@ import numpy as np
 from fedzoo import protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
-from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint, save_checkpoint
+from fedzoo.checkpoint import check_resume_rounds, load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
+from fedzoo.methods import get_method
 from fedzoo.objectives.problems import FederatedProblem
 from fedzoo.payload import payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from fedzoo.rounds import EVALUATE, SYNC, TRAIN, RoundDriver, restore
+from fedzoo.state import ClientState, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -57,38 +60,47 @@ class RunResult:
         return float(self.history[-1]["value"])
 
 
-def _exchange(
-    fn: Callable[..., tuple[protocol.ClientState, dict[str, Any]]],
-    config: RunConfig,
-    problem: FederatedProblem,
-    states: list[protocol.ClientState],
-    message: dict[str, Any],
-    what: str,
-    round_: int,
-    pool: ThreadPoolExecutor | None,
-    clients: list[int],
-    **kwargs: Any,
-) -> tuple[dict[int, dict[str, Any]], int, int]:
-    """Send one message to every client; returns replies and bytes (down, up).
+class ThreadTransport:
+    """The in-process transport: each client's protocol function, run in a thread pool.
 
-    Clients run in the thread pool when given (numpy releases the GIL in the heavy
+    Clients run in the pool when there is one (numpy releases the GIL in the heavy
     parts); each client only touches its own state, so the result does not depend on
-    the number of threads.
+    the number of threads. A client whose function raises fails the run
+    (:class:`~fedzoo.errors.ObjectiveError` naming the client, exchange and round).
     """
 
-    def one(cid: int) -> tuple[protocol.ClientState, dict[str, Any]]:
-        try:
-            return fn(config, problem.objectives[cid], states[cid], message, cid, **kwargs)
-        except FedZooError as err:
-            raise ObjectiveError(f"client {cid} failed in the {what} exchange of round {round_}: {err}") from err
+    FUNCTIONS = {TRAIN: protocol.client_train, SYNC: protocol.client_sync, EVALUATE: protocol.client_evaluate}
 
-    results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
-    replies: dict[int, dict[str, Any]] = {}
-    for cid, (state, reply) in zip(clients, results):
-        states[cid], replies[cid] = state, reply
-    down = payload_nbytes(message) * len(clients)
-    up = sum(payload_nbytes(r) for r in replies.values())
-    return replies, down, up
+    def __init__(self, config: RunConfig, problem: FederatedProblem, states: list[ClientState],
+                 pool: ThreadPoolExecutor | None, observer: protocol.StepObserver | None = None) -> None:
+        self.config, self.problem, self.states, self.pool = config, problem, states, pool
+        self.observer = observer
+
+    def exchange(self, kind: str, message: dict[str, Any], round_: int,
+                 clients: list[int]) -> tuple[dict[int, dict[str, Any]], int, int]:
+        fn = self.FUNCTIONS[kind]
+        kwargs = {"observer": self.observer} if kind == TRAIN else {}
+
+        def one(cid: int) -> tuple[ClientState, dict[str, Any]]:
+            try:
+                return fn(self.config, self.problem.objectives[cid], self.states[cid], message, cid, **kwargs)
+            except FedZooError as err:
+                raise ObjectiveError(f"client {cid} failed in the {kind} exchange of round {round_}: {err}") from err
+
+        pool = self.pool
+        results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
+        replies: dict[int, dict[str, Any]] = {}
+        for cid, (state, reply) in zip(clients, results):
+            self.states[cid], replies[cid] = state, reply
+        down = payload_nbytes(message) * len(clients)
+        up = sum(payload_nbytes(r) for r in replies.values())
+        return replies, down, up
+
+    def before_round(self, round_: int, first: bool) -> None:
+        return None
+
+    def client_arrays(self) -> list[dict[str, Any]]:
+        return [st.to_arrays() for st in self.states]
 
 
 def run_federation(
@@ -156,17 +168,16 @@ def _run(
 ) -> RunResult:
     t_start = time.perf_counter()
     config.check_clients(problem.num_clients)
+    get_method(config.method).check_objectives(problem.objectives)
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
     states = [protocol.new_client_state(config, problem.dim) for _ in problem.objectives]
     server = protocol.server_init(config, problem.x0)
     rec = HistoryRecorder(problem.global_value if problem.is_synthetic else None)
     rec.start(server.x, problem.num_clients)
-    if config.method == "fo" and not all(hasattr(o, "gradient") for o in problem.objectives):
-        raise ObjectiveError("Method 'fo' needs exact gradients: use a synthetic problem.")
     meta = {"config": {k: v for k, v in config.to_dict().items() if k != "rounds"},
             "problem": problem.name, "dim": problem.dim, "clients": problem.num_clients,
             "info": {k: v for k, v in problem.info.items() if isinstance(v, (int, float, str))}}
-    first = 1
+    done = 0
     if resume:
         if checkpoint_dir is None:
             raise ConfigError("resume needs the directory of the checkpoint to resume from.")
@@ -178,52 +189,18 @@ def _run(
                 f"requested {meta} (only 'rounds' may change on resume)."
             )
         check_resume_rounds(config.rounds, ckpt.round, checkpoint_dir)
-        server = protocol.ServerState.from_arrays(ckpt.server)
-        states = [protocol.ClientState.from_arrays(a, config) for a in ckpt.clients]
-        rec.rows = ckpt.rows
-        first = ckpt.round + 1
+        server, done = restore(ckpt, config, rec)
+        states[:] = [ClientState.from_arrays(a, config) for a in ckpt.clients]
         log.info("resuming after round %d from %s", ckpt.round, checkpoint_dir)
 
-    sagg = None
-    for r in range(first, config.rounds + 1):
-        t0 = time.perf_counter()
-        clients = protocol.sample_clients(config, r, list(range(problem.num_clients)))
-        msg = protocol.train_message(config, server)
-        replies, down, up = _exchange(
-            protocol.client_train, config, problem, states, msg, "train", r, pool, clients, observer=observer
-        )
-        server, agg = protocol.aggregate_train(config, server, replies, weights)
-        queries = agg.num_queries
-        if agg.replies:
-            rec.report(r - 1, agg.weighted("value-start"))
-        if config.uses_sync:
-            smsg = protocol.sync_message(config, server)
-            sreplies, sdown, sup = _exchange(protocol.client_sync, config, problem, states, smsg, "sync", r, pool, clients)
-            server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
-            down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
-                            protocol.client_query_counts(agg, sagg))
-        if config.uses_sync and sagg is not None and sagg.replies:
-            rec.report(r, sagg.weighted("value"))
+    def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
         if progress is not None:
             progress(row, config.rounds)
-        log.info("round %d: value=%.6g queries=%d (%.2fs)", r, row["value"], row["queries"], row["wall_s"])
-        if checkpoint_dir is not None:
-            save_checkpoint(checkpoint_dir, Checkpoint(
-                r, server.to_arrays(), [st.to_arrays() for st in states], rec.rows,
-                {**meta, "rounds": config.rounds}))
-        if round_callback is not None and round_callback(r, server.x.copy(), row):
-            break
+        return round_callback is not None and bool(round_callback(r, state.x.copy(), row))
 
-    if final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
-        t0 = time.perf_counter()
-        emsg = protocol.evaluate_message(server)
-        ereplies, down, up = _exchange(protocol.client_evaluate, config, problem, states, emsg, "evaluate", rec.rows[-1]["round"], pool,
-                                      list(range(problem.num_clients)))
-        server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
-        rec.add_to_last(eagg.num_queries, up, down, time.perf_counter() - t0, eagg.queries_by_client)
-        if eagg.replies:
-            rec.report(rec.rows[-1]["round"], eagg.weighted("value"))
+    driver = RoundDriver(config, ThreadTransport(config, problem, states, pool, observer), weights, rec,
+                         server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta)
+    server = driver.run(done + 1, final_evaluation=final_evaluation)
 
     wall = time.perf_counter() - t_start
     info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,

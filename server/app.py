@@ -1,7 +1,7 @@
-"""The fedzoo Flower ServerApp: a thin loop over :mod:`fedzoo.protocol`.
+"""The fedzoo Flower ServerApp: the round driver over Flower's Grid.
 
-The loop is :func:`fedzoo.engine.run_federation`'s, with Flower messages instead of
-function calls (same order of train / sync / report / end_round / final evaluation), so
+The rounds are :class:`fedzoo.rounds.RoundDriver`'s, the loop the in-process engine
+runs too, with Flower messages instead of function calls (:class:`GridTransport`), so
 the same seed gives the same ``history.csv`` (values, reported values, queries and bytes;
 only ``wall_s`` differs).
 
@@ -51,16 +51,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedzoo import protocol
-from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint, save_checkpoint
+from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
+from fedzoo.methods import get_method
 from fedzoo.payload import Payload, payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
-from server.records import ReplyLimits, content_meta, content_to_payload, payload_to_content
+from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
+from fedzoo.rounds import SYNC as SYNC_EXCHANGE
+from fedzoo.rounds import TRAIN, RoundDriver, restore
+from server import records
+from server.records import (
+    DESCRIBE,
+    EVALUATE,
+    SYNC,
+    ReplyLimits,
+    content_meta,
+    content_to_payload,
+    payload_to_content,
+)
 from server.settings import (
     FlowerSettings,
     build_problem,
@@ -71,9 +84,6 @@ from server.settings import (
 
 log = logging.getLogger(__name__)
 
-DESCRIBE = "query.describe"
-SYNC = "query.sync"
-EVALUATE = "query.evaluate"
 POLL_S = 0.5
 
 app = ServerApp()
@@ -387,14 +397,42 @@ def _saved_points(
     return [np.full_like(server.x, np.nan)] * done + [server.x.copy()]
 
 
+class GridTransport:
+    """The Flower transport of the round driver: one exchange = one batch of messages.
+
+    Exchanges go to the partitions' nodes (:func:`exchange`); before every round but
+    the first of this run, and before the final evaluation, nodes that connected since
+    the last look are described and may take over their partitions
+    (:func:`refresh_federation`). Clients keep their own state (in their Flower context
+    or ``client-state-dir``), so checkpoints hold the server's state only.
+    """
+
+    MESSAGE_TYPES = {TRAIN: records.TRAIN, SYNC_EXCHANGE: SYNC, EVALUATE_EXCHANGE: EVALUATE}
+
+    def __init__(self, grid: Grid, settings: FlowerSettings, fed: Federation, limits: ReplyLimits) -> None:
+        self.grid, self.settings, self.fed, self.limits = grid, settings, fed, limits
+
+    def exchange(self, kind: str, message: Payload, round_: int,
+                 clients: list[int]) -> tuple[dict[int, Any], int, int]:
+        return exchange(self.grid, self.fed, self.MESSAGE_TYPES[kind], message, round_,
+                        self.settings.round_timeout, clients, limits=self.limits)
+
+    def before_round(self, round_: int, first: bool) -> None:
+        if not first:
+            refresh_federation(self.grid, self.settings, self.fed)
+
+    def client_arrays(self) -> list[dict[str, np.ndarray]]:
+        return []
+
+
 def run_server(
     grid: Grid, settings: FlowerSettings, *, simulation: bool | None = None
 ) -> FlowerRun:
     """Run the federation over ``grid``; write history.csv and summary.json.
 
-    Mirrors ``fedzoo.engine._run`` step for step (see the module docstring). With
-    ``checkpoint-dir`` a checkpoint is written after every round; with ``resume`` the run
-    continues from it.
+    The rounds are :class:`fedzoo.rounds.RoundDriver`'s, as in the engine, over
+    :class:`GridTransport`. With ``checkpoint-dir`` a checkpoint is written after every
+    round; with ``resume`` the run continues from it.
     """
     t_start = time.perf_counter()
     config = settings.config
@@ -402,9 +440,9 @@ def run_server(
     out_dir = resolve_out_dir(settings)
     ckpt = _resume_checkpoint(settings) if settings.resume else None  # refuse before waiting
     fed = wait_for_partitions(grid, settings, fixed_nodes=simulation)
-    if config.method == "fo" and any(kind != "problem" for kind in fed.kinds.values()):
+    if get_method(config.method).exact_gradients and any(kind != "problem" for kind in fed.kinds.values()):
         raise FlowerRunError(
-            "Method 'fo' needs exact gradients: every node must use the built-in problem."
+            f"Method {config.method!r} needs exact gradients: every node must use the built-in problem."
         )
     x0, w = start_point(settings)
     weights = {pid: float(w[pid]) for pid in range(settings.num_clients)}
@@ -420,12 +458,9 @@ def run_server(
     rec.start(server.x, settings.num_clients)
     done = 0
     if ckpt is not None:
-        rec.rows = ckpt.rows
-        server, done = protocol.ServerState.from_arrays(ckpt.server), ckpt.round
+        server, done = restore(ckpt, config, rec)
         log.info("resuming after round %d from %s", done, settings.checkpoint_dir)
     points = _saved_points(settings, out_dir, server, done)
-    timeout = settings.round_timeout
-    limits = reply_limits(config, settings.dim)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
         "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
@@ -437,77 +472,29 @@ def run_server(
         out_dir,
     )
 
-    for r in range(done + 1, config.rounds + 1):
-        t0 = time.perf_counter()
-        if r > done + 1:
-            refresh_federation(grid, settings, fed)
-        clients = protocol.sample_clients(config, r, list(range(settings.num_clients)))
-        msg = protocol.train_message(config, server)
-        replies, down, up = exchange(
-            grid, fed, MessageType.TRAIN, msg, r, timeout, clients, limits=limits
-        )
-        server, agg = protocol.aggregate_train(config, server, replies, weights)
-        queries = agg.num_queries
-        if agg.replies:
-            rec.report(r - 1, agg.weighted("value-start"))
-        if config.uses_sync:
-            smsg = protocol.sync_message(config, server)
-            sreplies, sdown, sup = exchange(
-                grid, fed, SYNC, smsg, r, timeout, clients, limits=limits
-            )
-            server, sagg = protocol.aggregate_sync(config, server, sreplies, weights)
-            down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
-        row = rec.end_round(
-            r, server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
-            protocol.client_query_counts(agg, sagg if config.uses_sync else None),
-        )
-        if config.uses_sync and sagg.replies:
-            rec.report(r, sagg.weighted("value"))
-        if settings.checkpoint_dir:
-            save_checkpoint(
-                settings.checkpoint_dir,
-                Checkpoint(
-                    r,
-                    server.to_arrays(),
-                    [],
-                    rec.rows,
-                    {**checkpoint_meta(settings), "rounds": config.rounds},
-                ),
-            )
-        points.append(server.x.copy())
+    def on_round(r: int, state: protocol.ServerState, row: dict[str, Any]) -> None:
+        points.append(state.x.copy())
         write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
         if settings.save_points:
             np.save(out_dir / "points.npy", np.stack(points))
-        log.info(
-            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d [%s] (%.2fs)",
-            r,
-            config.rounds,
-            row["value"],
-            row["reported_value"],
-            row["queries"],
-            row["clients"],
-            len(clients),
-            row["participants"],
-            row["wall_s"],
-        )
-        if settings.query_budget and row["queries"] >= settings.query_budget:
-            log.info("query budget %d reached after round %d", settings.query_budget, r)
-            break
 
+    driver = RoundDriver(
+        config,
+        GridTransport(grid, settings, fed, reply_limits(config, settings.dim)),
+        weights,
+        rec,
+        server,
+        on_round=on_round,
+        query_budget=settings.query_budget,
+        checkpoint_dir=settings.checkpoint_dir or None,
+        checkpoint_meta=checkpoint_meta(settings),
+    )
+    server = driver.run(done + 1, final_evaluation=False)
     if settings.save_points:
         np.save(out_dir / "points.npy", np.stack(points))
     if settings.final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
-        t0 = time.perf_counter()
-        emsg = protocol.evaluate_message(server)
-        last = rec.rows[-1]["round"]
-        refresh_federation(grid, settings, fed)
-        ereplies, down, up = exchange(grid, fed, EVALUATE, emsg, last, timeout, limits=limits)
-        server, eagg = protocol.aggregate_evaluate(config, server, ereplies, weights)
-        rec.add_to_last(
-            eagg.num_queries, up, down, time.perf_counter() - t0, eagg.queries_by_client
-        )
-        if eagg.replies:
-            rec.report(last, eagg.weighted("value"))
+        driver.evaluate_final()
+        server = driver.server
 
     wall = time.perf_counter() - t_start
     if problem is not None:

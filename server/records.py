@@ -37,10 +37,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MessageType, RecordDict
 
 from fedzoo.errors import PayloadError
 from fedzoo.payload import MAX_ARRAY_ELEMENTS, ArraySpec, ScalarSpec
+
+# The Flower message types of the fedzoo app, shared by the ServerApp and the ClientApp.
+TRAIN = MessageType.TRAIN  # "train": fedzoo.protocol.client_train
+SYNC = "query.sync"  # fedzoo.protocol.client_sync (methods with a sync exchange)
+EVALUATE = "query.evaluate"  # fedzoo.protocol.client_evaluate (final evaluation)
+DESCRIBE = "query.describe"  # before round 1: partition id, dim and objective kind
+#: The ClientState's ArrayRecord in the ClientApp's context.state.
+STATE_KEY = "fedzoo.client-state"
 
 ARRAYS = "fedzoo.arrays"
 SCALARS = "fedzoo.scalars"

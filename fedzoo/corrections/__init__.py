@@ -30,19 +30,27 @@ def scaffold_term(c_global: np.ndarray | None, c_own: np.ndarray | None) -> np.n
     return c_global - c_own
 
 
+#: gamma_t of local step t = 1, 2, ... for each ``gamma-schedule``.
+GAMMA_SCHEDULES = {
+    "inverse": lambda gamma, t: gamma / t,  # the paper's (docs/design.md §2)
+    "inverse-sqrt": lambda gamma, t: gamma / float(np.sqrt(t)),
+    "constant": lambda gamma, t: gamma,
+}
+
+
 def gamma_at(gamma: float, t: int, schedule: str = "inverse") -> float:
     """The correction weight gamma_t of local step t = 1, 2, ...
 
-    ``inverse``: gamma / t (DESIGN §2, the paper); ``inverse-sqrt``: gamma / sqrt(t);
-    ``constant``: gamma.
+    ``inverse``: gamma / t (docs/design.md §2, the paper); ``inverse-sqrt``:
+    gamma / sqrt(t); ``constant``: gamma.
     """
-    if schedule == "inverse":
-        return gamma / t
-    if schedule == "inverse-sqrt":
-        return gamma / float(np.sqrt(t))
-    if schedule == "constant":
-        return gamma
-    raise ValueError(f"Unknown gamma schedule {schedule!r}; expected inverse, inverse-sqrt or constant.")
+    try:
+        rule = GAMMA_SCHEDULES[schedule]
+    except KeyError:
+        raise ValueError(
+            f"Unknown gamma schedule {schedule!r}; expected one of {list(GAMMA_SCHEDULES)}."
+        ) from None
+    return rule(gamma, t)
 
 
 def fzoos_term(

@@ -73,3 +73,13 @@ def coordinate_gradient(
 ) -> np.ndarray:
     """Coordinate-wise forward (backward at the upper face) differences. Query cost: d."""
     return difference_gradient(f, x, fx, np.eye(x.size), mu, 1.0)
+
+
+def _coordinate(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, fx: float,
+                rng: np.random.Generator, num_directions: int, mu: float) -> np.ndarray:
+    return coordinate_gradient(f, x, fx, mu)
+
+
+#: The estimators the ``fd-estimator`` option names, with one signature:
+#: ``(f, x, f(x), rng, rgf-directions, fd-step) -> gradient estimate``.
+FD_ESTIMATORS: dict[str, Callable[..., np.ndarray]] = {"rgf": rgf_gradient, "coordinate": _coordinate}

@@ -11,6 +11,7 @@ import pytest
 import fedzoo
 from fedzoo import protocol
 from fedzoo.config import METHODS, RunConfig
+from fedzoo.methods import get_method
 from fedzoo.engine import run_federation
 from fedzoo.errors import (
     ConfigError,
@@ -66,13 +67,13 @@ def test_reported_queries_equal_the_evaluations_the_objectives_saw(method, repor
 def test_the_count_check_catches_a_method_that_evaluates_through_value(monkeypatch):
     """A method that read f_i through the closed form ``.value`` without counting it would
     make the reported count fall short of what the counting wrappers saw."""
-    honest = protocol._Session.value_at
+    honest = protocol.Session.value_at
 
     def sneaky(self, x):
         self.objective.value(x[None, :])  # an evaluation the session does not count
         return honest(self, x)
 
-    monkeypatch.setattr(protocol._Session, "value_at", sneaky)
+    monkeypatch.setattr(protocol.Session, "value_at", sneaky)
     p = small_problem()
     res = run_federation(p, RunConfig.from_mapping({**SMALL, "method": "fedzo"}), workers=1)
     assert sum(o.points_seen for o in p.objectives) > res.num_queries
@@ -226,7 +227,7 @@ def test_queries_behind_a_lost_or_rejected_reply_are_counted_with_the_next_one(c
     state, agg = protocol.aggregate_train(
         cfg, state, {0: {**reply, "num-queries": 5, "total-queries": 5}}, {0: 1.0})
     assert agg.num_queries == 5 and "restarted without its saved state" in caplog.text
-    back = protocol.ServerState.from_arrays(state.to_arrays())
+    back = protocol.ServerState.from_arrays(state.to_arrays(), cfg)
     assert back.query_totals == state.query_totals
 
 
@@ -424,7 +425,7 @@ def test_min_replies_above_the_clients_asked_is_refused_before_any_query():
 def test_lagged_fzoos_needs_one_exchange_and_corrects_from_round_two():
     cfg = RunConfig.from_mapping({**SMALL, "method": "fzoos-lagged"})
     p = small_problem(False)
-    assert not cfg.uses_sync and cfg.uses_rff
+    assert not get_method(cfg.method).has_sync and "rff-weights" in protocol.train_reply_spec(cfg, p.dim)
     srv = protocol.server_init(cfg, p.x0)
     states = [protocol.new_client_state(cfg, p.dim) for _ in range(3)]
     corrections = []

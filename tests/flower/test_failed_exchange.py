@@ -52,7 +52,8 @@ def flaky(X: np.ndarray) -> np.ndarray:
 
 def train(ctx, round_: int):
     s = parse_run_config(RUN)
-    server = protocol.ServerState(x=np.full(10, 0.5), round=round_ - 1)
+    server = protocol.server_init(s.config, np.full(10, 0.5))
+    server.round = round_ - 1
     msg = message(protocol.train_message(s.config, server), MessageType.TRAIN, group=str(round_))
     return content_to_payload(client_app(msg, ctx).content)
 
@@ -124,7 +125,7 @@ def test_an_exchange_that_fails_before_querying_changes_nothing(tmp_path):
     ctx = context(node_config, RUN)
     train(ctx, 1)
     s = parse_run_config(RUN)
-    bad = protocol.train_message(s.config, protocol.ServerState(x=np.full(10, 0.5), round=1))
+    bad = protocol.train_message(s.config, protocol.server_init(s.config, np.full(10, 0.5)))
     bad["x"] = np.full(10, 2.0)  # outside the unit box: refused before any query
     with pytest.raises(Exception, match="unit box"):
         client_app(message(bad, MessageType.TRAIN, group="2"), ctx)

@@ -1,0 +1,219 @@
+r"""FZooS: surrogate gradients plus the adaptive global-surrogate correction.
+
+Local steps follow the client's trajectory-informed GP gradient (:mod:`fedzoo.methods.zord`)
+corrected by
+
+    γ_t (∇μ̂_global(x) − ∇μ̂_i(x)),   μ̂(x) = φ(x)ᵀw,
+
+where φ is a shared random-Fourier-feature map (M = ``rff-features`` features, seed and
+lengthscale broadcast by the server), w_i are the client's ridge-fitted RFF weights on
+its ``rff-history`` points nearest to the global point, w_global = Σ_i p_i w_i (or a
+robust combination, ``aggregation``) and γ_t follows ``gamma-schedule``
+(:func:`fedzoo.corrections.gamma_at`). Both surrogates are the previous round's,
+evaluated at the current local iterate (docs/design.md §2).
+
+* ``fzoos`` (:class:`FZooS`): two exchanges per round. After the server step, the sync
+  exchange queries x_r and the most uncertain points around it, fits w_i there and
+  sends it; the server averages the weights for the next round's correction.
+* ``fzoos-lagged`` (:class:`FZooSLagged`): one exchange. Each client explores at
+  x_{r-1} at the start of train, fits w_i there and sends it with the train reply; the
+  correction in round r therefore uses weights fitted at x_{r-2}.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from fedzoo.corrections import fzoos_term
+from fedzoo.methods import register
+from fedzoo.methods.base import Spec, TrainContext
+from fedzoo.methods.zord import SurrogateClientState, SurrogateMethod, explore_around
+from fedzoo.payload import ArraySpec, Payload, ScalarSpec
+from fedzoo.state import ServerState, Session
+from fedzoo.surrogates.gp import nearest_indices
+from fedzoo.surrogates.rff import RandomFourierFeatures, RFFFitCache, fit_rff_weights_cached
+
+if TYPE_CHECKING:
+    from fedzoo.config import RunConfig
+    from fedzoo.protocol import Aggregate
+
+RFF_OPTIONS = ("rff-features", "rff-lengthscale", "rff-history", "rff-ridge", "gamma", "gamma-schedule")
+
+
+@functools.lru_cache(maxsize=4)
+def shared_features(dim: int, num_features: int, lengthscale: float, seed: int) -> RandomFourierFeatures:
+    """The RFF map every party builds from the broadcast (dim, M, l, seed); cached."""
+    return RandomFourierFeatures(dim, num_features, lengthscale, seed)
+
+
+def rff_seed(config: RunConfig) -> int:
+    """The seed of the shared RFF map, derived from the run seed."""
+    return int(np.random.SeedSequence([config.seed, 7]).generate_state(1)[0])
+
+
+@dataclass
+class FZooSClientState(SurrogateClientState):
+    """Adds the client's own RFF weights (last fit) and the Gram of that fit's points."""
+
+    rff_own: np.ndarray | None = None
+    rff_cache: RFFFitCache | None = None
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = super().to_arrays()
+        if self.rff_own is not None:
+            out["rff-own"] = np.asarray(self.rff_own, dtype=np.float64)
+        if self.rff_cache is not None:
+            out.update(self.rff_cache.to_arrays())
+        return out
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray], config: RunConfig) -> None:
+        super().load_arrays(arrays, config)
+        self.rff_own = arrays.get("rff-own")
+        self.rff_cache = RFFFitCache.from_arrays(arrays)
+
+
+@dataclass
+class FZooSServerState(ServerState):
+    """Adds the global RFF weights and the lengthscale of the shared feature map."""
+
+    rff_global: np.ndarray | None = None
+    rff_lengthscale: float = 1.0
+
+    @classmethod
+    def new(cls, config: RunConfig, x0: np.ndarray) -> FZooSServerState:
+        return cls(x=np.asarray(x0, dtype=np.float64).copy(), rff_lengthscale=config.rff_lengthscale)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = super().to_arrays()
+        out["rff-lengthscale"] = np.array([self.rff_lengthscale])
+        if self.rff_global is not None:
+            out["rff-global"] = self.rff_global.copy()
+        return out
+
+    def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.rff_global = arrays.get("rff-global")
+        self.rff_lengthscale = float(arrays["rff-lengthscale"][0])
+
+
+def fit_own_rff(config: RunConfig, state: FZooSClientState, x: np.ndarray, msg: Payload) -> np.ndarray:
+    """Ridge-fit this client's RFF weights on its ``rff-history`` points nearest to x."""
+    assert state.history is not None
+    rff = shared_features(state.dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
+    hist = state.history
+    idx = nearest_indices(hist.X, x, config.rff_history)
+    w, state.rff_cache = fit_rff_weights_cached(
+        rff, hist.X[idx], hist.y[idx], hist.first_id + idx, state.rff_cache, config.rff_ridge
+    )
+    return w
+
+
+def _feature_map_spec() -> Spec:
+    return {"rff-seed": ScalarSpec("int", 0), "rff-lengthscale": ScalarSpec("float", 0.0)}
+
+
+def _feature_map(config: RunConfig, state: FZooSServerState) -> Payload:
+    return {"rff-seed": rff_seed(config), "rff-lengthscale": state.rff_lengthscale}
+
+
+@register
+class FZooS(SurrogateMethod):
+    """FZooS (Shu et al., 2023): surrogate gradients + global RFF correction, train + sync."""
+
+    name = "fzoos"
+    summary = "surrogate (GP) gradients + global RFF-surrogate correction; train + sync exchanges"
+    rank = 10
+    has_sync = True
+    explores_at_start = False
+    client_state = FZooSClientState
+    server_state = FZooSServerState
+    options = (*SurrogateMethod.options, *RFF_OPTIONS)
+
+    def train_message_spec(self, config: RunConfig, dim: int) -> Spec:
+        return {**_feature_map_spec(), "rff-weights": ArraySpec(config.rff_features, optional=True)}
+
+    def train_message(self, config: RunConfig, state: ServerState) -> Payload:
+        assert isinstance(state, FZooSServerState)
+        msg = _feature_map(config, state)
+        if state.rff_global is not None:
+            msg["rff-weights"] = state.rff_global.copy()
+        return msg
+
+    def begin_train(self, ctx: TrainContext) -> None:
+        super().begin_train(ctx)
+        msg, state = ctx.message, ctx.state
+        assert isinstance(state, FZooSClientState)
+        if "rff-weights" in msg and state.rff_own is not None:
+            ctx.scratch["rff"] = shared_features(
+                state.dim, ctx.config.rff_features, msg["rff-lengthscale"], msg["rff-seed"]
+            )
+
+    def correct(self, ctx: TrainContext, x: np.ndarray, t: int, g: np.ndarray) -> np.ndarray:
+        config = ctx.config
+        assert isinstance(ctx.state, FZooSClientState)
+        return g + fzoos_term(x, t, config.gamma, ctx.scratch.get("rff"), ctx.message.get("rff-weights"),
+                              ctx.state.rff_own, config.gamma_schedule)
+
+    def sync_message_spec(self, config: RunConfig, dim: int) -> Spec:
+        return _feature_map_spec()
+
+    def sync_message(self, config: RunConfig, state: ServerState) -> Payload:
+        assert isinstance(state, FZooSServerState)
+        return _feature_map(config, state)
+
+    def sync_reply_spec(self, config: RunConfig, dim: int) -> Spec:
+        return {"rff-weights": ArraySpec(config.rff_features)}
+
+    def client_sync(self, config: RunConfig, session: Session, state, message: Payload,
+                    rng: np.random.Generator) -> Payload:
+        """Explore at x_r (1 + sync-points queries), fit and send the RFF weights there."""
+        explore_around(config, session, state, message["x"], rng)
+        state.rff_own = fit_own_rff(config, state, message["x"], message)
+        return {"rff-weights": state.rff_own.copy()}
+
+    def aggregate_sync(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
+        assert isinstance(new, FZooSServerState)
+        new.rff_global = agg.robust("rff-weights", config)
+
+
+@register
+class FZooSLagged(FZooS):
+    """FZooS in one exchange: RFF weights fitted at x_{r-1} travel with the train reply."""
+
+    name = "fzoos-lagged"
+    summary = "fzoos in 1 exchange: weights fitted at x_{r-1} sent with the train reply (one round older)"
+    rank = 11
+    has_sync = False
+    explores_at_start = True
+
+    def sync_message_spec(self, config: RunConfig, dim: int) -> Spec:
+        return {}
+
+    def sync_message(self, config: RunConfig, state: ServerState) -> Payload:
+        return {}
+
+    def sync_reply_spec(self, config: RunConfig, dim: int) -> Spec:
+        return {}
+
+    def train_reply_spec(self, config: RunConfig, dim: int) -> Spec:
+        return {"rff-weights": ArraySpec(config.rff_features)}
+
+    def begin_train(self, ctx: TrainContext) -> None:
+        super().begin_train(ctx)
+        assert isinstance(ctx.state, FZooSClientState)
+        # this round's surrogate at x_{r-1}, sent with the reply; the correction of this
+        # round still uses the previous weights (kept in the state until end_train)
+        ctx.scratch["w_fresh"] = fit_own_rff(ctx.config, ctx.state, ctx.x_global, ctx.message)
+
+    def end_train(self, ctx: TrainContext, reply: Payload) -> None:
+        assert isinstance(ctx.state, FZooSClientState)
+        ctx.state.rff_own = ctx.scratch["w_fresh"]
+        reply["rff-weights"] = ctx.scratch["w_fresh"].copy()
+
+    def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
+        assert isinstance(new, FZooSServerState)
+        new.rff_global = agg.robust("rff-weights", config)

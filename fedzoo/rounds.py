@@ -1,0 +1,172 @@
+"""The round driver: one loop for every transport (threads in-process, Flower's Grid).
+
+A round r (docs/design.md §2) is, whatever carries the messages:
+
+1. sample the clients of the round (:func:`fedzoo.protocol.sample_clients`);
+2. **train**: send ``train_message``, aggregate the replies (server step, the method's
+   combination of its fields, query accounting); the replies' ``value-start`` report
+   F(x_{r-1}) for the previous row;
+3. **sync** (methods with ``has_sync``): send ``sync_message``, aggregate; its values
+   report F(x_r) for this round's row;
+4. append the history row (queries, bytes, participants, per-client queries), write
+   the checkpoint when asked, log, call ``on_round``; stop early when ``on_round``
+   says so or the query budget is spent.
+
+After the last round, a single-exchange method's F(x_R) is unknown: the **evaluate**
+exchange asks every client for f_i(x_R) (N counted queries), charged to the last row.
+
+The driver never reads F: it sees only what the clients reply. A :class:`Transport`
+moves one message to a list of clients and returns their replies (missing or failed
+ones left out) and the payload bytes each way; :mod:`fedzoo.engine` implements it with
+threads, :mod:`server.app` with Flower messages. Both therefore run this same loop, and
+the same seed gives the same history (``wall_s`` aside).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from fedzoo import protocol
+from fedzoo.checkpoint import Checkpoint, save_checkpoint
+from fedzoo.config import RunConfig
+from fedzoo.methods import get_method
+from fedzoo.payload import Payload
+from fedzoo.results import HistoryRecorder
+from fedzoo.state import ServerState
+
+log = logging.getLogger(__name__)
+
+TRAIN, SYNC, EVALUATE = "train", "sync", "evaluate"
+
+#: Called after every round with (round, server state, history row); True stops the run.
+RoundHook = Callable[[int, ServerState, dict[str, Any]], "bool | None"]
+
+
+class Transport(Protocol):
+    """Carries one exchange to clients and brings back their replies."""
+
+    def exchange(
+        self, kind: str, message: Payload, round_: int, clients: list[int]
+    ) -> tuple[dict[int, Any], int, int]:
+        """Send ``message`` (exchange ``kind``: train, sync or evaluate) to ``clients``.
+
+        Returns the replies by client id (clients without a usable reply left out), the
+        bytes sent down (message size x clients addressed) and up (replies).
+        """
+        ...
+
+    def before_round(self, round_: int, first: bool) -> None:
+        """Called before each round (e.g. to admit nodes that reconnected)."""
+        ...
+
+    def client_arrays(self) -> list[dict[str, np.ndarray]]:
+        """The clients' states for a checkpoint (empty where the clients keep their own)."""
+        ...
+
+
+@dataclass
+class RoundDriver:
+    """Runs rounds of ``config.method`` over a transport and records the history.
+
+    Attributes:
+        config: the validated run configuration.
+        transport: moves the messages.
+        weights: client weights p_i by client id.
+        recorder: the history rows (row 0 written by the caller, or restored rows).
+        server: the server state after the rows recorded so far.
+        on_round: see :data:`RoundHook`.
+        query_budget: stop after the first round whose cumulative queries reach it
+            (0: no budget).
+        checkpoint_dir / checkpoint_meta: write an atomic checkpoint after every round,
+            identified by ``checkpoint_meta`` (plus ``rounds``).
+    """
+
+    config: RunConfig
+    transport: Transport
+    weights: Mapping[int, float]
+    recorder: HistoryRecorder
+    server: ServerState
+    on_round: RoundHook | None = None
+    query_budget: int = 0
+    checkpoint_dir: str | Path | None = None
+    checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.weights)
+
+    def run_round(self, r: int, first: bool = False) -> dict[str, Any]:
+        """Round r: train (and sync), aggregation, the history row; returns the row."""
+        config, rec = self.config, self.recorder
+        t0 = time.perf_counter()
+        self.transport.before_round(r, first)
+        clients = protocol.sample_clients(config, r, sorted(self.weights))
+        msg = protocol.train_message(config, self.server)
+        replies, down, up = self.transport.exchange(TRAIN, msg, r, clients)
+        self.server, agg = protocol.aggregate_train(config, self.server, replies, self.weights)
+        queries = agg.num_queries
+        if agg.replies:
+            rec.report(r - 1, agg.weighted("value-start"))
+        sagg = None
+        if get_method(config.method).has_sync:
+            smsg = protocol.sync_message(config, self.server)
+            sreplies, sdown, sup = self.transport.exchange(SYNC, smsg, r, clients)
+            self.server, sagg = protocol.aggregate_sync(config, self.server, sreplies, self.weights)
+            down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
+        row = rec.end_round(r, self.server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
+                            protocol.client_query_counts(agg, sagg))
+        if sagg is not None and sagg.replies:
+            rec.report(r, sagg.weighted("value"))
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, Checkpoint(
+                r, self.server.to_arrays(), self.transport.client_arrays(), rec.rows,
+                {**self.checkpoint_meta, "rounds": config.rounds}))
+        log.info(
+            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d [%s] (%.2fs)",
+            r, config.rounds, row["value"], row["reported_value"], row["queries"], row["clients"],
+            len(clients), row["participants"], row["wall_s"],
+        )
+        return row
+
+    def run(self, first: int = 1, *, final_evaluation: bool = True) -> ServerState:
+        """Rounds ``first`` .. ``config.rounds`` (or until stopped), then, if asked and
+        the last row has no reported value, the final evaluation."""
+        for r in range(first, self.config.rounds + 1):
+            row = self.run_round(r, first=r == first)
+            stop = self.on_round is not None and bool(self.on_round(r, self.server, row))
+            if self.query_budget and row["queries"] >= self.query_budget:
+                log.info("query budget %d reached after round %d", self.query_budget, r)
+                stop = True
+            if stop:
+                break
+        if final_evaluation and math.isnan(self.recorder.rows[-1]["reported_value"]):
+            self.evaluate_final()
+        return self.server
+
+    def evaluate_final(self) -> None:
+        """f_i(x_R) from every client, charged to the last row (N counted queries)."""
+        rec = self.recorder
+        t0 = time.perf_counter()
+        last = rec.rows[-1]["round"]
+        self.transport.before_round(last, False)
+        replies, down, up = self.transport.exchange(
+            EVALUATE, protocol.evaluate_message(self.server), last, sorted(self.weights)
+        )
+        self.server, agg = protocol.aggregate_evaluate(self.config, self.server, replies, self.weights)
+        rec.add_to_last(agg.num_queries, up, down, time.perf_counter() - t0, agg.queries_by_client)
+        if agg.replies:
+            rec.report(last, agg.weighted("value"))
+
+
+def restore(ckpt: Checkpoint, config: RunConfig, recorder: HistoryRecorder) -> tuple[ServerState, int]:
+    """The server state and rows of a checkpoint; returns (state, rounds done)."""
+    recorder.rows = ckpt.rows
+    return ServerState.from_arrays(ckpt.server, config), ckpt.round
