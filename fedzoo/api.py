@@ -34,8 +34,8 @@ def minimize(
         x0: start point: a finite 1-d array of length d in the unit box (d is its
             length; a 2-d array is refused, not flattened).
         weights: client weights (default uniform); renormalised to sum 1.
-        method: one of fzoos, fzoos-lagged, zord, fedzo, fedprox, scaffold1, scaffold2
-            (fo needs exact gradients: synthetic problems only).
+        method: a registered method (:func:`fedzoo.methods.method_names`; the list
+            below). Methods marked "exact gradients" need synthetic problems.
         rounds, local_steps, seed: R, T and the run seed.
         out_dir: optional directory for history.csv and summary.json.
         **options: any other :class:`~fedzoo.config.RunConfig` option, snake_case
@@ -54,3 +54,16 @@ def minimize(
     )
     problem = problem_from_callables(objectives, x0, weights=weights)
     return run_federation(problem, config, out_dir=out_dir)
+
+
+def _method_table() -> str:
+    """The registered methods, one line each (appended to :func:`minimize`'s docs)."""
+    from fedzoo.methods import methods
+
+    lines = ["", "    Registered methods (``method=``):", ""]
+    for m in methods():
+        lines.append(f"    * ``{m.name}``: {m.summary}")
+    return "\n".join(lines) + "\n"
+
+
+minimize.__doc__ = (minimize.__doc__ or "") + _method_table()
