@@ -11,7 +11,6 @@ import pytest
 import fedzoo
 from fedzoo import protocol
 from fedzoo.config import METHODS, RunConfig
-from fedzoo.methods import get_method
 from fedzoo.engine import run_federation
 from fedzoo.errors import (
     ConfigError,
@@ -22,12 +21,12 @@ from fedzoo.errors import (
     ShapeError,
     UncountedAccessError,
 )
+from fedzoo.methods import get_method
 from fedzoo.objectives import CallableObjective, CountingObjective, FederatedProblem, make_problem
 from fedzoo.results import HistoryRecorder, client_queries_of, read_history
+from tests.settings import SMALL_RUN
 
-SMALL = {"rounds": 3, "local-steps": 3, "rff-features": 200, "gp-history": 60, "rff-history": 80,
-         "sync-points": 8, "sync-candidates": 30, "explore-candidates": 20, "explore-points": 2,
-         "rgf-directions": 5}
+SMALL = SMALL_RUN
 
 
 def small_problem(counting: bool = True, clients: int = 3, dim: int = 10) -> FederatedProblem:

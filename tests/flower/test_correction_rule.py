@@ -24,10 +24,9 @@ from fedzoo.objectives.problems import make_problem
 from fedzoo.payload import ArraySpec
 from fedzoo.results import HistoryRecorder
 from fedzoo.rounds import RoundDriver
+from tests.settings import SMALL_RUN
 
-SMALL = {"rounds": 3, "local-steps": 3, "rff-features": 200, "gp-history": 60, "rff-history": 80,
-         "sync-points": 8, "sync-candidates": 30, "explore-candidates": 20, "explore-points": 2,
-         "rgf-directions": 5}
+SMALL = SMALL_RUN
 WEIGHTS = {0: 0.5, 1: 0.3, 2: 0.2}  # unequal, so renormalising matters
 ABSENT = 2
 

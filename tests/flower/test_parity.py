@@ -19,6 +19,7 @@ from fedzoo.results import read_history
 from server.app import run_server
 from server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL, make_grid
+from tests.settings import LIGHT
 
 pytestmark = pytest.mark.usefixtures("identity")
 
@@ -48,7 +49,7 @@ def engine_reference(run_config, out_dir):
 def test_flower_history_equals_the_engine_history(tmp_path, method):
     rc = {**SMALL, "method": method, "out-dir": str(tmp_path / "flower")}
     if method not in ("fzoos", "fedzo"):  # the others on a lighter setting
-        rc.update({"local-steps": 3, "rgf-directions": 5, "gp-history": 60, "sync-points": 8})
+        rc.update(LIGHT)
     ref = engine_reference(rc, tmp_path / "engine")
     run = run_server(make_grid(rc), parse_run_config(rc))
     assert_same_history(run.rows, ref.history)
@@ -80,7 +81,7 @@ def test_partial_participation_samples_the_same_clients(tmp_path, method):
         "out-dir": str(tmp_path / "f"),
     }
     if method not in ("fzoos", "fedzo"):
-        rc.update({"local-steps": 3, "rgf-directions": 5, "gp-history": 60, "sync-points": 8})
+        rc.update(LIGHT)
     ref = engine_reference(rc, None)
     grid = make_grid(rc)
     run = run_server(grid, parse_run_config(rc))
