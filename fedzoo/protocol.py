@@ -45,7 +45,7 @@ from fedzoo.aggregation import AGGREGATORS
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, PayloadError
 from fedzoo.methods import get_method
-from fedzoo.methods.base import TrainContext
+from fedzoo.methods.base import Method, TrainContext
 from fedzoo.objectives.base import Objective
 from fedzoo.optim import make_optimizer
 from fedzoo.payload import ArraySpec, Payload, ScalarSpec, validate
@@ -164,22 +164,31 @@ def client_train(
     value_start = ctx.session.value_at(x_global)
     method.begin_train(ctx)
 
-    opt = make_optimizer(config.optimizer, config.lr)
-    opt_state = opt.init(x_global)
-    x, fx = x_global.copy(), value_start
-    for t in range(1, config.local_steps + 1):
-        g = method.gradient(ctx, x, fx)
-        g_hat = method.correct(ctx, x, t, g)
-        if observer is not None:
-            observer(client_id, t, x, g, g_hat)
-        step, opt_state = opt.update(g_hat, opt_state)
-        x = np.clip(x - step, 0.0, 1.0)
-        fx = method.after_step(ctx, x, fx, t == config.local_steps)
+    x = method.local_train(ctx, value_start)
+    if x is None:
+        x = _local_steps(config, method, ctx, value_start, observer)
 
     state.local_x = x.copy()
     reply: Payload = {"x": x, **ctx.session.counts(), "value-start": value_start}
     method.end_train(ctx, reply)
     return state, reply
+
+
+def _local_steps(config: RunConfig, method: Method, ctx: TrainContext, value_start: float,
+                 observer: StepObserver | None) -> np.ndarray:
+    """T optimiser steps from x_{r-1} along the method's corrected estimates."""
+    opt = make_optimizer(config.optimizer, config.lr)
+    opt_state = opt.init(ctx.x_global)
+    x, fx = ctx.x_global.copy(), value_start
+    for t in range(1, config.local_steps + 1):
+        g = method.gradient(ctx, x, fx)
+        g_hat = method.correct(ctx, x, t, g)
+        if observer is not None:
+            observer(ctx.client_id, t, x, g, g_hat)
+        step, opt_state = opt.update(g_hat, opt_state)
+        x = np.clip(x - step, 0.0, 1.0)
+        fx = method.after_step(ctx, x, fx, t == config.local_steps)
+    return x
 
 
 def client_sync(
@@ -305,7 +314,8 @@ def collect(
 def aggregate_train(
     config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
 ) -> tuple[ServerState, Aggregate]:
-    """Server step x_r = x_{r-1} - eta sum_i p_i (x_{r-1} - x_i) over valid replies.
+    """The method's server step (by default x_r = x_{r-1} - eta sum_i p_i (x_{r-1} - x_i))
+    over valid replies, then the method's combination of its reply fields.
 
     With fewer than ``min-replies`` valid replies the global point is unchanged (the
     round still counts). Partial participation rule: the global corrections average the
@@ -317,9 +327,9 @@ def aggregate_train(
     new = state.next(state.round + 1)
     agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
-        x_avg = agg.weighted("x")
-        new.x = np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
-        get_method(config.method).aggregate_train(config, new, agg)
+        method = get_method(config.method)
+        new.x = method.server_step(config, state, agg)
+        method.aggregate_train(config, new, agg)
     return new, agg
 
 

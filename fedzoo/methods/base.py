@@ -10,6 +10,7 @@ x_r = x_{r-1} - η Σ_i p_i (x_{r-1} - x_i). A method says only what differs:
 hook                        what it decides
 ==========================  =========================================================
 ``begin_train``             work before the local loop (initial design, GP fit, ...)
+``local_train``             replaces the whole local loop (optional; e.g. a population)
 ``gradient``                the local gradient estimate g at the local iterate x
 ``correct``                 the corrected direction g_hat (FedProx term, control
                             variates, the FZooS global-surrogate correction)
@@ -19,6 +20,7 @@ hook                        what it decides
 ``client_sync``             the sync exchange (only with ``has_sync``)
 ``*_message`` / ``*_spec``  the extra fields each message and reply carries, and their
                             specs (lengths, types) checked by both sides
+``server_step``             the new global point (default: the weighted average step)
 ``aggregate_train/_sync``   how the server combines the extra reply fields
 ``client_state`` /          what the method keeps between exchanges and how it is
 ``server_state``            serialised (subclasses of :mod:`fedzoo.state`)
@@ -130,6 +132,12 @@ class Method:
     def begin_train(self, ctx: TrainContext) -> None:
         """Before the local loop (after f_i(x_{r-1}) has been queried)."""
 
+    def local_train(self, ctx: TrainContext, value_start: float) -> np.ndarray | None:
+        """Replace the shared local loop: return the point to reply as ``x``; None (the
+        default) runs the T optimiser steps over ``gradient``/``correct``/``after_step``.
+        For methods that do not take local steps (e.g. a population evaluated at once)."""
+        return None
+
     def gradient(self, ctx: TrainContext, x: np.ndarray, fx: float) -> np.ndarray:
         """The local gradient estimate at x (``fx``: f_i(x) when known)."""
         raise NotImplementedError(f"method {self.name!r} defines no gradient estimator")
@@ -153,6 +161,12 @@ class Method:
         raise NotImplementedError(f"method {self.name!r} has no sync exchange")
 
     # ---- server ----------------------------------------------------------------------
+    def server_step(self, config: RunConfig, state: ServerState, agg: Aggregate) -> np.ndarray:
+        """The new global point from enough valid train replies (default: the server
+        step x_{r-1} - server-lr * (x_{r-1} - sum_i p_i x_i), clipped to the box)."""
+        x_avg = agg.weighted("x")
+        return np.clip(state.x - config.server_lr * (state.x - x_avg), 0.0, 1.0)
+
     def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
         """Combine the extra train-reply fields into ``new`` (enough replies arrived)."""
 
