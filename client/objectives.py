@@ -11,9 +11,12 @@ Three sources, chosen per node (first match wins):
    (never evaluated as code) and wrapped in :class:`~fedzoo.objectives.base.CallableObjective`
    with the run-config ``dim``.
 3. otherwise the run-config ``problem``: a registered synthetic problem built with
-   ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed``, or the attack
-   (``problem = "attack"``, :mod:`fedzoo_attack.federation`): objective number
-   ``partition-id`` (for the attack: that client's CNN on the run-config's image).
+   ``dim``, ``num-clients``, ``heterogeneity`` and ``problem-seed`` (objective number
+   ``partition-id``), or, with ``problem = "custom"``, the run-config's
+   ``objective-factory`` called as ``factory(partition_id=, num_clients=,
+   **objective-options)`` (:func:`fedzoo.objectives.loading.objective_from_factory`;
+   e.g. the attack, ``fedzoo_attack.federation:objective_factory``: that client's CNN
+   margin on the image the options name).
 
 Node-config keys: :data:`NODE_CONFIG_KEYS` (any other key is refused, naming the allowed
 ones); ``oracle-timeout`` is the deadline of each try of a remote call in seconds (finite,
@@ -36,7 +39,8 @@ from typing import Any
 from fedzoo.errors import ConfigError
 from fedzoo.objectives.base import CallableObjective, Objective
 from fedzoo.objectives.loading import load_callable as _load_callable
-from server.settings import ATTACK_PROBLEM, CUSTOM_PROBLEM, FlowerSettings, build_problem
+from fedzoo.objectives.loading import objective_from_factory
+from server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
 
 PARTITION_ID = "partition-id"
 OBJECTIVE = "objective"
@@ -154,7 +158,8 @@ def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid
     elif kind == "callable":
         key = (kind, node_config[OBJECTIVE], settings.dim)
     else:
-        key = (kind, *settings.problem_key, settings.attack, pid)
+        key = (kind, *settings.problem_key, settings.objective_factory,
+               settings.objective_options, pid)
     with _LOCK:
         objective = _CACHE.get(key)
         if objective is None:
@@ -163,15 +168,18 @@ def load_objective(settings: FlowerSettings, node_config: Mapping[str, Any], pid
             elif kind == "callable":
                 spec = node_config[OBJECTIVE]
                 objective = CallableObjective(load_callable(spec), settings.dim, name=str(spec))
+            elif settings.problem == CUSTOM_PROBLEM and settings.objective_factory:
+                objective = objective_from_factory(
+                    settings.objective_factory, settings.objective_kwargs, partition_id=pid,
+                    num_clients=settings.num_clients, dim=settings.dim,
+                    what="Run-config 'objective-factory'",
+                )
             elif settings.problem == CUSTOM_PROBLEM:
                 raise ConfigError(
-                    "Run-config problem = 'custom' needs every node to name its objective: "
-                    "node config 'objective' (module:function) or 'oracle' (host:port)."
+                    "Run-config problem = 'custom' needs an 'objective-factory' or every node "
+                    "to name its objective: node config 'objective' (module:function) or "
+                    "'oracle' (host:port)."
                 )
-            elif settings.problem == ATTACK_PROBLEM:
-                from fedzoo_attack.federation import client_objective  # torch: attack only
-
-                objective = client_objective(settings.attack, pid)
             else:
                 objective = build_problem(settings).objectives[pid]
             _CACHE[key] = objective

@@ -9,10 +9,11 @@ data set (offline) and the client models (committed reference weights or the cac
 ``fedzoo attack prepare``; never trained here: a missing model is an error that says how
 to prepare it). Both are cached per process.
 
-Run-config keys (Flower; :meth:`AttackSpec.run_config`): ``attack-dataset``,
-``attack-data-dir``, ``attack-portion``, ``attack-model-seed``, ``attack-epsilon``,
-``attack-targeted``, ``attack-image``, with ``problem = "attack"``, ``num-clients = N``
-and ``dim`` = the image size.
+Over Flower the attack is a custom problem like any other (:meth:`AttackSpec.run_config`):
+``problem = "custom"``, ``objective-factory = "fedzoo_attack.federation:objective_factory"``
+(:data:`FACTORY`), ``objective-options`` = the spec's :data:`OPTIONS` as a JSON object,
+``num-clients = N`` and ``dim`` = the image size; each ClientApp calls
+:func:`objective_factory` with its partition id.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ from fedzoo.errors import ConfigError
 
 DATASETS = ("mnist5k", "mnist", "cifar10")
 
-#: run-config key -> (AttackSpec field, default)
-RUN_CONFIG_KEYS: dict[str, tuple[str, Any]] = {
-    "attack-dataset": ("dataset", "mnist5k"),
-    "attack-data-dir": ("data_dir", ""),
-    "attack-portion": ("portion", 0.5),
-    "attack-model-seed": ("model_seed", 0),
-    "attack-epsilon": ("epsilon", 0.2),
-    "attack-targeted": ("targeted", False),
-    "attack-image": ("image", 0),
-    "attack-models-dir": ("models_dir", ""),
+#: The run-config ``objective-factory`` of the attack (see :func:`objective_factory`).
+FACTORY = "fedzoo_attack.federation:objective_factory"
+
+#: The factory's options (AttackSpec fields but ``num_clients``) and their defaults.
+OPTIONS: dict[str, Any] = {
+    "dataset": "mnist5k",
+    "data_dir": "",
+    "portion": 0.5,
+    "model_seed": 0,
+    "epsilon": 0.2,
+    "targeted": False,
+    "image": 0,
+    "models_dir": "",
 }
 
 
@@ -75,39 +79,61 @@ class AttackSpec:
         from fedzoo_attack.objectives import _check_epsilon
 
         if self.dataset not in DATASETS:
-            raise ConfigError(f"attack-dataset = {self.dataset!r} is not allowed; expected one of {list(DATASETS)}.")
+            raise ConfigError(f"Attack dataset = {self.dataset!r} is not allowed; expected one of {list(DATASETS)}.")
         if self.dataset != "mnist5k" and not self.data_dir:
-            raise ConfigError(f"attack-dataset = {self.dataset!r} needs attack-data-dir (nothing is downloaded).")
-        for name, value, low in (("num-clients", self.num_clients, 1), ("attack-model-seed", self.model_seed, 0),
-                                 ("attack-image", self.image, 0)):
+            raise ConfigError(f"Attack dataset = {self.dataset!r} needs data_dir (nothing is downloaded).")
+        for name, value, low in (("num_clients", self.num_clients, 1), ("model_seed", self.model_seed, 0),
+                                 ("image", self.image, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} = {value!r} is not allowed; expected an integer >= {low}.")
+                raise ConfigError(f"Attack {name} = {value!r} is not allowed; expected an integer >= {low}.")
+        for name in ("data_dir", "models_dir"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"Attack {name} = {getattr(self, name)!r} is not allowed; expected "
+                                  'a directory path or "" (none).')
         if not isinstance(self.targeted, bool):
-            raise ConfigError(f"attack-targeted = {self.targeted!r} is not allowed; expected true or false.")
+            raise ConfigError(f"Attack targeted = {self.targeted!r} is not allowed; expected true or false.")
         classes_per_client(self.portion)
         _check_epsilon(self.epsilon)
 
     @classmethod
-    def from_run_config(cls, values: Mapping[str, Any], num_clients: int) -> AttackSpec:
-        kwargs = {field: values.get(key, default) for key, (field, default) in RUN_CONFIG_KEYS.items()}
+    def from_options(cls, options: Mapping[str, Any], num_clients: int) -> AttackSpec:
+        """The spec from the factory's options (:data:`OPTIONS`; missing ones take their
+        defaults) and N.
+
+        Raises:
+            ConfigError: an unknown option or a value out of range, naming both.
+        """
+        unknown = sorted(k for k in options if k not in OPTIONS)
+        if unknown:
+            raise ConfigError(f"Unknown attack option(s) {unknown}; expected some of {list(OPTIONS)}.")
+        kwargs = {**OPTIONS, **options}
         for key in ("portion", "epsilon"):
             v = kwargs[key]
             if isinstance(v, int) and not isinstance(v, bool):
                 kwargs[key] = float(v)
             elif not isinstance(kwargs[key], float) or not math.isfinite(kwargs[key]):
-                raise ConfigError(f"attack-{key} = {v!r} is not allowed; expected a finite number.")
+                raise ConfigError(f"Attack {key} = {v!r} is not allowed; expected a finite number.")
         for key in ("model_seed", "image"):
             v = kwargs[key]
             if isinstance(v, float) and v.is_integer():
                 kwargs[key] = int(v)
         return cls(num_clients=num_clients, **kwargs)
 
+    def options(self) -> dict[str, Any]:
+        """The factory's options describing this attack (:data:`OPTIONS`)."""
+        return {key: getattr(self, key) for key in OPTIONS}
+
     def run_config(self) -> dict[str, Any]:
-        """The run-config keys describing this attack (with ``problem = "attack"``)."""
-        out: dict[str, Any] = {"problem": "attack", "num-clients": self.num_clients}
-        for key, (field, _) in RUN_CONFIG_KEYS.items():
-            out[key] = getattr(self, field)
-        return out
+        """The run-config keys describing this attack: a custom problem whose clients
+        build their objectives with :func:`objective_factory`."""
+        from fedzoo.objectives.loading import objective_options_text
+
+        return {
+            "problem": "custom",
+            "num-clients": self.num_clients,
+            "objective-factory": FACTORY,
+            "objective-options": objective_options_text(self.options()),
+        }
 
 
 _LOCK = threading.Lock()
@@ -158,7 +184,7 @@ def image_and_label(spec: AttackSpec) -> tuple[Any, int]:
     data = _dataset(spec)
     if not spec.image < len(data.y_test):
         raise ConfigError(
-            f"attack-image = {spec.image} is not an index of the {len(data.y_test)} test images."
+            f"Attack image = {spec.image} is not an index of the {len(data.y_test)} test images."
         )
     return data.x_test[spec.image], int(data.y_test[spec.image])
 
@@ -178,6 +204,12 @@ def client_objective(spec: AttackSpec, client_id: int) -> Any:
     )
 
 
-def image_dim(spec: AttackSpec) -> int:
-    """d: the number of pixel values of the data set's images."""
-    return int(_dataset(spec).dim)
+def objective_factory(*, partition_id: int, num_clients: int, **options: Any) -> Any:
+    """Client ``partition_id``'s margin on the attacked image, from configuration values:
+    the objective factory of a Flower run (run-config ``objective-factory`` =
+    :data:`FACTORY`, ``objective-options`` = :data:`OPTIONS` as JSON).
+
+    Raises:
+        ConfigError: an unknown option, a value out of range, missing data or models.
+    """
+    return client_objective(AttackSpec.from_options(options, num_clients), partition_id)

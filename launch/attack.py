@@ -1,11 +1,12 @@
 """The federated attack through the Flower app (``fedzoo attack --engine flower``).
 
 :class:`FlowerAttack` is a :data:`fedzoo_attack.attack_run.RemoteRun`: for one method and
-one image it submits a run of the fedzoo Flower app with ``problem = "attack"`` (each
-ClientApp builds its own client's CNN margin on the image, :mod:`fedzoo_attack.federation`)
-to a private local simulation, with ``query-budget`` = the attack's budget,
-``save-points = true`` and no final evaluation, and returns the run's history rows and
-global points. The caller judges success on those points (the ServerApp holds no model).
+one image it submits a run of the fedzoo Flower app to a private local simulation, a
+custom problem whose ClientApps each build their own client's CNN margin on the image
+with the objective factory of :mod:`fedzoo_attack.federation`
+(:meth:`~fedzoo_attack.federation.AttackSpec.run_config`), with ``query-budget`` = the
+attack's budget, ``save-points = true`` and no final evaluation, and returns the run's
+history rows and global points. The caller judges success on those points (the ServerApp holds no model).
 """
 
 from __future__ import annotations

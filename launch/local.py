@@ -111,9 +111,13 @@ def toml_value(value: Any) -> str:
             raise ValueError(f"Config values must be finite, got {value!r}.")
         return repr(value)
     if isinstance(value, str):
-        if any(c in value for c in "\"'\n"):
-            raise ValueError(f"Config strings cannot contain quotes or newlines: {value!r}.")
-        return f'"{value}"'
+        # Flower reads 'key=value' pairs whose value is quoted with ' or " (no escapes in
+        # between): a literal string '...' carries double quotes (JSON objective-options).
+        if "\n" in value or ("'" in value and '"' in value):
+            raise ValueError(
+                f"Config strings cannot contain newlines, nor both kinds of quotes: {value!r}."
+            )
+        return f"'{value}'" if '"' in value else f'"{value}"'
     raise TypeError(f"Config values must be bool, int, float or str, got {type(value).__name__}.")
 
 

@@ -12,15 +12,22 @@ Federation keys:
   ``custom``. With a registered problem the server takes x0 and the client weights from
   ``make_problem(problem, dim=, clients=, heterogeneity=, seed=problem-seed)`` and every
   client whose node config names no objective uses that problem's objective number
-  ``partition-id``. With ``custom`` every node must name its objective (node config
-  ``objective`` or ``oracle``); the start point is the centre of the box and the weights
-  are uniform.
+  ``partition-id``. With ``custom`` every node names its objective (node config
+  ``objective`` or ``oracle``) or the run names a factory (``objective-factory``); the
+  start point is the centre of the box and the weights are uniform.
 * ``dim``, ``num-clients``, ``heterogeneity``, ``problem-seed``: the problem's d, N, C
   and seed. ``num-clients`` is also the number of partitions the server waits for.
-* ``problem = "attack"``: the federated adversarial attack on one test image
-  (:mod:`fedzoo_attack.federation`, keys ``attack-*``): every client builds its own
-  model's margin from its partition id; the server needs no model (values are the
-  clients' reports; success is judged by the caller on the saved global points).
+* ``objective-factory``: with ``problem = "custom"``, ``"package.module:function"``, a
+  factory every client whose node config names no objective calls as
+  ``factory(partition_id=, num_clients=, **objective-options)`` to build its objective
+  (:func:`fedzoo.objectives.loading.objective_from_factory`; imported from the app
+  bundle, never evaluated as code); "" = none. E.g. the federated adversarial attack:
+  ``fedzoo_attack.federation:objective_factory``, each client's CNN margin on one test
+  image; the server needs no model (values are the clients' reports; success is judged
+  by the caller on the saved global points).
+* ``objective-options``: the factory's keyword arguments as a JSON object in a string
+  (``'{"image": 853, "epsilon": 0.3}'``); "" = none. Checked here for syntax; what they
+  mean is checked by the factory, on the clients, before round 1.
 * ``query-budget``: if > 0, the run ends after the round in which the clients' queries
   reach it (all clients, every exchange).
 * ``final-evaluation``: ask every client for f_i(x_R) at the end when the last round has
@@ -63,7 +70,6 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 
 CUSTOM_PROBLEM = "custom"
-ATTACK_PROBLEM = "attack"  # fedzoo_attack.federation: each client's CNN margin on one image
 
 #: Keys of the run-config that are not RunConfig options, with their shipped defaults.
 FEDERATION_DEFAULTS: dict[str, Any] = {
@@ -81,14 +87,8 @@ FEDERATION_DEFAULTS: dict[str, Any] = {
     "query-budget": 0,
     "save-points": False,
     "final-evaluation": True,
-    "attack-dataset": "mnist5k",
-    "attack-data-dir": "",
-    "attack-portion": 0.5,
-    "attack-model-seed": 0,
-    "attack-epsilon": 0.2,
-    "attack-targeted": False,
-    "attack-image": 0,
-    "attack-models-dir": "",
+    "objective-factory": "",
+    "objective-options": "",
 }
 
 #: Run-config keys that may differ between a run and the run that resumes it; they do
@@ -104,6 +104,14 @@ SMALL_RUN_OVERRIDES: dict[str, Any] = {"rounds": 10}
 def shipped_defaults() -> dict[str, Any]:
     """What ``[tool.flwr.app.config]`` must hold (a test compares it with pyproject)."""
     return {**RunConfig().to_dict(), **SMALL_RUN_OVERRIDES, **FEDERATION_DEFAULTS}
+
+
+@dataclass(frozen=True)
+class ObjectiveFactorySpec:
+    """``objective-factory`` and its parsed ``objective-options``."""
+
+    factory: str
+    options: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,35 @@ class FlowerSettings:
     query_budget: int = 0
     save_points: bool = False
     final_evaluation: bool = True
-    attack: Any = None  # fedzoo_attack.federation.AttackSpec when problem = "attack"
+    objective_factory: str = ""
+    objective_options: str = ""  # canonical JSON text (objective_options_text), "" = none
 
     @property
     def synthetic(self) -> bool:
         """A registered synthetic problem (the server can build it: x0, weights, F)."""
-        return self.problem not in (CUSTOM_PROBLEM, ATTACK_PROBLEM)
+        return self.problem != CUSTOM_PROBLEM
+
+    @property
+    def objective_kwargs(self) -> dict[str, Any]:
+        """The factory's keyword options (``objective-options``, parsed)."""
+        from fedzoo.objectives.loading import parse_objective_options
+
+        return parse_objective_options(self.objective_options)
+
+    @property
+    def objective_meta(self) -> dict[str, Any] | None:
+        """What identifies the run's objective factory (JSON-ready), None without one:
+        recorded in checkpoints next to :attr:`problem_key`."""
+        if not self.objective_factory:
+            return None
+        return {"factory": self.objective_factory, "options": self.objective_kwargs}
+
+    @property
+    def attack(self) -> ObjectiveFactorySpec | None:
+        """Deprecated: :attr:`objective_meta` as a dataclass, kept while
+        ``server.app.checkpoint_meta`` reads ``dataclasses.asdict(settings.attack)``."""
+        meta = self.objective_meta
+        return None if meta is None else ObjectiveFactorySpec(**meta)
 
     @property
     def problem_key(self) -> tuple[str, int, int, float, int]:
@@ -164,40 +195,34 @@ def _string(values: Mapping[str, Any], key: str, what: str) -> str:
     return value
 
 
-def _check_attack_keys(values: Mapping[str, Any]) -> None:
-    """The ``attack-*`` keys, each on its own, whatever the problem (a typo in a key the
-    run does not use is still a typo); the attack checks how they combine
-    (:class:`~fedzoo_attack.federation.AttackSpec`) when ``problem = "attack"``."""
-    from fedzoo_attack.federation import DATASETS  # numpy-free, light
+def _check_objective_factory(values: Mapping[str, Any], problem: str) -> tuple[str, str]:
+    """``objective-factory`` and ``objective-options``, checked for form (the factory
+    checks what the options mean, on the clients): (spec, canonical options text)."""
+    from fedzoo.objectives.loading import (
+        CALLABLE_SPEC,
+        objective_options_text,
+        parse_objective_options,
+    )
 
-    dataset = values["attack-dataset"]
-    if dataset not in DATASETS:
+    spec = values["objective-factory"]
+    if not isinstance(spec, str) or (spec and not CALLABLE_SPEC.match(spec)):
         raise ConfigError(
-            f"Run-config 'attack-dataset' = {dataset!r} is not allowed; expected one of "
-            f"{list(DATASETS)}."
+            f"Run-config 'objective-factory' = {spec!r} is not allowed; expected "
+            '"package.module:function" or "" (none).'
         )
-    for key in ("attack-data-dir", "attack-models-dir"):
-        _string(values, key, 'a directory path or "" (none)')
-    portion = _number(values, "attack-portion", positive=True)
-    if portion > 1:
+    options = parse_objective_options(values["objective-options"],
+                                      what="Run-config 'objective-options'")
+    if spec and problem != CUSTOM_PROBLEM:
         raise ConfigError(
-            f"Run-config 'attack-portion' = {values['attack-portion']!r} is not allowed; "
-            "expected a number in (0, 1]."
+            f"Run-config 'objective-factory' = {spec!r} is not allowed with problem = "
+            f"{problem!r}; a factory builds the objectives of problem = {CUSTOM_PROBLEM!r}."
         )
-    from fedzoo_attack.data import classes_per_client  # numpy only
-
-    try:
-        classes_per_client(portion)
-    except ConfigError as err:
-        raise ConfigError(f"Run-config 'attack-portion' = {portion!r} is not allowed: {err}") from None
-    _int(values, "attack-model-seed", 0)
-    _int(values, "attack-image", 0)
-    _number(values, "attack-epsilon", positive=True)
-    if not isinstance(values["attack-targeted"], bool):
+    if options and not spec:
         raise ConfigError(
-            f"Run-config 'attack-targeted' = {values['attack-targeted']!r} is not allowed; "
-            "expected true or false."
+            f"Run-config 'objective-options' = {values['objective-options']!r} is not allowed "
+            "without 'objective-factory' (they are the factory's keyword arguments)."
         )
+    return spec, objective_options_text(options)
 
 
 def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
@@ -238,8 +263,8 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     """Validate a Flower run-config (missing keys take the shipped defaults).
 
     Every key has a rule (a test sweeps ``[tool.flwr.app.config]``): its type and range,
-    and the combinations with which a run could never work (:func:`_check_limits`); the
-    ``attack-*`` keys are checked whatever the problem.
+    and the combinations with which a run could never work (:func:`_check_limits`,
+    :func:`_check_objective_factory`).
 
     Raises:
         ConfigError: an unknown key or a value out of range, naming both.
@@ -260,10 +285,10 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         )
     from fedzoo.objectives.problems import PROBLEMS
 
-    if problem not in (CUSTOM_PROBLEM, ATTACK_PROBLEM) and problem not in PROBLEMS:
+    if problem != CUSTOM_PROBLEM and problem not in PROBLEMS:
         raise ConfigError(
             f"Run-config 'problem' = {problem!r} is not allowed; expected one of "
-            f"{sorted(PROBLEMS)}, {ATTACK_PROBLEM!r} or {CUSTOM_PROBLEM!r}."
+            f"{sorted(PROBLEMS)} or {CUSTOM_PROBLEM!r}."
         )
     out_dir = values["out-dir"]
     if not isinstance(out_dir, str) or not out_dir:
@@ -289,12 +314,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     num_clients = _int(values, "num-clients", 1)
     dim = _int(values, "dim", 1)
     _check_limits(config, dim, num_clients)
-    _check_attack_keys(values)
-    attack = None
-    if problem == ATTACK_PROBLEM:
-        from fedzoo_attack.federation import AttackSpec  # numpy only; torch when used
-
-        attack = AttackSpec.from_run_config(values, num_clients)
+    factory, options = _check_objective_factory(values, problem)
     return FlowerSettings(
         config=config,
         problem=problem,
@@ -311,7 +331,8 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         query_budget=_int(values, "query-budget", 0),
         save_points=save_points,
         final_evaluation=values["final-evaluation"],
-        attack=attack,
+        objective_factory=factory,
+        objective_options=options,
     )
 
 
@@ -335,7 +356,8 @@ def run_key(run_config: Mapping[str, Any]) -> str:
 
 def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:
     """(x0, weights) of the federation: the problem's, or the box centre and 1/N (custom
-    objectives; the attack, whose centre is the unperturbed image)."""
+    objectives, from node configs or a factory; for the attack the centre is the
+    unperturbed image)."""
     if not settings.synthetic:
         n = settings.num_clients
         return np.full(settings.dim, 0.5), np.full(n, 1.0 / n)

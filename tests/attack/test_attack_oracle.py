@@ -12,7 +12,12 @@ pytest.importorskip("torch")
 pytest.importorskip("mlxtend")
 
 from fedzoo.errors import ConfigError  # noqa: E402
-from fedzoo_attack.federation import AttackSpec, client_objective  # noqa: E402
+from fedzoo_attack.federation import (  # noqa: E402
+    FACTORY,
+    AttackSpec,
+    client_objective,
+    objective_factory,
+)
 from fedzoo_attack.models import reference_weights_path  # noqa: E402
 from tests.proto.servers import spawn, wait_ready  # noqa: E402
 
@@ -45,9 +50,24 @@ def test_attack_specs_are_validated() -> None:
         AttackSpec("mnist5k", 10, 1.5, 0, 0.3, False, 0)
     with pytest.raises(ConfigError, match="epsilon"):
         AttackSpec("mnist5k", 10, 0.5, 0, 0.0, False, 0)
-    with pytest.raises(ConfigError, match="attack-data-dir"):
+    with pytest.raises(ConfigError, match="data_dir"):
         AttackSpec("mnist", 10, 0.5, 0, 0.2, False, 0)
     with pytest.raises(ConfigError, match="not an index"):
         client_objective(AttackSpec("mnist5k", 10, 0.7, 0, 0.3, False, 10**7), 0)
     with pytest.raises(ConfigError, match="fedzoo attack prepare"):
         client_objective(AttackSpec("mnist5k", 10, 0.7, 99, 0.3, False, 0), 0)
+
+
+def test_the_flower_factory_builds_the_clients_objective_from_the_spec_options() -> None:
+    from fedzoo.objectives.loading import objective_from_factory, parse_objective_options
+
+    run_config = SPEC.run_config()
+    assert run_config["problem"] == "custom" and run_config["objective-factory"] == FACTORY
+    options = parse_objective_options(run_config["objective-options"])
+    assert AttackSpec.from_options(options, 10) == SPEC
+    made = objective_from_factory(FACTORY, options, partition_id=4, num_clients=10, dim=784)
+    X = np.random.default_rng(1).uniform(size=(3, 784))
+    np.testing.assert_array_equal(made(X), client_objective(SPEC, 4)(X))
+    assert objective_factory(partition_id=4, num_clients=10, **options).name == made.name
+    with pytest.raises(ConfigError, match=r"Unknown attack option\(s\) \['imgae'\]"):
+        objective_factory(partition_id=0, num_clients=10, imgae=3)

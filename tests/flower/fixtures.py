@@ -15,4 +15,11 @@ def broken(X: np.ndarray) -> np.ndarray:
     raise RuntimeError("instrument offline")
 
 
+def shifted_sphere(*, partition_id: int, num_clients: int, shift: float = 0.3):
+    """An objective factory (run-config ``objective-factory``): client i's black box is
+    the sphere centred at shift + 0.1 i / N."""
+    centre = shift + 0.1 * partition_id / num_clients
+    return lambda X: ((X - centre) ** 2).sum(axis=1)
+
+
 NOT_CALLABLE = 42

@@ -153,6 +153,33 @@ def test_custom_problem_needs_a_named_objective():
         )
 
 
+def test_custom_problem_with_an_objective_factory_and_its_options():
+    run_config = {**SMALL, "problem": "custom", "objective-factory": "tests.flower.fixtures:shifted_sphere",
+                  "objective-options": '{"shift": 0.5}'}
+    ctx = context({"partition-id": 1}, run_config)
+    meta = content_meta(client_app(message(None, "query.describe"), ctx).content)
+    assert meta["objective-kind"] == "problem" and meta["dim"] == 10
+    reply = content_to_payload(
+        client_app(message({"x": np.full(10, 0.5)}, "query.evaluate"), ctx).content
+    )
+    centre = 0.5 + 0.1 * 1 / run_config["num-clients"]
+    assert reply["value"] == pytest.approx(10 * (0.5 - centre) ** 2) and reply["num-queries"] == 1
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ('{"shfit": 0.5}', r"cannot be called with .*\['shfit'\]"),
+        ('{"shift": 0.5, "extra": 1}', "extra"),
+    ],
+)
+def test_objective_options_the_factory_does_not_take_are_refused(options, match):
+    run_config = {**SMALL, "problem": "custom", "objective-factory": "tests.flower.fixtures:shifted_sphere",
+                  "objective-options": options}
+    with pytest.raises(ConfigError, match=match):
+        client_app(message(None, "query.describe"), context({"partition-id": 0}, run_config))
+
+
 def test_remote_oracle_objective():
     from client.oracle_server import start_oracle_server
 

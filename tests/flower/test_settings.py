@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import tomllib
 from pathlib import Path
@@ -15,7 +16,9 @@ from server.settings import (
     FEDERATION_DEFAULTS,
     SMALL_RUN_OVERRIDES,
     parse_run_config,
+    run_key,
     shipped_defaults,
+    start_point,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,11 +161,14 @@ def test_every_app_config_key_has_a_validation_rule(pyproject):
         # min-replies above the clients asked per round: the global state could never move
         ({"min-replies": 4}, "min-replies"),
         ({"min-replies": 2, "fraction": 0.3}, "min-replies"),
-        # attack-* keys are checked whatever the problem
-        ({"attack-epsilon": -1}, "attack-epsilon"), ({"attack-epsilon": 0}, "attack-epsilon"),
-        ({"attack-image": -3}, "attack-image"), ({"attack-dataset": "nope"}, "attack-dataset"),
-        ({"attack-portion": 1.5}, "attack-portion"), ({"attack-portion": 0.05}, "attack-portion"),
-        ({"attack-model-seed": -1}, "attack-model-seed"),
+        # the objective factory of a custom problem and its options (checked for form)
+        ({"objective-factory": "os.system('x')"}, "objective-factory"),
+        ({"objective-factory": "tests.flower.fixtures:shifted_sphere"}, "objective-factory"),
+        ({"objective-options": "{not json"}, "objective-options"),
+        ({"objective-options": "[1, 2]"}, "objective-options"),
+        ({"objective-options": '{"shift": 0.5}'}, "objective-options"),  # without a factory
+        ({"problem": "custom", "objective-factory": "tests.flower.fixtures:shifted_sphere",
+          "objective-options": '{"partition_id": 1}'}, "objective-options"),
         # upper bounds: longer than any reply may carry, or a history that cannot be stored
         ({"dim": MAX_ARRAY_ELEMENTS + 1}, "dim"),
         ({"rff-features": MAX_ARRAY_ELEMENTS + 1}, "rff-features"),
@@ -181,5 +187,19 @@ def test_limits_accept_what_can_work():
     # the history cap binds surrogate methods only (others keep no history)
     assert parse_run_config({"method": "fedzo", "dim": 20_000, "history-max": 5000}).dim == 20_000
     assert parse_run_config({"dim": 20_000, "history-max": 2500}).config.history_max == 2500
-    s = parse_run_config({"problem": "quadratic", "attack-dataset": "mnist", "attack-image": 7})
-    assert s.attack is None  # valid attack keys of a run that is not an attack: unused
+
+
+def test_an_objective_factory_with_options_identifies_the_run():
+    attack = {"problem": "custom", "objective-factory": "fedzoo_attack.federation:objective_factory",
+              "objective-options": '{"image": 7, "dataset": "mnist5k"}'}
+    s = parse_run_config(attack)
+    assert s.objective_options == '{"dataset":"mnist5k","image":7}'  # canonical text
+    assert s.objective_kwargs == {"dataset": "mnist5k", "image": 7}
+    assert s.objective_meta == {"factory": attack["objective-factory"],
+                                "options": {"dataset": "mnist5k", "image": 7}}
+    assert dataclasses.asdict(s.attack) == s.objective_meta  # what checkpoints record today
+    assert not s.synthetic and start_point(s)[0].tolist() == [0.5] * s.dim  # unperturbed image
+    plain = parse_run_config({})
+    assert plain.objective_meta is None and plain.attack is None
+    other = {**attack, "objective-options": '{"image": 8, "dataset": "mnist5k"}'}
+    assert run_key(attack) != run_key(other) and run_key(attack) != run_key({})
