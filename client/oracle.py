@@ -156,6 +156,33 @@ def load_token(
     return bearer_token_valid(value, what=f"The {TOKEN_ENV} environment variable")
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | 0x80 if value else byte)
+        if not value:
+            return bytes(out)
+
+
+def with_doubles(message_cls: Any, field: str, values: np.ndarray, **fields: Any) -> Any:
+    """A ``message_cls`` whose repeated double ``field`` holds ``values`` (and the other
+    ``fields``), parsed from its packed wire encoding: no Python float per value (20x
+    faster than ``values.tolist()`` for 500 000 values, and no 12 MB list of floats)."""
+    number = message_cls.DESCRIPTOR.fields_by_name[field].number
+    raw = np.ascontiguousarray(values, dtype="<f8").tobytes()
+    message = message_cls.FromString(_varint(number << 3 | 2) + _varint(len(raw)) + raw)
+    for name, value in fields.items():
+        setattr(message, name, value)
+    return message
+
+
+def doubles(field: Any) -> np.ndarray:
+    """A repeated double field as a float64 array (``np.asarray`` on a protobuf container
+    goes through a list of Python floats: 9x slower and 5x the memory)."""
+    return np.fromiter(field, dtype=np.float64, count=len(field))
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
     bare = host.strip().strip("[]")
@@ -379,9 +406,10 @@ class RemoteOracle(Objective):
                 f"oracle at {self.address}; split it into batches of at most "
                 f"{self.max_batch} points."
             )
-        request = oracle_pb2.EvaluateRequest(
-            x=X.ravel().tolist(), n=n, d=self.dim, request_id=uuid.uuid4().hex
-        )
+        request = with_doubles(
+            oracle_pb2.EvaluateRequest, "x", X.ravel(), n=n, d=self.dim,
+            request_id=uuid.uuid4().hex,
+        )  # fmt: skip
         try:
             reply = self._call("Evaluate", self._stub.Evaluate, request)
         except _RemoteRejection as rejection:
@@ -390,7 +418,7 @@ class RemoteOracle(Objective):
             raise rejection.error from rejection.__cause__
         self.server_queries = reply.total_queries
         self.server_remaining = reply.remaining_budget if reply.has_budget else None
-        values = np.asarray(reply.values, dtype=np.float64)
+        values = doubles(reply.values)
         if values.shape != (n,):
             raise ObjectiveError(
                 f"Oracle at {self.address} returned {values.size} values for {n} points; "

@@ -58,8 +58,10 @@ from fedzoo_proto import API_VERSION, oracle_pb2, oracle_pb2_grpc
 from client.oracle import (  # noqa: F401 (load_token: for the CLI)
     TOKEN_ENV,
     bearer_token_valid,
+    doubles,
     is_loopback,
     load_token,
+    with_doubles,
 )
 from fedzoo.errors import (
     BudgetExceededError,
@@ -299,7 +301,7 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
                 f"Expected n*d = {n}*{d} = {n * d} coordinates in x (row-major), "
                 f"got {len(request.x)}."
             )
-        X = np.asarray(request.x, dtype=np.float64).reshape(n, d)
+        X = doubles(request.x).reshape(n, d)
         return as_points(X, dim)
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
@@ -384,8 +386,10 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
                     message=f"The objective failed on a batch of {n} points: {err!r}",
                     error_type="ObjectiveError",
                 )
-            reply = oracle_pb2.EvaluateReply(
-                values=values.tolist(),
+            reply = with_doubles(
+                oracle_pb2.EvaluateReply,
+                "values",
+                values,
                 total_queries=self.objective.num_queries,
                 **self._budget_fields(),
             )

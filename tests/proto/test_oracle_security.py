@@ -471,3 +471,26 @@ def test_a_busy_server_is_retried(pool):
                 assert two.num_queries == 2
             np.testing.assert_array_equal(first.result(timeout=GENEROUS_S), [1.0] * 3)
             assert one.describe()["total_queries"] == 5
+
+
+# --------------------------------------------------------------------------------------
+# Packed doubles (no Python float per value on either side)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [0, 1, 7, 100_000])
+def test_packed_doubles_equal_the_plain_encoding(n):
+    from client.oracle import doubles, with_doubles
+
+    rng = np.random.default_rng(n)
+    values = rng.standard_normal(n)
+    if n >= 7:
+        values[:5] = [-0.0, 5e-324, 1.7976931348623157e308, -1e-310, 1.0 / 3.0]
+    plain = oracle_pb2.EvaluateReply(values=values.tolist(), total_queries=3, has_budget=True)
+    fast = with_doubles(
+        oracle_pb2.EvaluateReply, "values", values, total_queries=3, has_budget=True
+    )
+    assert fast.SerializeToString() == plain.SerializeToString()
+    decoded = doubles(fast.values)
+    assert decoded.dtype == np.float64 and decoded.tobytes() == values.tobytes()
+    request = with_doubles(oracle_pb2.EvaluateRequest, "x", values.astype(np.float32), n=n, d=1)
+    assert doubles(request.x).tobytes() == values.astype(np.float32).astype(np.float64).tobytes()
+    assert request.n == n and request.d == 1
