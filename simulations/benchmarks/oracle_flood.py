@@ -1,0 +1,208 @@
+"""Benchmark: the oracle server's memory under a flood of requests (peak RSS).
+
+Starts ``python -m client.oracle_cli serve`` (a real server process on 127.0.0.1 serving
+``tests.proto.oracle_fixtures:total``), floods it from ``--threads`` client threads and
+reads the server's resident memory from ``/proc/<pid>/status`` (Linux): ``VmRSS`` after a
+warm-up call (baseline), ``VmHWM`` at the end (peak) and ``VmRSS`` at the end (kept).
+
+Scenarios (``--scenarios``):
+
+* ``long-ids``: ``--requests`` one-point batches, each with its own ``request_id`` of
+  ``--id-chars`` characters (default 1 000 000, within gRPC's 4 MiB message limit). A
+  server that keeps ids for replays keeps up to 64 of them.
+* ``big-replies``: a server with ``--max-batch 500000`` (d = 1) and ``--requests`` full
+  batches with distinct 32-character ids: a server that keeps its last 64 replies keeps
+  64 x 4 MB.
+* ``no-token``: the ``long-ids`` and ``big-replies`` floods against a server that
+  requires a token, sent without it (only for code that has ``--token-file``).
+
+Before / after a change, run the same script against another checkout of the code::
+
+    git archive <commit> | tar -x -C /tmp/before
+    python simulations/benchmarks/oracle_flood.py --code /tmp/before
+    python simulations/benchmarks/oracle_flood.py            # this checkout
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+from fedzoo_proto import oracle_pb2, oracle_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+BLACK_BOX = "tests.proto.oracle_fixtures:total"
+BIG_BATCH = 500_000
+MIB = 1024 * 1024
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid`` in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+class Server:
+    """An ``oracle serve`` process run from the checkout ``code``."""
+
+    def __init__(self, code: Path, workdir: Path, *args: str, env: dict[str, str]) -> None:
+        port_file = workdir / f"port-{uuid.uuid4().hex}"
+        child_env = {k: v for k, v in os.environ.items() if k != "FEDZOO_ORACLE_TOKEN"}
+        child_env.update(env)
+        child_env["PYTHONPATH"] = os.pathsep.join([str(code), str(REPO / "proto")])
+        self.log = open(workdir / f"server-{port_file.name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "client.oracle_cli", "serve", "--callable", BLACK_BOX,
+             "--dim", "1", "--port", "0", "--port-file", str(port_file), *args],
+            cwd=code, env=child_env, stdout=subprocess.DEVNULL, stderr=self.log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: see {self.log.name}")
+            time.sleep(0.05)
+        self.address = f"127.0.0.1:{int(port_file.read_text())}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def flood(
+    address: str, requests: list[oracle_pb2.EvaluateRequest], threads: int, metadata=None
+) -> tuple[int, dict[str, int]]:
+    """Send every request (each thread its own channel); return (ok, {status: count})."""
+    options = [
+        ("grpc.max_send_message_length", 64 * MIB),
+        ("grpc.max_receive_message_length", 64 * MIB),
+    ]
+    channels = [grpc.insecure_channel(address, options=options) for _ in range(threads)]
+    stubs = [oracle_pb2_grpc.OracleStub(c) for c in channels]
+    refused: dict[str, int] = {}
+
+    def send(i: int) -> bool:
+        try:
+            stubs[i % threads].Evaluate(requests[i], timeout=120, metadata=metadata)
+            return True
+        except grpc.RpcError as err:
+            name = err.code().name
+            refused[name] = refused.get(name, 0) + 1
+            return False
+
+    with ThreadPoolExecutor(threads) as pool:
+        ok = sum(pool.map(send, range(len(requests))))
+    for channel in channels:
+        channel.close()
+    return ok, refused
+
+
+def point_request(request_id: str) -> oracle_pb2.EvaluateRequest:
+    return oracle_pb2.EvaluateRequest(x=[0.5], n=1, d=1, request_id=request_id)
+
+
+def run(
+    code: Path, workdir: Path, scenario: str, requests: int, threads: int, id_chars: int
+) -> dict[str, object]:
+    extra: list[str] = []
+    env: dict[str, str] = {}
+    metadata = None
+    if scenario.endswith("big-replies"):
+        extra += ["--max-batch", str(BIG_BATCH)]
+    if scenario.startswith("no-token"):
+        env["FEDZOO_ORACLE_TOKEN"] = secrets.token_hex(32)
+    server = Server(code, workdir, *extra, env=env)
+    try:
+        if scenario.startswith("no-token"):
+            warm = (("authorization", f"Bearer {env['FEDZOO_ORACLE_TOKEN']}"),)
+        else:
+            warm = None
+        flood(server.address, [point_request("")], 1, metadata=warm)  # warm-up
+        time.sleep(0.5)
+        baseline = proc_status(server.proc.pid)["VmRSS"]
+        if scenario.endswith("long-ids"):
+            batch = [point_request(f"{i:08d}" + "x" * (id_chars - 8)) for i in range(requests)]
+        else:
+            x = [0.5] * BIG_BATCH
+            batch = [
+                oracle_pb2.EvaluateRequest(x=x, n=BIG_BATCH, d=1, request_id=uuid.uuid4().hex)
+                for _ in range(requests)
+            ]
+        start = time.perf_counter()
+        ok, refused = flood(server.address, batch, threads, metadata=metadata)
+        elapsed = time.perf_counter() - start
+        del batch
+        time.sleep(0.5)
+        status = proc_status(server.proc.pid)
+    finally:
+        server.stop()
+    return {
+        "scenario": scenario,
+        "requests": requests,
+        "ok": ok,
+        "refused": ",".join(f"{k}:{v}" for k, v in sorted(refused.items())) or "-",
+        "baseline_mib": baseline / MIB,
+        "peak_mib": status["VmHWM"] / MIB,
+        "end_mib": status["VmRSS"] / MIB,
+        "seconds": elapsed,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--code", type=Path, default=REPO, help="checkout whose server is run")
+    ap.add_argument("--scenarios", default="long-ids,big-replies,no-token-long-ids,"
+                    "no-token-big-replies")  # fmt: skip
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--id-chars", type=int, default=1_000_000)
+    ap.add_argument(
+        "--fixed-mmap-threshold",
+        action="store_true",
+        help="run the server with MALLOC_MMAP_THRESHOLD_=131072 (glibc): blocks above "
+        "128 KiB are always mmap'ed and go back to the system when freed, so the RSS at "
+        "the end shows what the server still holds, not what glibc keeps for reuse",
+    )
+    args = ap.parse_args()
+    if args.fixed_mmap_threshold:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    code = args.code.resolve()
+    has_token = "--token-file" in (code / "client" / "oracle_cli.py").read_text()
+    print(f"code: {code}  threads: {args.threads}  id chars: {args.id_chars}  "
+          f"MALLOC_MMAP_THRESHOLD_: {os.environ.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}")  # fmt: skip
+    print(f"{'scenario':22s} {'requests':>8s} {'ok':>5s} {'refused':>26s} "
+          f"{'base MiB':>9s} {'peak MiB':>9s} {'end MiB':>8s} {'s':>6s}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="oracle-flood-") as tmp:
+        for scenario in args.scenarios.split(","):
+            if scenario.startswith("no-token") and not has_token:
+                print(f"{scenario:22s} (skipped: this code has no --token-file)")
+                continue
+            r = run(code, Path(tmp), scenario, args.requests, args.threads, args.id_chars)
+            print(f"{r['scenario']:22s} {r['requests']:8d} {r['ok']:5d} {r['refused']:>26s} "
+                  f"{r['baseline_mib']:9.1f} {r['peak_mib']:9.1f} {r['end_mib']:8.1f} "
+                  f"{r['seconds']:6.1f}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
