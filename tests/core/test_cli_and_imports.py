@@ -22,6 +22,14 @@ def test_import_fedzoo_loads_no_flower_grpc_or_torch():
     assert out.stdout.strip() == ""
 
 
+def test_the_cli_entry_module_loads_no_numpy_before_main_sets_the_blas_environment():
+    code = ("import sys, fedzoo_cli.main; "
+            "print(' '.join(m for m in ('numpy', 'scipy', 'fedzoo_attack', 'server', 'launch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_run_writes_history_and_summary_as_in_the_design(tmp_path, capsys):
     assert main(["run", "--method", "fzoos", *FAST, "--out", str(tmp_path)]) == 0
     rows = list(csv.DictReader(open(tmp_path / "history.csv")))
