@@ -23,7 +23,6 @@ Inputs are images in [0, 1] in channels-first layout (``n x C x H x W``); use
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -653,11 +652,6 @@ def load_reference_models(
             "train_client_models(...) or `python -m fedzoo_attack.models --prepare`."
         )
     return load_client_models(path)
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file (to record which weights a run used)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------
