@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedzoo import aggregation, corrections, optim
+from fedzoo import aggregation, corrections, optim, step_control
 from fedzoo.errors import ConfigError
 from fedzoo.estimators import finite_difference
 from fedzoo.surrogates import kernels
@@ -24,6 +24,7 @@ KERNEL_NAMES = tuple(kernels.KERNELS)
 FD_ESTIMATORS = tuple(finite_difference.FD_ESTIMATORS)
 AGGREGATIONS = tuple(aggregation.AGGREGATORS)
 GAMMA_SCHEDULES = tuple(corrections.GAMMA_SCHEDULES)
+STEP_CONTROLS = step_control.STEP_CONTROLS
 
 
 def method_names() -> tuple[str, ...]:
@@ -92,6 +93,9 @@ class RunConfig:
     min_replies: int = field(default=1, metadata={"kind": "positive-int", "doc": "valid replies needed to update the global state"})
     aggregation: str = field(default="mean", metadata={"kind": "choice", "choices": AGGREGATIONS, "doc": "how corrections (RFF weights, control variates) are combined"})
     clip_factor: float = field(default=2.0, metadata={"kind": "positive", "doc": "clip: norms capped at this multiple of the median norm"})
+    step_control: str = field(default="auto", metadata={"kind": "choice", "choices": STEP_CONTROLS, "doc": "server-side step control from reported values: incumbent (keep the best reported point, shrink the local lr on a rejected step), none, or auto (the method's choice)"})
+    step_shrink: float = field(default=0.5, metadata={"kind": "unit", "doc": "incumbent step control: lr scale factor after a rejected step"})
+    step_grow: float = field(default=1.0, metadata={"kind": "positive", "doc": "incumbent step control: lr scale factor after an accepted step (capped at scale 1)"})
     server_lr: float = field(default=1.0, metadata={"kind": "positive", "doc": "server step eta (1 = weighted average)"})
     # finite differences (fedzo, fedprox, scaffold1/2)
     fd_estimator: str = field(default="rgf", metadata={"kind": "choice", "choices": FD_ESTIMATORS, "doc": "finite-difference estimator"})
@@ -118,6 +122,9 @@ class RunConfig:
     rff_ridge: float = field(default=1e-3, metadata={"kind": "positive", "doc": "ridge of the RFF fit (standardised y)"})
     gamma: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "correction weight gamma"})
     gamma_schedule: str = field(default="inverse", metadata={"kind": "choice", "choices": GAMMA_SCHEDULES, "doc": "gamma_t at local step t: gamma/t (inverse, the paper's), gamma/sqrt(t) or gamma"})
+    # CMA-ES on the server (fedcma)
+    popsize: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedcma: CMA-ES population (candidates per round) lambda; 0 = the default, max(51, 4 + floor(3 ln d)), so that a round costs about what one FZooS exchange does (53 queries per client); 1 is refused"})
+    cma_sigma: float = field(default=0.2, metadata={"kind": "positive", "doc": "fedcma: initial CMA-ES step size sigma0 in the unit box"})
 
     @classmethod
     def keys(cls) -> list[str]:

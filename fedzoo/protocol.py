@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from fedzoo import step_control
 from fedzoo.aggregation import AGGREGATORS
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, PayloadError
@@ -92,8 +93,12 @@ EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), **COUNT_SPEC}
 
 def train_message_spec(config: RunConfig, dim: int) -> Spec:
     """``{x, round}`` plus the method's fields (e.g. FZooS's shared RFF map and the
-    previous round's global weights, SCAFFOLD's control variate)."""
-    return {**_base_message_spec(dim), **get_method(config.method).train_message_spec(config, dim)}
+    previous round's global weights, SCAFFOLD's control variate), and ``lr-scale`` under
+    incumbent step control (:mod:`fedzoo.step_control`)."""
+    spec = {**_base_message_spec(dim), **get_method(config.method).train_message_spec(config, dim)}
+    if step_control.active(config):
+        spec["lr-scale"] = ScalarSpec("float", 0.0)
+    return spec
 
 
 def sync_message_spec(config: RunConfig, dim: int) -> Spec:
@@ -177,7 +182,8 @@ def client_train(
 def _local_steps(config: RunConfig, method: Method, ctx: TrainContext, value_start: float,
                  observer: StepObserver | None) -> np.ndarray:
     """T optimiser steps from x_{r-1} along the method's corrected estimates."""
-    opt = make_optimizer(config.optimizer, config.lr)
+    lr = config.lr * ctx.message["lr-scale"] if "lr-scale" in ctx.message else config.lr
+    opt = make_optimizer(config.optimizer, lr)
     opt_state = opt.init(ctx.x_global)
     x, fx = ctx.x_global.copy(), value_start
     for t in range(1, config.local_steps + 1):
@@ -250,6 +256,8 @@ def train_message(config: RunConfig, state: ServerState) -> Payload:
     """``{x: x_{r-1}, round: r}`` plus the method's fields."""
     msg: Payload = {"x": state.x.copy(), "round": state.round + 1}
     msg.update(get_method(config.method).train_message(config, state))
+    if step_control.active(config):
+        msg["lr-scale"] = state.lr_scale
     return msg
 
 
@@ -271,7 +279,9 @@ class Aggregate:
     ``num_queries``: the queries of this exchange, as :func:`account_queries` counts them
     from the clients' running totals (set by the aggregate functions);
     ``queries_by_client``: the same count per client (client id -> queries charged, one
-    entry per accepted reply), summing to ``num_queries``.
+    entry per accepted reply), summing to ``num_queries``; ``moved_to``: set when step
+    control rejected the evaluated point and moved the global point back to the
+    incumbent (its reported value).
     """
 
     replies: dict[int, Payload]
@@ -279,6 +289,12 @@ class Aggregate:
     rejected: dict[int, str]
     num_queries: int = 0
     queries_by_client: dict[int, int] = field(default_factory=dict)
+    moved_to: float | None = None
+
+    def reported(self, key: str = "value") -> float:
+        """The reported F at the global point after this exchange: the weighted ``key``,
+        or, when step control moved the point back to the incumbent, its value."""
+        return self.moved_to if self.moved_to is not None else float(self.weighted(key))
 
     def weighted(self, key: str) -> Any:
         return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
@@ -330,6 +346,9 @@ def aggregate_train(
         method = get_method(config.method)
         new.x = method.server_step(config, state, agg)
         method.aggregate_train(config, new, agg)
+        if step_control.active(config) and step_control.complete(agg.replies, weights):
+            if not step_control.judge(config, new, state.x, agg.weighted("value-start")):
+                new.x = new.best_x.copy()  # x_{r-1} was worse: this round's step from it too
     return new, agg
 
 
@@ -342,6 +361,7 @@ def aggregate_sync(
     agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
         get_method(config.method).aggregate_sync(config, new, agg)
+        _judge_new_point(config, new, agg, weights)
     return new, agg
 
 
@@ -352,7 +372,18 @@ def aggregate_evaluate(
     agg = collect(replies, weights, EVALUATE_REPLY_SPEC, "evaluate")
     new = state.next()
     agg.num_queries = account_queries(new.query_totals, agg)
+    if agg.replies:
+        _judge_new_point(config, new, agg, weights)
     return new, agg
+
+
+def _judge_new_point(config: RunConfig, new: ServerState, agg: Aggregate,
+                     weights: Mapping[int, float]) -> None:
+    """Step control on the values reported at the global point ``new.x``."""
+    if step_control.active(config) and step_control.complete(agg.replies, weights):
+        if not step_control.judge(config, new, new.x, agg.weighted("value")):
+            new.x = new.best_x.copy()
+            agg.moved_to = new.best_value
 
 
 def account_queries(totals: dict[int, int], agg: Aggregate) -> int:

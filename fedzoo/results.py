@@ -74,6 +74,11 @@ class HistoryRecorder:
         self.rows.append(row)
         return row
 
+    def move_last(self, x: np.ndarray) -> None:
+        """The last row's global point changed (step control returned to its incumbent
+        after the final evaluation): its value is F there (simulated), reported next."""
+        self.rows[-1]["value"] = self.simulate(x) if self.simulate is not None else math.nan
+
     def report(self, r: int, value: float) -> None:
         """Record sum_i p_i f_i(x_r) for row r (from clients' own queries)."""
         row = self.rows[r]

@@ -124,7 +124,7 @@ class RoundDriver:
         row = rec.end_round(r, self.server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
                             protocol.client_query_counts(agg, sagg))
         if sagg is not None and sagg.replies:
-            rec.report(r, sagg.weighted("value"))
+            rec.report(r, sagg.reported())
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir, Checkpoint(
                 r, self.server.to_arrays(), self.transport.client_arrays(), rec.rows,
@@ -162,8 +162,10 @@ class RoundDriver:
         )
         self.server, agg = protocol.aggregate_evaluate(self.config, self.server, replies, self.weights)
         rec.add_to_last(agg.num_queries, up, down, time.perf_counter() - t0, agg.queries_by_client)
+        if agg.moved_to is not None:  # step control: the run returns the incumbent
+            rec.move_last(self.server.x)
         if agg.replies:
-            rec.report(last, agg.weighted("value"))
+            rec.report(last, agg.reported())
 
 
 def restore(ckpt: Checkpoint, config: RunConfig, recorder: HistoryRecorder) -> tuple[ServerState, int]:

@@ -88,11 +88,16 @@ class ServerState:
 
     ``query_totals`` holds each client's latest reported running total of queries, from
     which every exchange's query count is taken (:func:`fedzoo.protocol.account_queries`).
+    ``best_x`` / ``best_value`` / ``lr_scale``: the incumbent and the local learning-rate
+    scale of server-side step control (:mod:`fedzoo.step_control`; unused without it).
     """
 
     x: np.ndarray
     round: int = 0
     query_totals: dict[int, int] = field(default_factory=dict)
+    best_x: np.ndarray | None = None
+    best_value: float = float("inf")
+    lr_scale: float = 1.0
 
     @classmethod
     def new(cls, config: RunConfig, x0: np.ndarray) -> ServerState:
@@ -104,6 +109,10 @@ class ServerState:
             ids = sorted(self.query_totals)
             out["query-total-ids"] = np.array(ids, dtype=np.int64)
             out["query-totals"] = np.array([self.query_totals[c] for c in ids], dtype=np.int64)
+        if self.best_x is not None:
+            out["best-x"] = self.best_x.copy()
+            out["best-value"] = np.array([self.best_value])
+            out["lr-scale"] = np.array([self.lr_scale])
         return out
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -122,6 +131,10 @@ class ServerState:
             totals = {int(c): int(t) for c, t in zip(arrays["query-total-ids"], arrays["query-totals"])}
         state = cls(x=np.asarray(arrays["x"], dtype=np.float64), round=int(arrays["round"][0]),
                     query_totals=totals)
+        if "best-x" in arrays:
+            state.best_x = np.asarray(arrays["best-x"], dtype=np.float64)
+            state.best_value = float(arrays["best-value"][0])
+            state.lr_scale = float(arrays["lr-scale"][0])
         state.load_arrays(arrays)
         return state
 

@@ -88,6 +88,8 @@ class Method:
         rank: position in listings (lower first; built-ins use 10..90).
         has_sync: a second exchange at the new global point in every round.
         exact_gradients: needs objectives with an exact ``gradient`` (references only).
+        step_control: what ``step-control = auto`` means for this method
+            (:mod:`fedzoo.step_control`).
         options: the :class:`~fedzoo.config.RunConfig` options the method reads beyond
             the shared ones (rounds, local-steps, seed, optimizer, lr, fraction,
             min-replies, aggregation, server-lr).
@@ -100,6 +102,7 @@ class Method:
     rank: ClassVar[int] = 100
     has_sync: ClassVar[bool] = False
     exact_gradients: ClassVar[bool] = False
+    step_control: ClassVar[str] = "none"
     options: ClassVar[tuple[str, ...]] = ()
     client_state: ClassVar[type[ClientState]] = ClientState
     server_state: ClassVar[type[ServerState]] = ServerState
