@@ -371,15 +371,145 @@ def levy_problem(
     )
 
 
+# --------------------------------------------------------------------------------------
+# The FZooS paper's Ackley and Levy: clients scale and shift the argument
+# --------------------------------------------------------------------------------------
+def paper_ackley(U: np.ndarray) -> np.ndarray:
+    """The paper code's Ackley: -20 exp(-0.2 |u|/sqrt(d)) - exp(mean cos(pi u)) + 20 + e."""
+    r = np.sqrt(np.mean(U * U, axis=1))
+    c = np.mean(np.cos(np.pi * U), axis=1)
+    return -20.0 * np.exp(-0.2 * r) - np.exp(c) + 20.0 + np.e
+
+
+def paper_ackley_grad(U: np.ndarray) -> np.ndarray:
+    d = U.shape[1]
+    r = np.sqrt(np.mean(U * U, axis=1, keepdims=True))
+    c = np.mean(np.cos(np.pi * U), axis=1, keepdims=True)
+    safe_r = np.where(r > 0, r, 1.0)
+    g1 = np.where(r > 0, 4.0 * np.exp(-0.2 * r) * U / (d * safe_r), 0.0)
+    g2 = np.exp(c) * np.pi * np.sin(np.pi * U) / d
+    return g1 + g2
+
+
+def paper_levy(U: np.ndarray) -> np.ndarray:
+    """The paper code's Levy (a sum, not averaged), w = 1 + (u - 1)/4:
+    sin^2(pi w_1) + sum_{j=2}^{d-1} (w_j - 1)^2 (1 + 10 sin^2(pi w_j + 1))
+    + (w_d - 1)^2 (1 + sin^2(2 pi w_d)); the middle sum starts at the second coordinate."""
+    W = 1.0 + (U - 1.0) / 4.0
+    head = np.sin(np.pi * W[:, 0]) ** 2
+    Wm = W[:, 1:-1]
+    mid = np.sum((Wm - 1) ** 2 * (1 + 10 * np.sin(np.pi * Wm + 1) ** 2), axis=1)
+    wl = W[:, -1]
+    tail = (wl - 1) ** 2 * (1 + np.sin(2 * np.pi * wl) ** 2)
+    return head + mid + tail
+
+
+def paper_levy_grad(U: np.ndarray) -> np.ndarray:
+    W = 1.0 + (U - 1.0) / 4.0
+    G = np.zeros_like(W)
+    G[:, 0] += np.pi * np.sin(2 * np.pi * W[:, 0])
+    Wm = W[:, 1:-1]
+    s = np.sin(np.pi * Wm + 1)
+    G[:, 1:-1] += 2 * (Wm - 1) * (1 + 10 * s**2) + (Wm - 1) ** 2 * 20 * np.pi * s * np.cos(np.pi * Wm + 1)
+    wl = W[:, -1]
+    sl = np.sin(2 * np.pi * wl)
+    G[:, -1] += 2 * (wl - 1) * (1 + sl**2) + (wl - 1) ** 2 * 4 * np.pi * sl * np.cos(2 * np.pi * wl)
+    return G / 4.0
+
+
+class ShiftedClient(SyntheticObjective):
+    r"""f_i(x) = g(c1_i ⊙ (z - c2_i)) with z = 20 x - 10 (the FZooS paper's clients).
+
+    ``g`` is a base function of u with its gradient in u; the x-gradient is
+    20 c1_i ⊙ ∇g(u).
+    """
+
+    def __init__(
+        self,
+        base: Callable[[np.ndarray], np.ndarray],
+        base_grad: Callable[[np.ndarray], np.ndarray],
+        scale: np.ndarray,
+        shift: np.ndarray,
+        name: str = "",
+    ) -> None:
+        super().__init__(scale.size, name=name)
+        self.base, self.base_grad, self.scale, self.shift = base, base_grad, scale, shift
+
+    def _u(self, X: np.ndarray) -> np.ndarray:
+        return self.scale * (20.0 * np.asarray(X) - 10.0 - self.shift)
+
+    def value(self, X: np.ndarray) -> np.ndarray:
+        return self.base(self._u(X))
+
+    def gradient(self, X: np.ndarray) -> np.ndarray:
+        return 20.0 * self.scale * self.base_grad(self._u(X))
+
+
+def _paper_problem(
+    name: str,
+    base: Callable[[np.ndarray], np.ndarray],
+    base_grad: Callable[[np.ndarray], np.ndarray],
+    dim: int,
+    clients: int,
+    heterogeneity: float,
+    seed: int,
+) -> FederatedProblem:
+    _check_common(clients, dim, heterogeneity)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 404]))
+    # per coordinate one Dirichlet(1/N) vector over the clients for each of c1 and c2
+    alpha = np.full(clients, 1.0 / clients)
+    p = rng.dirichlet(alpha, size=dim).T  # N x d
+    q = rng.dirichlet(alpha, size=dim).T
+    c1 = 0.1 + heterogeneity * (p - 1.0 / clients)
+    c2 = heterogeneity * (q - 1.0 / clients)
+    x0 = rng.uniform(0.0, 1.0, size=dim)
+    objs: list[Objective] = [
+        ShiftedClient(base, base_grad, c1[i], c2[i], name=f"{name}-client{i}") for i in range(clients)
+    ]
+    return FederatedProblem(
+        objs,
+        np.full(clients, 1.0 / clients),
+        x0,
+        name=name,
+        info={"dim": dim, "clients": clients, "heterogeneity": heterogeneity, "seed": seed},
+    )
+
+
+def paper_ackley_problem(
+    dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
+) -> FederatedProblem:
+    """The FZooS paper's federated Ackley (DESIGN §7): f_i(x) = g(c1_i ⊙ (z - c2_i)),
+    z = 20 x - 10, g(u) = -20 exp(-0.2 |u|/sqrt(d)) - exp(mean_j cos(pi u_j)) + 20 + e.
+
+    Per coordinate, c1_ij = 0.1 + C (p_ij - 1/N) and c2_ij = C (q_ij - 1/N) with
+    (p_1j..p_Nj), (q_1j..q_Nj) ~ Dirichlet(1/N). F* is unknown (``optimum_value`` None);
+    x0 ~ U[0, 1]^d from the seed.
+    """
+    return _paper_problem("paper-ackley", paper_ackley, paper_ackley_grad, dim, clients, heterogeneity, seed)
+
+
+def paper_levy_problem(
+    dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
+) -> FederatedProblem:
+    """The FZooS paper's federated Levy (DESIGN §7): f_i(x) = g(c1_i ⊙ (z - c2_i)) with
+    the coefficients of :func:`paper_ackley_problem` and g the summed Levy function of
+    w = 1 + (u - 1)/4 whose middle sum starts at the second coordinate
+    (:func:`paper_levy`). F* is unknown (``optimum_value`` None)."""
+    return _paper_problem("paper-levy", paper_levy, paper_levy_grad, dim, clients, heterogeneity, seed)
+
+
 PROBLEMS: dict[str, Callable[..., FederatedProblem]] = {
     "quadratic": quadratic_problem,
     "ackley": ackley_problem,
     "levy": levy_problem,
+    "paper-ackley": paper_ackley_problem,
+    "paper-levy": paper_levy_problem,
 }
 
 
 def make_problem(name: str, **kwargs: Any) -> FederatedProblem:
-    """Build a registered synthetic problem by name (quadratic, ackley, levy)."""
+    """Build a registered synthetic problem by name (quadratic, ackley, levy, paper-ackley,
+    paper-levy)."""
     try:
         factory = PROBLEMS[name]
     except KeyError:
