@@ -41,7 +41,6 @@ may declare itself one with the attribute ``fedzoo_simulation = True``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -352,7 +351,7 @@ def checkpoint_meta(settings: FlowerSettings) -> dict[str, Any]:
         "engine": "flower",
         "config": {k: v for k, v in settings.config.to_dict().items() if k != "rounds"},
         "problem": list(settings.problem_key),
-        "attack": dataclasses.asdict(settings.attack) if settings.attack is not None else None,
+        "objective": settings.objective_meta,
     }
 
 

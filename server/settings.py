@@ -107,14 +107,6 @@ def shipped_defaults() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class ObjectiveFactorySpec:
-    """``objective-factory`` and its parsed ``objective-options``."""
-
-    factory: str
-    options: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class FlowerSettings:
     """A validated run-config: the algorithm options and the federation."""
 
@@ -155,13 +147,6 @@ class FlowerSettings:
         if not self.objective_factory:
             return None
         return {"factory": self.objective_factory, "options": self.objective_kwargs}
-
-    @property
-    def attack(self) -> ObjectiveFactorySpec | None:
-        """Deprecated: :attr:`objective_meta` as a dataclass, kept while
-        ``server.app.checkpoint_meta`` reads ``dataclasses.asdict(settings.attack)``."""
-        meta = self.objective_meta
-        return None if meta is None else ObjectiveFactorySpec(**meta)
 
     @property
     def problem_key(self) -> tuple[str, int, int, float, int]:
@@ -236,6 +221,7 @@ def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
     * ``history-max x dim`` above the same limit (surrogate methods): a client's history
       is stored as one array in its Flower state, which is read back under that limit.
     """
+    from fedzoo.methods import get_method
     from fedzoo.payload import MAX_ARRAY_ELEMENTS
 
     config.check_clients(num_clients)
@@ -250,7 +236,8 @@ def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
             f"{MAX_ARRAY_ELEMENTS}, the longest array a reply may carry (FZooS replies carry "
             "the rff-features RFF weights)."
         )
-    if config.uses_surrogate and config.history_max * dim > MAX_ARRAY_ELEMENTS:
+    keeps_history = "history-max" in get_method(config.method).options
+    if keeps_history and config.history_max * dim > MAX_ARRAY_ELEMENTS:
         raise ConfigError(
             f"Run-config 'history-max' = {config.history_max} is not allowed with dim = {dim}; "
             f"expected history-max x dim <= {MAX_ARRAY_ELEMENTS} (at most "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import tomllib
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 from fedzoo.payload import MAX_ARRAY_ELEMENTS
+from server.app import checkpoint_meta
 from server.settings import (
     FEDERATION_DEFAULTS,
     SMALL_RUN_OVERRIDES,
@@ -197,9 +197,9 @@ def test_an_objective_factory_with_options_identifies_the_run():
     assert s.objective_kwargs == {"dataset": "mnist5k", "image": 7}
     assert s.objective_meta == {"factory": attack["objective-factory"],
                                 "options": {"dataset": "mnist5k", "image": 7}}
-    assert dataclasses.asdict(s.attack) == s.objective_meta  # what checkpoints record today
+    assert checkpoint_meta(s)["objective"] == s.objective_meta  # what checkpoints record
     assert not s.synthetic and start_point(s)[0].tolist() == [0.5] * s.dim  # unperturbed image
     plain = parse_run_config({})
-    assert plain.objective_meta is None and plain.attack is None
+    assert plain.objective_meta is None and checkpoint_meta(plain)["objective"] is None
     other = {**attack, "objective-options": '{"image": 8, "dataset": "mnist5k"}'}
     assert run_key(attack) != run_key(other) and run_key(attack) != run_key({})
