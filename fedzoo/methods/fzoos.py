@@ -12,12 +12,14 @@ robust combination, ``aggregation``) and γ_t follows ``gamma-schedule``
 (:func:`fedzoo.corrections.gamma_at`). Both surrogates are the previous round's,
 evaluated at the current local iterate (docs/design.md §2).
 
-* ``fzoos`` (:class:`FZooS`): two exchanges per round. After the server step, the sync
+* ``fzoos-paper`` (:class:`FZooSPaper`): two exchanges per round. After the server step, the sync
   exchange queries x_r and the most uncertain points around it, fits w_i there and
   sends it; the server averages the weights for the next round's correction.
 * ``fzoos-lagged`` (:class:`FZooSLagged`): one exchange. Each client explores at
   x_{r-1} at the start of train, fits w_i there and sends it with the train reply; the
   correction in round r therefore uses weights fitted at x_{r-2}.
+* ``fzoos`` (:class:`FZooS`): ``fzoos-paper`` with server-side step control from the
+  values the sync exchange reports anyway (:mod:`fedzoo.step_control`), the default.
 """
 
 from __future__ import annotations
@@ -121,12 +123,13 @@ def _feature_map(config: RunConfig, state: FZooSServerState) -> Payload:
 
 
 @register
-class FZooS(SurrogateMethod):
-    """FZooS (Shu et al., 2023): surrogate gradients + global RFF correction, train + sync."""
+class FZooSPaper(SurrogateMethod):
+    """FZooS as the paper has it (Shu et al., 2023): surrogate gradients + global RFF
+    correction, train + sync, the global point is the server step's."""
 
-    name = "fzoos"
-    summary = "surrogate (GP) gradients + global RFF-surrogate correction; train + sync exchanges"
-    rank = 10
+    name = "fzoos-paper"
+    summary = "FZooS as published: surrogate (GP) gradients + global RFF correction; train + sync"
+    rank = 12
     has_sync = True
     explores_at_start = False
     client_state = FZooSClientState
@@ -181,7 +184,25 @@ class FZooS(SurrogateMethod):
 
 
 @register
-class FZooSLagged(FZooS):
+class FZooS(FZooSPaper):
+    """fedzoo's FZooS: the paper's method with server-side incumbent step control.
+
+    The sync exchange already reports F(x_r) = Σ_i p_i f_i(x_r); the server keeps the
+    best point reported, goes back to it when a round made things worse and halves the
+    clients' local learning rate then (:mod:`fedzoo.step_control`). No extra query, and
+    the surrogate gradients and the correction are the paper's. Without it the paper's
+    FZooS drifts upwards once Adam's fixed step outgrows the distance to the optimum
+    (BENCHMARKS.md, "Beyond the paper").
+    """
+
+    name = "fzoos"
+    summary = "fzoos-paper + server-side step control from reported values (incumbent, lr halving); train + sync"
+    rank = 10
+    step_control = "incumbent"
+
+
+@register
+class FZooSLagged(FZooSPaper):
     """FZooS in one exchange: RFF weights fitted at x_{r-1} travel with the train reply."""
 
     name = "fzoos-lagged"
