@@ -1,4 +1,4 @@
-"""History rows, ``history.csv`` and ``summary.json`` (DESIGN §6), shared by all engines.
+"""History rows, ``history.csv`` and ``summary.json`` (docs/design.md §6), shared by all engines.
 
 Columns of ``history.csv`` (one row per round, row 0 = the start point):
 

@@ -25,13 +25,13 @@ clients evaluate one CMA-ES generation.
 
 **Cost.** Per client and round: λ + 1 queries (candidates and mean) plus 1 for
 f_i(x_{r-1}) whenever the global point moved (it was evaluated among the previous
-round's points, but only the value at the last *global* point is cached, DESIGN §4
+round's points, but only the value at the last *global* point is cached, docs/design.md §4
 rule 2); then f_i(x_R) in the final evaluation. One exchange per round; bytes
 8(λ + 1)d + … down, 8λ + … up per client.
 
 **Population** (``popsize``, 0 = default): λ = max(51, 4 + ⌊3 ln d⌋). 51 + the mean +
 f_i(x_{r-1}) = 53 queries per client and round, what one FZooS exchange costs at its
-defaults (106 per round over two exchanges, DESIGN §2.9), so 2R ``fedcma`` rounds match
+defaults (106 per round over two exchanges, docs/design.md §2.9), so 2R ``fedcma`` rounds match
 R ``fzoos`` rounds in exchanges *and* in queries. CMA-ES's own default 4 + 3 ln d
 (21 at d = 300) gains more per query but needs 2.5 times as many exchanges for the
 same queries, and exchanges are what a federation pays for; λ ≈ 104 (an FZooS round's

@@ -165,7 +165,7 @@ class CountingObjective(Objective):
 
     Reporting is not an evaluation path of the algorithm: the simulator reaches the
     closed form behind the wrapper through
-    :func:`fedzoo.objectives.problems.closed_form` (uncounted, as DESIGN §4 allows for
+    :func:`fedzoo.objectives.problems.closed_form` (uncounted, as docs/design.md §4 allows for
     synthetic problems), never through this wrapper.
     """
 

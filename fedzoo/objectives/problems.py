@@ -1,6 +1,6 @@
 """Federated problems: client objectives, weights and a start point.
 
-Synthetic problems (DESIGN §7) know their global objective ``F`` exactly, its gradient and
+Synthetic problems (docs/design.md §7) know their global objective ``F`` exactly, its gradient and
 its optimum. The simulator may evaluate ``F`` for *reporting* through
 :meth:`FederatedProblem.global_value`; that evaluation is not a query and never reaches an
 algorithm.
@@ -216,7 +216,7 @@ class QuadraticClient(SyntheticObjective):
 def quadratic_problem(
     dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
 ) -> FederatedProblem:
-    """The paper's heterogeneous quadratic (DESIGN §7).
+    """The paper's heterogeneous quadratic (docs/design.md §7).
 
     a_ij, b_ij = 1 + C (Dirichlet(1/N) - 1/N) per coordinate, so F (uniform weights) is
     the C-free quadratic (1/(10d)) (sum_j z_j^2 + z_j + 1) with minimum
@@ -478,7 +478,7 @@ def _paper_problem(
 def paper_ackley_problem(
     dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
 ) -> FederatedProblem:
-    """The FZooS paper's federated Ackley (DESIGN §7): f_i(x) = g(c1_i ⊙ (z - c2_i)),
+    """The FZooS paper's federated Ackley (docs/design.md §7): f_i(x) = g(c1_i ⊙ (z - c2_i)),
     z = 20 x - 10, g(u) = -20 exp(-0.2 |u|/sqrt(d)) - exp(mean_j cos(pi u_j)) + 20 + e.
 
     Per coordinate, c1_ij = 0.1 + C (p_ij - 1/N) and c2_ij = C (q_ij - 1/N) with
@@ -491,7 +491,7 @@ def paper_ackley_problem(
 def paper_levy_problem(
     dim: int = 300, clients: int = 5, heterogeneity: float = 0.5, seed: int = 0
 ) -> FederatedProblem:
-    """The FZooS paper's federated Levy (DESIGN §7): f_i(x) = g(c1_i ⊙ (z - c2_i)) with
+    """The FZooS paper's federated Levy (docs/design.md §7): f_i(x) = g(c1_i ⊙ (z - c2_i)) with
     the coefficients of :func:`paper_ackley_problem` and g the summed Levy function of
     w = 1 + (u - 1)/4 whose middle sum starts at the second coordinate
     (:func:`paper_levy`). F* is unknown (``optimum_value`` None)."""
