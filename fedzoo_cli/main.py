@@ -19,13 +19,32 @@ from fedzoo._threads import single_threaded_blas_env
 from fedzoo_cli.common import add_config_args, config_from_args
 
 BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
-#: Methods that are references rather than zeroth-order methods (``gradients`` column).
-EXACT_GRADIENT_METHODS = ("fo",)
+
+
+def exact_gradients(method: str) -> bool:
+    """Whether a registered method reads exact gradients (a reference, e.g. ``fo``)."""
+    from fedzoo.methods import get_method
+
+    return get_method(method).exact_gradients
 
 
 def method_label(method: str) -> str:
-    """How tables and plots name a method: ``fo`` is marked as an exact-gradient reference."""
-    return f"{method} (exact gradients)" if method in EXACT_GRADIENT_METHODS else method
+    """How tables and plots name a method: exact-gradient references are marked."""
+    return f"{method} (exact gradients)" if exact_gradients(method) else method
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """Every registered method: what it does, its exchanges and the options it reads."""
+    from fedzoo.methods import methods
+
+    shared = "rounds, local-steps, seed, optimizer, lr, fraction, min-replies, aggregation, server-lr, step-control"
+    for m in methods():
+        exchanges = "train + sync" if m.has_sync else "train"
+        print(f"{m.name}\n    {m.summary}\n    exchanges per round: {exchanges}; "
+              f"step-control auto = {m.step_control}")
+        print(f"    options: {', '.join(m.options) if m.options else '(only the shared ones)'}")
+    print(f"\nshared by every method: {shared}")
+    return 0
 
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +174,7 @@ def comparison_table(
             "total_queries": rows[-1]["queries"],
             "queries_to_target": queries_to_reach(rows, target) if target is not None else None,
             "seconds_per_round": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
-            "gradients": "exact (reference)" if method in EXACT_GRADIENT_METHODS else "zeroth-order",
+            "gradients": "exact (reference)" if exact_gradients(method) else "zeroth-order",
         })
     return table, target
 
@@ -198,7 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         qt = row["queries_to_target"]
         print(f"{method_label(row['method']):<{width}} {row['final_value']:>12.6g} {row['total_queries']:>9} "
               f"{(str(qt) if qt is not None else '-'):>18} {row['seconds_per_round']:>8.3f}")
-    if any(m in EXACT_GRADIENT_METHODS for m in methods):
+    if any(exact_gradients(m) for m in methods):
         print("(exact gradients): a first-order reference on the synthetic problem, not a "
               "zeroth-order method; its queries count exact gradients")
     print(f"\nwrote {out / 'comparison.csv'}", flush=True)
@@ -237,11 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp = sub.add_parser("compare", help="run several methods and compare them")
     _add_problem_args(p_cmp)
     add_config_args(p_cmp, skip=("method",))
-    p_cmp.add_argument("--methods", default="fzoos,fedzo,fedprox,scaffold1,scaffold2")
+    p_cmp.add_argument("--methods", default="fzoos,fedzo,fedprox,scaffold1,scaffold2",
+                       help="comma-separated registered methods (`fedzoo methods` lists them; "
+                            "default fzoos,fedzo,fedprox,scaffold1,scaffold2)")
     p_cmp.add_argument("--out", required=True, help="output directory")
     p_cmp.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     p_cmp.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     p_cmp.set_defaults(func=cmd_compare)
+
+    p_me = sub.add_parser("methods", help="list the registered methods and the options each reads")
+    p_me.set_defaults(func=cmd_methods)
 
     p_or = sub.add_parser("oracle", help="black-box oracle service over gRPC")
     try:

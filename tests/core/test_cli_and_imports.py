@@ -149,3 +149,14 @@ def test_cli_resume_continues_a_checkpointed_run(tmp_path, capsys):
         assert {k: v for k, v in ra.items() if k != "wall_s"} == {k: v for k, v in rb.items() if k != "wall_s"}
     assert main(["run", "--resume", str(tmp_path / "none")]) == 2
     assert "No checkpoint" in capsys.readouterr().err
+
+
+def test_methods_lists_every_registered_method_with_its_options(capsys):
+    from fedzoo.methods import methods
+    from fedzoo_cli.main import main
+
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for m in methods():
+        assert f"{m.name}\n    {m.summary}" in out
+    assert "gp-history" in out and "prox-mu" in out
