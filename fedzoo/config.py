@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ OPTIMIZERS = tuple(optim.OPTIMIZERS)
 KERNEL_NAMES = tuple(kernels.KERNELS)
 FD_ESTIMATORS = tuple(finite_difference.FD_ESTIMATORS)
 AGGREGATIONS = tuple(aggregation.AGGREGATORS)
-GAMMA_SCHEDULES = tuple(corrections.GAMMA_SCHEDULES)
+GAMMA_SCHEDULES = ("auto", *corrections.GAMMA_SCHEDULES)
 STEP_CONTROLS = step_control.STEP_CONTROLS
 
 
@@ -76,6 +77,8 @@ _RULES = {
     "nonneg": (_nonneg, "a finite number >= 0"),
     "unit": (lambda v: _positive(v) and v <= 1, "a number in (0, 1]"),
     "any-int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "shape": (lambda v: isinstance(v, str) and re.fullmatch(r"(\d+(x\d+){0,2})?", v) is not None
+              and "x0" not in "x" + v, '"" or positive sizes joined by x, e.g. "28x28x1"'),
 }
 
 
@@ -121,10 +124,16 @@ class RunConfig:
     rff_history: int = field(default=500, metadata={"kind": "positive-int", "doc": "points per client for the RFF fit"})
     rff_ridge: float = field(default=1e-3, metadata={"kind": "positive", "doc": "ridge of the RFF fit (standardised y)"})
     gamma: float = field(default=1.0, metadata={"kind": "nonneg", "doc": "correction weight gamma"})
-    gamma_schedule: str = field(default="inverse", metadata={"kind": "choice", "choices": GAMMA_SCHEDULES, "doc": "gamma_t at local step t: gamma/t (inverse, the paper's), gamma/sqrt(t) or gamma"})
+    gamma_schedule: str = field(default="auto", metadata={"kind": "choice", "choices": GAMMA_SCHEDULES, "doc": "gamma_t at local step t: gamma/t (inverse, the paper's), gamma/sqrt(t), gamma (constant), or auto (the method's choice: constant for fzoos, inverse for fzoos-paper and fzoos-lagged)"})
     # CMA-ES on the server (fedcma)
     popsize: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedcma: CMA-ES population (candidates per round) lambda; 0 = the default, max(51, 4 + floor(3 ln d)), so that a round costs about what one FZooS exchange does (53 queries per client); 1 is refused"})
     cma_sigma: float = field(default=0.2, metadata={"kind": "positive", "doc": "fedcma: initial CMA-ES step size sigma0 in the unit box"})
+    # Square Attack on the server (fedsquare)
+    square_candidates: int = field(default=1, metadata={"kind": "positive-int", "doc": "fedsquare: square updates of the incumbent evaluated per round (lambda)"})
+    square_shape: str = field(default="", metadata={"kind": "shape", "doc": "fedsquare: the point's image shape HxW or HxWxC (row-major, channels last); \"\" = a 1 x d image"})
+    square_p_init: float = field(default=0.05, metadata={"kind": "unit", "doc": "fedsquare: initial share p of the pixels in a square (the schedule halves it, Square Attack)"})
+    square_iterations: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedsquare: candidates the square-size schedule spans; 0 = rounds x square-candidates"})
+    square_proposals: int = field(default=10, metadata={"kind": "positive-int", "doc": "fzoos-square: random squares the global surrogate ranks per candidate sent (1 = no ranking: fedsquare's random choice)"})
 
     @classmethod
     def keys(cls) -> list[str]:
