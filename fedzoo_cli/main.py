@@ -150,14 +150,22 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Targets of the comparison table: the fraction q of the way from F(x0) to the best
+#: final value any method reached (F* may be unknown), besides the best baseline's final.
+TARGET_LEVELS = (0.5, 0.9, 0.99)
+
+
 def comparison_table(
     histories: dict[str, list[dict[str, Any]]], baselines: Sequence[str] = BASELINES
-) -> tuple[list[dict[str, Any]], float | None]:
-    """Rows (method, final value, queries to the best baseline's final value, s/round).
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Rows (method, final value, queries to several targets, s/round) and the targets.
 
-    ``gradients`` says what a method's local steps use: ``zeroth-order`` (queries only)
-    or ``exact (reference)`` for ``fo``, which reads exact gradients (synthetic problems
-    only) and is an upper bound, not a zeroth-order method.
+    Targets: ``best-baseline`` (the best final value of the baselines present) and
+    ``q=0.5`` / ``q=0.9`` / ``q=0.99``: F(x0) - q (F(x0) - best final of all methods).
+    Each ``queries to`` entry is the cumulative queries at the first round at or below
+    the target (None: never). ``gradients`` says what a method's local steps use:
+    ``zeroth-order`` (queries only) or ``exact (reference)`` for methods that read exact
+    gradients (synthetic problems only), an upper bound, not a zeroth-order method.
     """
     import numpy as np
 
@@ -165,18 +173,58 @@ def comparison_table(
 
     finals = {m: rows[-1]["value"] for m, rows in histories.items()}
     base = [finals[m] for m in histories if m in baselines and math.isfinite(finals[m])]
-    target = min(base) if base else None
+    targets: dict[str, float] = {}
+    if base:
+        targets["best-baseline"] = min(base)
+    start = next(iter(histories.values()))[0]["value"]
+    best = min((v for v in finals.values() if math.isfinite(v)), default=math.nan)
+    if math.isfinite(start) and math.isfinite(best) and best < start:
+        for q in TARGET_LEVELS:
+            targets[f"q={q:g}"] = start - q * (start - best)
     table = []
     for method, rows in histories.items():
-        table.append({
+        row = {
             "method": method,
             "final_value": finals[method],
             "total_queries": rows[-1]["queries"],
-            "queries_to_target": queries_to_reach(rows, target) if target is not None else None,
-            "seconds_per_round": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
-            "gradients": "exact (reference)" if exact_gradients(method) else "zeroth-order",
-        })
-    return table, target
+        }
+        for name, value in targets.items():
+            row[f"queries_to_{name}"] = queries_to_reach(rows, value)
+        row["seconds_per_round"] = float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0
+        row["gradients"] = "exact (reference)" if exact_gradients(method) else "zeroth-order"
+        table.append(row)
+    return table, targets
+
+
+def explain(table: list[dict[str, Any]], targets: dict[str, float]) -> list[str]:
+    """A few sentences, from the table's own numbers, on what the comparison shows."""
+    if not table:
+        return []
+    rows = {r["method"]: r for r in table}
+    lines = []
+    ranked = sorted(table, key=lambda r: r["final_value"])
+    lines.append(f"Lowest final value: {ranked[0]['method']} ({ranked[0]['final_value']:.6g}); "
+                 f"highest: {ranked[-1]['method']} ({ranked[-1]['final_value']:.6g}).")
+    if "best-baseline" in targets:
+        key = "queries_to_best-baseline"
+        reached = sorted((r[key], r["method"]) for r in table if r[key] is not None)
+        if reached:
+            q, m = reached[0]
+            lines.append(f"The best baseline's final value {targets['best-baseline']:.6g} was first "
+                         f"reached by {m} after {q} client queries"
+                         + (f"; {', '.join(f'{n} after {k}' for k, n in reached[1:])}." if len(reached) > 1
+                            else "; no other method reached it."))
+    if "q=0.9" in targets:
+        key = "queries_to_q=0.9"
+        fast = sorted((r[key], r["method"]) for r in table if r[key] is not None)
+        if len(fast) > 1:
+            lines.append(f"90% of the way from F(x0) to the best final value ({targets['q=0.9']:.6g}): "
+                         + ", ".join(f"{m} {q}" for q, m in fast) + " queries.")
+    if "fzoos" in rows and len(rows) > 1:
+        lines.append("Queries count every black-box call (exploration, the new global point and "
+                     "final evaluations included); fzoos makes two exchanges per round, the "
+                     "baselines one: see BENCHMARKS.md for the comparison at equal exchanges.")
+    return lines
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -203,23 +251,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for method in methods:
         config = config_from_args(args, method=method)
         histories[method] = _run_one(args, config, out / method, method)
-    table, target = comparison_table(histories)
+    table, targets = comparison_table(histories)
     with open(out / "comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
-    tgt = f"{target:.6g}" if target is not None else "n/a"
-    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; "
-          f"target = best baseline final value {tgt}")
+    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; targets: "
+          + ", ".join(f"{k} {v:.6g}" for k, v in targets.items()))
     width = max([10, *(len(method_label(m)) for m in methods)])
-    print(f"{'method':<{width}} {'final value':>12} {'queries':>9} {'queries to target':>18} {'s/round':>8}")
+    heads = [f"to {k}" for k in targets]
+    print(f"{'method':<{width}} {'final value':>12} {'queries':>9} "
+          + " ".join(f"{h:>17}" for h in heads) + f" {'s/round':>8}")
     for row in table:
-        qt = row["queries_to_target"]
+        cells = []
+        for k in targets:
+            qt = row[f"queries_to_{k}"]
+            cells.append(f"{(str(qt) if qt is not None else '-'):>17}")
         print(f"{method_label(row['method']):<{width}} {row['final_value']:>12.6g} {row['total_queries']:>9} "
-              f"{(str(qt) if qt is not None else '-'):>18} {row['seconds_per_round']:>8.3f}")
+              + " ".join(cells) + f" {row['seconds_per_round']:>8.3f}")
+    print("('to X': client queries until the value first reached target X; '-': never)")
     if any(exact_gradients(m) for m in methods):
         print("(exact gradients): a first-order reference on the synthetic problem, not a "
               "zeroth-order method; its queries count exact gradients")
+    print("\nWhat this shows:")
+    for line in explain(table, targets):
+        print(f"  {line}")
     print(f"\nwrote {out / 'comparison.csv'}", flush=True)
     problem = _problem_from_args(args)
     try:

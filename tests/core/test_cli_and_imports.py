@@ -45,7 +45,8 @@ def test_run_writes_history_and_summary_as_in_the_design(tmp_path, capsys):
     assert "final value" in capsys.readouterr().out
 
 
-COMPARISON_COLUMNS = ["method", "final_value", "total_queries", "queries_to_target", "seconds_per_round",
+COMPARISON_COLUMNS = ["method", "final_value", "total_queries", "queries_to_best-baseline",
+                      "queries_to_q=0.5", "queries_to_q=0.9", "queries_to_q=0.99", "seconds_per_round",
                       "gradients"]
 
 
@@ -62,7 +63,8 @@ def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys, monkeyp
     monkeypatch.setattr(fedzoo.plots, "comparison_figure", spy)
     assert main(["compare", "--methods", "fzoos,fedzo,scaffold2,fo", *FAST, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "queries to target" in out and "fzoos" in out and "scaffold2" in out
+    assert "to best-baseline" in out and "to q=0.9" in out and "fzoos" in out and "scaffold2" in out
+    assert "What this shows:" in out and "Lowest final value:" in out
     assert "fo (exact gradients)" in out  # fo is labelled as the first-order reference
     with open(tmp_path / "comparison.csv", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -73,7 +75,13 @@ def test_compare_prints_a_table_and_writes_csv_and_png(tmp_path, capsys, monkeyp
     # queries to reach the best baseline's (fedzo, scaffold2) final value
     target = min(float(r["final_value"]) for r in table if r["method"] in ("fedzo", "scaffold2"))
     best = next(r for r in table if float(r["final_value"]) == target)
-    assert int(best["queries_to_target"]) <= int(best["total_queries"])
+    assert int(best["queries_to_best-baseline"]) <= int(best["total_queries"])
+    lowest = min(table, key=lambda r: float(r["final_value"]))  # reaches q=0.99 of its own way
+    assert int(lowest["queries_to_q=0.99"]) <= int(lowest["total_queries"])
+    for r in table:  # a closer target is never reached earlier
+        qs = [r[f"queries_to_q={q}"] for q in ("0.5", "0.9", "0.99")]
+        reached = [int(q) for q in qs if q != ""]
+        assert reached == sorted(reached)
     assert all(float(r["seconds_per_round"]) > 0 for r in table)
     # the plot: two panels, value against cumulative queries and against rounds
     assert (tmp_path / "comparison.png").stat().st_size > 10_000
@@ -93,7 +101,7 @@ def test_compare_without_matplotlib_prints_the_table_writes_the_csv_then_fails_c
     argv = ["compare", "--methods", "fedzo,fedprox", *FAST, "--rounds", "2", "--out", str(tmp_path)]
     assert main(argv) == 2
     captured = capsys.readouterr()
-    assert "queries to target" in captured.out and "fedprox" in captured.out  # the table
+    assert "to best-baseline" in captured.out and "fedprox" in captured.out  # the table
     assert "matplotlib" in captured.err and "'plot' extra" in captured.err
     assert "comparison.png was not written" in captured.err
     assert "Traceback" not in captured.err
