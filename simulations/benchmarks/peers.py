@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=5)
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     p.add_argument("--render", metavar="RESULTS", help="only render an earlier results.json")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the runs already in --out/results.json and run only the others")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(prob, lb, int(s), base) for prob in args.problems.split(",")
                 for s in args.seeds.split(",") for lb in args.methods.split(",")]
         results = []
+        if args.keep and (out / "results.json").is_file():
+            results = json.loads((out / "results.json").read_text())
+            done = {(r["problem"], r["label"], r["seed"]) for r in results}
+            jobs = [j for j in jobs if (j[0], j[1], j[2]) not in done]
         with ProcessPoolExecutor(args.jobs) as pool:
             for res in pool.map(run_one, jobs):
                 results.append(res)
