@@ -15,9 +15,10 @@ methods with one and two exchanges per round are compared on both axes:
   targets per problem, F(x0) − q·(F(x0) − best final of all methods) for q = 0.5, 0.9,
   0.99 (F* is unknown for the paper's problems).
 
-Variants under their own labels run a method with other options, e.g. the step control
-that ``fzoos`` uses by default offered to the baselines: ``fedzo+inc`` is fedzo with
-``step-control = incumbent``.
+Variants under their own labels run a method with other options (``VARIANTS``): the step
+control that ``fzoos`` uses by default offered to the baselines (``fedzo+inc`` is fedzo
+with ``step-control = incumbent``), and the ablations ``fzoos+inverse`` (the paper's
+γ/t) and ``fzoos+nostep`` (no step control; ``fzoos-paper`` lacks both).
 
     python simulations/benchmarks/peers.py --out runs/peers                 # everything
     python simulations/benchmarks/peers.py --out runs/peers-q --problems quadratic:0.5 \
@@ -45,7 +46,11 @@ PROBLEMS = ("quadratic:0.5", "quadratic:5", "quadratic:50", "ackley:0.5", "levy:
             "paper-ackley:0.5", "paper-levy:0.5")
 METHODS = ("fzoos", "fzoos-paper", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fedcma",
            "fedzo+inc", "fedprox+inc", "scaffold1+inc", "scaffold2+inc")
-VARIANTS = {"+inc": {"step-control": "incumbent"}}
+VARIANTS = {
+    "+inc": {"step-control": "incumbent"},  # FZooS's step control offered to a baseline
+    "+inverse": {"gamma-schedule": "inverse"},  # fzoos with the paper's gamma/t (ablation)
+    "+nostep": {"step-control": "none"},  # fzoos without step control (ablation)
+}
 LEVELS = (0.5, 0.9, 0.99)
 
 
