@@ -115,6 +115,7 @@ def run_federation(
     round_callback: RoundCallback | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    query_budget: int | None = None,
 ) -> RunResult:
     """Run ``config.rounds`` rounds of ``config.method`` on ``problem`` in this process.
 
@@ -138,12 +139,14 @@ def run_federation(
             except for ``rounds``, which may not be below the checkpoint's round
             (:func:`fedzoo.checkpoint.check_resume_rounds`). The final history equals
             an uninterrupted run's (``wall_s`` aside).
+        query_budget: a hard limit on the queries of the run, final evaluation included:
+            no round starts that could pass it (:mod:`fedzoo.budget`).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     retain_freed_memory()  # many medium temporaries per step: reuse heap pages
     with blas_threads(1), ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
         return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
-                    round_callback, checkpoint_dir, resume)
+                    round_callback, checkpoint_dir, resume, query_budget)
 
 
 class _no_pool:  # noqa: N801 - a null context manager yielding no pool
@@ -165,6 +168,7 @@ def _run(
     round_callback: RoundCallback | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    query_budget: int | None = None,
 ) -> RunResult:
     t_start = time.perf_counter()
     config.check_clients(problem.num_clients)
@@ -199,7 +203,8 @@ def _run(
         return round_callback is not None and bool(round_callback(r, state.x.copy(), row))
 
     driver = RoundDriver(config, ThreadTransport(config, problem, states, pool, observer), weights, rec,
-                         server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta)
+                         server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta,
+                         query_budget=int(query_budget or 0))
     server = driver.run(done + 1, final_evaluation=final_evaluation)
 
     wall = time.perf_counter() - t_start

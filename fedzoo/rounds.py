@@ -10,7 +10,9 @@ A round r (docs/design.md §2) is, whatever carries the messages:
    report F(x_r) for this round's row;
 4. append the history row (queries, bytes, participants, per-client queries), write
    the checkpoint when asked, log, call ``on_round``; stop early when ``on_round``
-   says so or the query budget is spent.
+   says so. With a query budget the driver never starts a round that could pass it
+   (:mod:`fedzoo.budget`: the methods' declared per-exchange bounds), so a run ends
+   with at most ``query_budget`` queries, every one counted.
 
 After the last round, a single-exchange method's F(x_R) is unknown: the **evaluate**
 exchange asks every client for f_i(x_R) (N counted queries), charged to the last row.
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fedzoo import protocol
+from fedzoo.budget import QueryBudget
 from fedzoo.checkpoint import Checkpoint, save_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.methods import get_method
@@ -83,8 +86,11 @@ class RoundDriver:
         recorder: the history rows (row 0 written by the caller, or restored rows).
         server: the server state after the rows recorded so far.
         on_round: see :data:`RoundHook`.
-        query_budget: stop after the first round whose cumulative queries reach it
-            (0: no budget).
+        query_budget: a hard limit on the cumulative queries (0: no budget): a round
+            (and the final evaluation) starts only if its worst case fits
+            (:class:`fedzoo.budget.QueryBudget`).
+        reserve_evaluation: keep N queries of the budget for a final evaluation that the
+            caller runs after :meth:`run` (None: when ``run`` is asked to evaluate).
         checkpoint_dir / checkpoint_meta: write an atomic checkpoint after every round,
             identified by ``checkpoint_meta`` (plus ``rounds``).
     """
@@ -98,6 +104,8 @@ class RoundDriver:
     query_budget: int = 0
     checkpoint_dir: str | Path | None = None
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+    reserve_evaluation: bool | None = None
+    _budget: QueryBudget | None = field(default=None, init=False, repr=False)
 
     @property
     def num_clients(self) -> int:
@@ -110,8 +118,11 @@ class RoundDriver:
         self.transport.before_round(r, first)
         clients = protocol.sample_clients(config, r, sorted(self.weights))
         msg = protocol.train_message(config, self.server)
+        before = dict(self.server.query_totals)
         replies, down, up = self.transport.exchange(TRAIN, msg, r, clients)
         self.server, agg = protocol.aggregate_train(config, self.server, replies, self.weights)
+        if self._budget is not None:
+            self._budget.note(TRAIN, clients, agg.replies, before)
         queries = agg.num_queries
         if agg.replies:
             rec.report(r - 1, agg.weighted("value-start"))
@@ -120,6 +131,8 @@ class RoundDriver:
             smsg = protocol.sync_message(config, self.server)
             sreplies, sdown, sup = self.transport.exchange(SYNC, smsg, r, clients)
             self.server, sagg = protocol.aggregate_sync(config, self.server, sreplies, self.weights)
+            if self._budget is not None:
+                self._budget.note(SYNC, clients, sagg.replies, self.server.query_totals)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
         row = rec.end_round(r, self.server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
                             protocol.client_query_counts(agg, sagg))
@@ -139,7 +152,14 @@ class RoundDriver:
     def run(self, first: int = 1, *, final_evaluation: bool = True) -> ServerState:
         """Rounds ``first`` .. ``config.rounds`` (or until stopped), then, if asked and
         the last row has no reported value, the final evaluation."""
+        if self.query_budget:
+            self._budget = QueryBudget(self.query_budget, self.config, self.server.x.size)
+        reserve = final_evaluation if self.reserve_evaluation is None else self.reserve_evaluation
+        if reserve and get_method(self.config.method).has_sync:
+            reserve = False  # the sync exchange reports F(x_R): no evaluation follows
         for r in range(first, self.config.rounds + 1):
+            if not self._round_fits(r, reserve):
+                break
             row = self.run_round(r, first=r == first)
             stop = self.on_round is not None and bool(self.on_round(r, self.server, row))
             if self.query_budget and row["queries"] >= self.query_budget:
@@ -151,9 +171,31 @@ class RoundDriver:
             self.evaluate_final()
         return self.server
 
+    def _round_fits(self, r: int, reserve: bool) -> bool:
+        """Round r's worst case (plus N for a final evaluation) fits the budget."""
+        if self._budget is None:
+            return True
+        clients = protocol.sample_clients(self.config, r, sorted(self.weights))
+        extra = self._budget.round_bound(clients, self.server.query_totals)
+        if reserve:
+            extra += self.num_clients
+        spent = int(self.recorder.rows[-1]["queries"])
+        if self._budget.fits(spent, extra):
+            return True
+        log.info("query budget %d: stopping before round %d (%d spent, up to %d more)",
+                 self.query_budget, r, spent, extra)
+        return False
+
     def evaluate_final(self) -> None:
-        """f_i(x_R) from every client, charged to the last row (N counted queries)."""
+        """f_i(x_R) from every client, charged to the last row (N counted queries); skipped
+        when it could pass the query budget."""
         rec = self.recorder
+        if self.query_budget:
+            budget = self._budget or QueryBudget(self.query_budget, self.config, self.server.x.size)
+            if not budget.fits(int(rec.rows[-1]["queries"]), self.num_clients):
+                log.warning("query budget %d: no final evaluation (it could pass the budget)",
+                            self.query_budget)
+                return
         t0 = time.perf_counter()
         last = rec.rows[-1]["round"]
         self.transport.before_round(last, False)

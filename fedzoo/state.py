@@ -69,6 +69,13 @@ class ClientState:
         if "total-queries" in arrays:
             self.total_queries = int(arrays["total-queries"][0])
 
+    def known_value(self, x: np.ndarray) -> float | None:
+        """f_i(x) if this client already queried x and kept the value (the cached global
+        point; methods may keep more, e.g. the candidates of their last exchange)."""
+        if self.cached_x is not None and self.cached_value is not None and np.array_equal(self.cached_x, x):
+            return self.cached_value
+        return None
+
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: RunConfig) -> ClientState:
         """The state :meth:`to_arrays` wrote; called on :class:`ClientState` itself, it
@@ -172,10 +179,13 @@ class Session:
         self.state.total_queries += n
 
     def value_at(self, x: np.ndarray) -> float:
-        """f_i(x), reusing the cached value when x is the last global point evaluated."""
+        """f_i(x), reusing the value the state knows (:meth:`ClientState.known_value`:
+        the last global point evaluated, or a point the method kept)."""
         s = self.state
-        if s.cached_x is not None and s.cached_value is not None and np.array_equal(s.cached_x, x):
-            return s.cached_value
+        known = s.known_value(x)
+        if known is not None:
+            s.cached_x, s.cached_value = x.copy(), known
+            return known
         value = float(self.query(x[None, :])[0])
         s.cached_x, s.cached_value = x.copy(), value
         return value

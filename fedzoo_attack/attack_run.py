@@ -202,9 +202,9 @@ def attack_image(
 ) -> ImageOutcome:
     """Attack one image with one method and report success round by round.
 
-    The run stops after the first successful round (``stop_at_success``), once the
-    cumulative queries reach ``budget``, or after ``config.rounds`` rounds. A success
-    found in a round that pushed the queries past the budget does not count.
+    The run stops after the first successful round (``stop_at_success``), before a
+    round that could take the cumulative queries past ``budget`` (a hard limit, in
+    process and remote: :mod:`fedzoo.budget`), or after ``config.rounds`` rounds.
 
     Args:
         models: the client classifiers (a ``ClientModels`` or a sequence).
@@ -250,7 +250,7 @@ def attack_image(
                 break
     else:
         run_federation(problem, config, workers=workers, final_evaluation=False,
-                       round_callback=tracker.on_round)
+                       round_callback=tracker.on_round, query_budget=budget)
     return tracker.outcome(image_id, label, time.perf_counter() - t0)
 
 

@@ -120,7 +120,8 @@ def metric_run(
 
     t0 = time.perf_counter()
     result = run_federation(
-        problem, config, workers=workers, final_evaluation=False, round_callback=on_round
+        problem, config, workers=workers, final_evaluation=False, round_callback=on_round,
+        query_budget=budget,
     )
     wall = time.perf_counter() - t0
     for h, row in zip(history, result.history, strict=False):  # values reported a round late

@@ -485,6 +485,7 @@ def run_server(
         server,
         on_round=on_round,
         query_budget=settings.query_budget,
+        reserve_evaluation=settings.final_evaluation,
         checkpoint_dir=settings.checkpoint_dir or None,
         checkpoint_meta=checkpoint_meta(settings),
     )

@@ -20,6 +20,8 @@ hook                        what it decides
 ``client_sync``             the sync exchange (only with ``has_sync``)
 ``*_message`` / ``*_spec``  the extra fields each message and reply carries, and their
                             specs (lengths, types) checked by both sides
+``query_bound``             the most queries one client may make in one exchange (the
+                            round driver stops before a round that could pass a budget)
 ``server_step``             the new global point (default: the weighted average step)
 ``aggregate_train/_sync``   how the server combines the extra reply fields
 ``client_state`` /          what the method keeps between exchanges and how it is
@@ -175,6 +177,17 @@ class Method:
 
     def aggregate_sync(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
         """Combine the sync replies into ``new`` (enough replies arrived)."""
+
+    # ---- query accounting ------------------------------------------------------------
+    def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
+        """The most queries one client may make in one exchange of ``kind`` (``train`` or
+        ``sync``), f_i at the broadcast point included; ``first``: the client has had no
+        reply accepted yet (e.g. an initial design is due). The round driver stops before
+        a round whose bound could take the queries past a query budget
+        (:mod:`fedzoo.budget`), so the bound must hold whatever the objective returns;
+        tests check it for every method. None: unknown, and a run with a query budget is
+        refused."""
+        return None
 
     # ---- checks ----------------------------------------------------------------------
     def check_objectives(self, objectives: Any) -> None:

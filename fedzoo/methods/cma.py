@@ -258,6 +258,10 @@ class FedCMA(Method):
     def train_reply_spec(self, config: RunConfig, dim: int) -> Spec:
         return {"cma-values": ArraySpec(popsize(config, dim)), "cma-mean-value": ScalarSpec("float")}
 
+    def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
+        """f_i(x_{r-1}), the λ candidates and the mean."""
+        return popsize(config, dim) + 2
+
     # ---- client ------------------------------------------------------------------------
     def local_train(self, ctx: TrainContext, value_start: float) -> np.ndarray:
         """One batch of λ + 1 counted queries: the candidates, then the mean."""

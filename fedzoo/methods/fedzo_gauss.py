@@ -47,3 +47,6 @@ class FedZOGauss(FedZO):
     def gradient(self, ctx: TrainContext, x: np.ndarray, fx: float) -> np.ndarray:
         c = ctx.config
         return gaussian_smoothing_gradient(ctx.session.query, x, fx, ctx.rng, c.rgf_directions, c.fd_step)
+
+    def estimate_queries(self, config, dim: int) -> int:
+        return config.rgf_directions

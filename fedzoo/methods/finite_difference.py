@@ -53,6 +53,18 @@ class FedZO(Method):
         c = ctx.config
         return FD_ESTIMATORS[c.fd_estimator](ctx.session.query, x, fx, ctx.rng, c.rgf_directions, c.fd_step)
 
+    def estimate_queries(self, config: RunConfig, dim: int) -> int:
+        """Queries of one gradient estimate: Q (rgf) or d (coordinate)."""
+        return dim if config.fd_estimator == "coordinate" else config.rgf_directions
+
+    def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
+        """train: f_i(x_{r-1}), T estimates and the T - 1 new iterates; sync: f_i(x_r)
+        and one RGF estimate (SCAFFOLD-1)."""
+        if kind == "sync":
+            return 1 + config.rgf_directions
+        T = config.local_steps
+        return 1 + T * self.estimate_queries(config, dim) + (T - 1)
+
     def after_step(self, ctx: TrainContext, x: np.ndarray, fx: float, last: bool) -> float:
         if last:
             return fx
@@ -194,6 +206,10 @@ class FirstOrder(Method):
             )
         ctx.session.charge(1)
         return np.asarray(grad(x[None, :]), dtype=np.float64)[0]
+
+    def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
+        """f_i(x_{r-1}) and T exact gradients, one query each."""
+        return 1 + config.local_steps
 
     def check_objectives(self, objectives: Any) -> None:
         if not all(hasattr(o, "gradient") for o in objectives):

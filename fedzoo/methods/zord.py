@@ -124,6 +124,18 @@ class SurrogateMethod(Method):
     def gradient(self, ctx: TrainContext, x: np.ndarray, fx: float) -> np.ndarray:
         return ctx.scratch["surrogate"].gradient(x)
 
+    def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
+        """train: f_i(x_{r-1}), the initial design (a client's first exchange) or the
+        exploration at x_{r-1} (``explores_at_start``), T iterates and (T - 1) x
+        explore-points; sync: f_i(x_r) and sync-points."""
+        explore = 1 + config.sync_points
+        if kind == "sync":
+            return explore
+        start = max(config.init_points, explore if self.explores_at_start else 0) if first else (
+            explore if self.explores_at_start else 0)
+        T = config.local_steps
+        return 1 + start + T + (T - 1) * config.explore_points
+
     def after_step(self, ctx: TrainContext, x: np.ndarray, fx: float, last: bool) -> float:
         ctx.session.query(x[None, :])
         if not last:

@@ -88,7 +88,7 @@ def test_attack_image_counts_every_query_and_stops_at_success(
     assert 0 < out.linf <= 0.5 + 1e-6 and out.fooled_fraction > 0
 
 
-def test_budget_stops_the_run_and_late_successes_do_not_count(counted: list[int]) -> None:
+def test_budget_is_a_hard_limit_and_late_successes_are_never_run(counted: list[int]) -> None:
     # lr 0.01 is too slow to succeed within 4 rounds; the budget ends the run first.
     slow = config("fedzo", lr=0.01)
     per_round = E.attack_image(
@@ -96,17 +96,19 @@ def test_budget_stops_the_run_and_late_successes_do_not_count(counted: list[int]
     ).final_queries
     counted.clear()
     out = E.attack_image(MODELS, IMAGE, 0, slow, 0.5, budget=3 * per_round - 1, num_classes=3)
-    assert out.rounds == 3 and out.final_queries == sum(counted) >= 3 * per_round - 1
+    # the third round could pass the budget: the run stops before it, every query counted
+    assert out.rounds == 2 and out.final_queries == sum(counted) <= 3 * per_round - 1
     assert not out.success and out.queries_to_success is None
-    # A success in the round that crosses the budget is not a success within it.
+    # A success that would need more than the budget is never reached.
     fast = config("fedzo")
     free = E.attack_image(MODELS, IMAGE, 0, fast, 0.5, num_classes=3)
     assert free.success
     late = E.attack_image(
         MODELS, IMAGE, 0, fast, 0.5, budget=free.queries_to_success - 1, num_classes=3
     )
-    assert not late.success and late.final_queries == free.queries_to_success
-    assert late.history[-1]["success"]  # the history still shows what happened
+    assert not late.success and late.final_queries < free.queries_to_success
+    assert not any(h["success"] for h in late.history)  # history.csv agrees with attack.csv
+    assert late.predicted == late.final_predicted == 0  # the prediction recorded: not fooled
 
 
 def test_continue_after_success_keeps_the_first_success() -> None:
@@ -157,17 +159,17 @@ def test_a_success_past_the_budget_records_the_final_point(counted: list[int]) -
     assert late.linf == late.final_linf and late.predicted == late.final_predicted
 
 
-def test_a_success_within_the_budget_is_measured_there_not_after_the_crossing_round() -> None:
+def test_a_success_within_the_budget_is_measured_there_and_no_round_passes_it() -> None:
     slow = config("fedzo", rounds=6)
     free = E.attack_image(MODELS, IMAGE, 0, slow, 0.5, stop_at_success=False, num_classes=3)
     assert free.rounds_to_success is not None and free.rounds_to_success < free.rounds
-    budget = free.history[free.rounds_to_success + 1]["queries"] - 1  # crossed a round later
+    budget = free.history[free.rounds_to_success + 1]["queries"] - 1  # one round short
     out = E.attack_image(
         MODELS, IMAGE, 0, slow, 0.5, budget=budget, stop_at_success=False, num_classes=3
     )
-    assert out.success and out.rounds == free.rounds_to_success + 1
+    assert out.success and out.rounds == free.rounds_to_success and out.final_queries <= budget
     assert out.rounds_to_success == free.rounds_to_success
-    assert out.linf == pytest.approx(_check_at(out.point)["linf"]) and out.linf < out.final_linf
+    assert out.linf == pytest.approx(_check_at(out.point)["linf"]) and out.linf == out.final_linf
 
 
 def test_fo_is_refused() -> None:
@@ -275,8 +277,9 @@ def test_metric_run_budget(tmp_path: Path) -> None:
     problem = metric_problem(3, 0.5, "f1", 0)
     cfg = RunConfig.from_mapping({"method": "fedzo", "rounds": 50, "local-steps": 2})
     out = MR.metric_run(problem, cfg, seed=0, budget=500)
-    assert out.final_queries >= 500 and out.queries_at_budget <= 500
-    assert out.history[-2]["queries"] < 500  # stopped at the first round reaching it
+    assert out.final_queries <= 500 and out.queries_at_budget == out.final_queries
+    per_round = out.history[-1]["queries"] - out.history[-2]["queries"]
+    assert out.final_queries + per_round > 500  # stopped before the round that could pass it
     assert out.value_at_budget == next(
         h["value"] for h in reversed(out.history) if h["queries"] <= 500
     )
