@@ -133,6 +133,7 @@ class RunConfig:
     square_shape: str = field(default="", metadata={"kind": "shape", "doc": "fedsquare: the point's image shape HxW or HxWxC (row-major, channels last); \"\" = a 1 x d image"})
     square_p_init: float = field(default=0.05, metadata={"kind": "unit", "doc": "fedsquare: initial share p of the pixels in a square (the schedule halves it, Square Attack)"})
     square_iterations: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedsquare: candidates the square-size schedule spans; 0 = rounds x square-candidates"})
+    square_radius: float = field(default=0.5, metadata={"kind": "unit", "doc": "fedsquare: radius r of the L-inf ball around x0 whose vertices clip(x0 -+ r, 0, 1) are searched (0.5 with an attack's x0 = 0.5: the vertices +-eps)"})
     square_proposals: int = field(default=10, metadata={"kind": "positive-int", "doc": "fzoos-square: random squares the global surrogate ranks per candidate sent (1 = no ranking: fedsquare's random choice)"})
 
     @classmethod

@@ -279,6 +279,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from fedzoo_attack.objectives import select_attack_images
 
     data = load_dataset(args.dataset, args.data_dir)
+    config = attack_defaults(config, args, data.image_shape)
     models = train_client_models(
         data, args.clients, args.portion, args.model_seed, progress=stderr
     )
@@ -379,6 +380,19 @@ def cmd_attack(args: argparse.Namespace) -> int:
         + ("" if args.no_plot else f" and {out / 'attack.png'}")
     )
     return 0
+
+
+def attack_defaults(config: Any, args: argparse.Namespace, image_shape: Any) -> Any:
+    """Options the attack sets from the data set and the budget unless given:
+    ``square-shape`` = the image's shape (fedsquare draws squares on it) and, with
+    ``--budget`` B, ``square-iterations`` = B / N (the candidates the budget pays for:
+    each costs one query per client), so the square-size schedule spans the budget."""
+    auto: dict[str, Any] = {}
+    if getattr(args, "square_shape", None) is None:
+        auto["square-shape"] = "x".join(str(int(v)) for v in image_shape)
+    if getattr(args, "square_iterations", None) is None and args.budget:
+        auto["square-iterations"] = max(1, args.budget // args.clients)
+    return config.replace(**auto) if auto else config
 
 
 def _q(v: Any) -> str:

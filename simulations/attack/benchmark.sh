@@ -17,7 +17,13 @@
 #   simulations/attack/benchmark.sh runs/attack-fast --gp-history 150 --rff-features 2000
 #       (the cheaper FZooS surrogate of the earlier sweep in RESULTS.md)
 # Environment: CONFIGS ("P:EPS ..." pairs, default all four), IMAGES (K, default 15),
-# FEDZOO (the fedzoo executable, default the one on PATH).
+# FEDZOO (the fedzoo executable, default the one on PATH), METHODS (the methods of the
+# main run, default "fzoos fedzo scaffold2 fedprox"), SQUARE_LAMBDAS (one extra run of
+# fedsquare per candidates-per-exchange lambda, default "1 5 10 27"; "" for none),
+# EXTRA_METHODS (one extra run each at its defaults, default "fzoos-square").
+# Success is reported at 2k/5k/10k/20k queries; summarize.py adds the success at 10/20/40
+# exchanges (rounds x exchanges per round) and, with --plots DIR, success against
+# queries and against exchanges.
 # Extra flags apply to every method (gp-history / rff-features only matter to FZooS).
 # Then: python simulations/attack/summarize.py OUT_ROOT
 set -euo pipefail
@@ -26,6 +32,10 @@ shift
 FEDZOO=${FEDZOO:-fedzoo}
 CONFIGS=${CONFIGS:-"0.5:0.2 0.5:0.3 0.7:0.2 0.7:0.3"}
 IMAGES=${IMAGES:-15}
+METHODS=${METHODS:-"fzoos fedzo scaffold2 fedprox"}
+SQUARE_LAMBDAS=${SQUARE_LAMBDAS-"1 5 10 27"}
+EXTRA_METHODS=${EXTRA_METHODS-"fzoos-square"}
+COMMON=(--clients 10 --budget 20000 --report-budgets 2000,5000,10000,20000 --seed 0)
 export OPENBLAS_NUM_THREADS=1
 mkdir -p "$OUT"
 for PE in $CONFIGS; do
@@ -33,8 +43,19 @@ for PE in $CONFIGS; do
   EPS=${PE##*:}
   NAME="p$P-eps$EPS"
   start=$(date +%s)
-  "$FEDZOO" attack --clients 10 --portion "$P" --epsilon "$EPS" --images "$IMAGES" \
-    --method fzoos,fedzo,scaffold2,fedprox --budget 20000 --local-steps 10 --seed 0 \
-    --out "$OUT/$NAME" "$@" 2> "$OUT/$NAME.log" | tee "$OUT/$NAME.txt"
+  if [ -n "$METHODS" ]; then
+    "$FEDZOO" attack "${COMMON[@]}" --portion "$P" --epsilon "$EPS" --images "$IMAGES" \
+      --method "$(echo $METHODS | tr ' ' ,)" --local-steps 10 \
+      --out "$OUT/$NAME" "$@" 2> "$OUT/$NAME.log" | tee "$OUT/$NAME.txt"
+  fi
+  for L in $SQUARE_LAMBDAS; do
+    "$FEDZOO" attack "${COMMON[@]}" --portion "$P" --epsilon "$EPS" --images "$IMAGES" \
+      --method fedsquare --square-candidates "$L" --out "$OUT/$NAME-fedsquare-l$L" "$@" \
+      2> "$OUT/$NAME-fedsquare-l$L.log" | tee "$OUT/$NAME-fedsquare-l$L.txt"
+  done
+  for M in $EXTRA_METHODS; do
+    "$FEDZOO" attack "${COMMON[@]}" --portion "$P" --epsilon "$EPS" --images "$IMAGES" \
+      --method "$M" --out "$OUT/$NAME-$M" "$@" 2> "$OUT/$NAME-$M.log" | tee "$OUT/$NAME-$M.txt"
+  done
   echo "$NAME: $(( $(date +%s) - start )) s wall" | tee -a "$OUT/wall.txt"
 done

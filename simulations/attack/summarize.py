@@ -1,6 +1,7 @@
 """Markdown tables from the summary.json files of `fedzoo attack` runs.
 
-Usage: python simulations/attack/summarize.py RUN_ROOT [RUN_ROOT ...]   (default runs/attack)
+Usage: python simulations/attack/summarize.py [--plots DIR] RUN_ROOT [RUN_ROOT ...]
+       (default runs/attack)
 
 Every directory below the roots holding a summary.json written by `fedzoo attack` is
 read; runs on the same problem (data set, N, P, eps, targeting, images, budget) are
@@ -9,10 +10,18 @@ reported budget, queries to 50 % and 90 % success (">B" when not reached within 
 mean / median queries to success over the fooled images, and the median seconds per
 round. A line per table compares FZooS with FedZO when both ran: the ratio of their
 queries to 90 % success, or a bound set by the budget when one of them did not reach it.
+
+Exchanges: the success rate within 10, 20 and 40 exchanges (server <-> clients message
+rounds: rounds x 2 for methods with a sync exchange, x 1 otherwise; an image counts when it
+was fooled within the run's query budget *and* that many exchanges), read from each run's
+attack.csv. With several fedsquare runs (one per ``--square-candidates`` lambda) a line
+names the best lambda at each query and exchange budget. ``--plots DIR`` writes, per
+problem, success rate against queries and against exchanges (matplotlib).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from pathlib import Path
@@ -38,6 +47,96 @@ def _key(s: dict[str, Any]) -> tuple[Any, ...]:
         tuple(s["images"]),
         s["budget"],
     )
+
+
+EXCHANGE_BUDGETS = (10, 20, 40)
+
+
+def exchanges_per_round(method: str) -> int:
+    from fedzoo.methods import get_method
+
+    return 2 if get_method(method).has_sync else 1
+
+
+def outcomes(summary_dir: Path, method: str) -> list[tuple[int | None, int | None]]:
+    """(queries, exchanges) to success per image of ``method`` (None: not fooled)."""
+    rows = list(csv.DictReader(open(summary_dir / "attack.csv")))
+    per = exchanges_per_round(method)
+    out = []
+    for r in rows:
+        if r.get("method", method) != method:
+            continue
+        ok = r["success"] in ("1", "True", "true")
+        out.append((int(float(r["queries_to_success"])) if ok else None,
+                    int(float(r["rounds_to_success"])) * per if ok else None))
+    return out
+
+
+def label(method: str, name: str, summary: dict[str, Any]) -> str:
+    lam = summary["results"][method]["config"].get("square-candidates")
+    return f"{method} (λ={lam})" if method == "fedsquare" else method
+
+
+def exchange_table(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    head = ["method", "run", *[f"success @{e} exchanges" for e in EXCHANGE_BUDGETS],
+            "median exchanges to success"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best: dict[str, tuple[float, str]] = {}
+    for path, summary in runs:
+        for method in summary["methods"]:
+            outs = outcomes(path, method)
+            k = max(len(outs), 1)
+            ex = sorted(e for _, e in outs if e is not None)
+            rates = [sum(e is not None and e <= b for _, e in outs) / k for b in EXCHANGE_BUDGETS]
+            med = f"{ex[len(ex) // 2]:.0f}" if ex else "-"
+            lines.append("| " + " | ".join([label(method, path.name, summary), path.name,
+                                            *[f"{r:.2f}" for r in rates], med]) + " |")
+            if method == "fedsquare":
+                lam = label(method, path.name, summary)
+                qs = summary["results"][method]["success_rate_at"]
+                for key, rate in [*((f"{b} queries", qs[b]) for b in qs),
+                                  *((f"{b} exchanges", r) for b, r in zip(EXCHANGE_BUDGETS, rates))]:
+                    if key not in best or rate > best[key][0]:
+                        best[key] = (rate, lam)
+    if best:
+        lines.append("\nBest fedsquare λ (first listed wins ties): " + "; ".join(
+            f"@{k}: {v[1]} {v[0]:.2f}" for k, v in best.items()))
+    return lines
+
+
+def plots(runs: list[tuple[Path, dict[str, Any]]], out: Path, title: str) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no plots)")
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for axis, index, top in (("queries", 0, None), ("exchanges", 1, 60)):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for path, summary in runs:
+            for method in summary["methods"]:
+                outs = outcomes(path, method)
+                vals = sorted(o[index] for o in outs if o[index] is not None)
+                cap = top or summary.get("budget") or (vals[-1] if vals else 1)
+                xs = [0, *vals, cap]
+                ys = [0, *[(i + 1) / len(outs) for i in range(len(vals))], len(vals) / max(len(outs), 1)]
+                ax.step(xs, ys, where="post", label=label(method, path.name, summary))
+        ax.set_xlabel(f"{axis} (all clients)" if axis == "queries" else "exchanges (server <-> clients)")
+        ax.set_ylabel("success rate")
+        ax.set_title(title, fontsize=9)
+        if axis == "queries":
+            ax.set_xscale("symlog", linthresh=100)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"success_vs_{axis}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
 
 
 def table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -110,14 +209,20 @@ def ratio_line(fzoos: float | None, fedzo: float | None, budget: int | None) -> 
 
 
 def main(argv: list[str]) -> int:
+    plot_dir = None
+    if argv[:1] == ["--plots"]:
+        plot_dir, argv = Path(argv[1]), argv[2:]
     groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any]]]] = {}
+    dirs: dict[tuple[Any, ...], list[tuple[Path, dict[str, Any]]]] = {}
     for root in map(Path, argv or ["runs/attack"]):
         for path in sorted(root.glob("**/summary.json")):
             s = json.loads(path.read_text())
             if s.get("command") == "attack":
                 groups.setdefault(_key(s), []).append((path.parent.name, s))
+                dirs.setdefault(_key(s), []).append((path.parent, s))
     for key, runs in groups.items():
         runs.sort(key=lambda r: ("fzoos" not in r[1]["methods"], r[0]))
+        with_dirs = sorted(dirs[key], key=lambda r: ("fzoos" not in r[1]["methods"], r[0].name))
         dataset, n, p, eps, targeted, images, budget = key
         wall = sum(s["wall_s"] for _, s in runs) / 60
         print(
@@ -127,6 +232,13 @@ def main(argv: list[str]) -> int:
             + f", wall {wall:.1f} min\n"
         )
         print("\n".join(table(runs)))
+        if all((p / "attack.csv").exists() for p, _ in with_dirs):
+            print()
+            print("\n".join(exchange_table(with_dirs)))
+        if plot_dir is not None:
+            name = f"{dataset}-n{n}-p{p}-eps{eps}{'-targeted' if targeted else ''}"
+            for f in plots(with_dirs, plot_dir / name, f"{dataset}, N={n}, P={p}, eps={eps}, K={len(images)}"):
+                print(f"\nwrote {f}")
     return 0
 
 
