@@ -25,8 +25,8 @@ are runs of max(1, round(p d)) coordinates.
   and channel, constant down each column) and λ − 1 square updates of it; the best of
   them becomes the incumbent if better than x0, like every later candidate. (The Square
   Attack starts from the stripes unconditionally; greedy acceptance from round 1 keeps
-  F(x_r) ≤ F(x0) on any problem, and on an attack the stripes are taken whenever they
-  lower the margin, as they do on every image of the benchmark.)
+  F(x_r) ≤ F(x0) on any problem; on an attack the stripes are taken whenever they
+  lower the weighted margin.)
 * **Server → clients** (train message): ``x`` = the incumbent and ``square-points``: λ =
   ``square-candidates`` square updates of it (λ·d values in {0, 1}), drawn from
   ``SeedSequence([seed, 606, round])`` (a pure function of the state: the engine and

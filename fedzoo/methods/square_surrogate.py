@@ -13,7 +13,7 @@ square. This method keeps the square search and uses FZooS's two surrogates to c
   image gets min(49, d) blocks of its row), ridge-fitted (centred features, ridge
   ``RIDGE`` on standardised values, weights rescaled to the values' units) on the
   client's last ``HISTORY`` evaluated points. The client replies its weights w_i
-  (G·G·C + 0 floats) with its values; no extra query.
+  (G·G·C floats) with its values; no extra query.
 * **Global surrogate**: w = Σ_i p_i w_i over the valid replies (or the robust
   ``aggregation``), the server's model of F.
 * **Candidates**: each round the server draws ``square-proposals`` × λ square updates of
@@ -25,6 +25,9 @@ square. This method keeps the square search and uses FZooS's two surrogates to c
 
 Everything else (options ``square-*``, stripes, acceptance, accounting, the kept
 candidate values that make value-start free) is :class:`~fedzoo.methods.square.FedSquare`'s.
+
+Measured (BENCHMARKS.md §6): on MNIST-5k (N = 10, P = 0.7, ε = 0.3, 8 images) it needs
+about twice fedsquare's median queries; it is kept for the record, not as a default.
 """
 
 from __future__ import annotations
