@@ -1,4 +1,4 @@
-"""Federated black-box attacks and non-differentiable metric optimisation (DESIGN §7).
+"""Federated black-box attacks and non-differentiable metric optimisation (docs/design.md §7).
 
 A package beside the numpy/scipy core ``fedzoo``: it builds on the core (objectives,
 engine, result files) and the core never imports it. Layers: ``fedzoo`` ->

@@ -7,7 +7,7 @@ This module drives :func:`fedzoo.engine.run_federation` on the problems of
 are :mod:`fedzoo_attack.stats`, the files and plots :mod:`fedzoo_attack.report`, the
 metric experiment :mod:`fedzoo_attack.metric_run`.
 
-Honesty (DESIGN §4, §7):
+Honesty (docs/design.md §4, §7):
 
 - Every query the methods make is counted by the engine (``row["queries"]``: cumulative
   over all clients, exploration, sync exchanges and initial designs included).

@@ -1,4 +1,4 @@
-r"""Non-differentiable metric optimisation on scikit-learn's digits (DESIGN §7).
+r"""Non-differentiable metric optimisation on scikit-learn's digits (docs/design.md §7).
 
 A one-hidden-layer MLP (64 -> h ReLU -> 10) is trained on one half of scikit-learn's
 bundled digits; the other, held-out half is split among N clients by the class-portion

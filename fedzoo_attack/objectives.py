@@ -56,7 +56,7 @@ SELECTION_RULES: dict[str, str] = {
     "class classify it correctly (models that never saw the class are not asked; "
     "with P = 1 this is 'all')",
     "all": "the clients' averaged logits and every client model classify it correctly "
-    "(DESIGN §7's wording; no image qualifies when P < 1)",
+    "(docs/design.md §7's wording; no image qualifies when P < 1)",
     "ensemble": "the clients' averaged logits classify it correctly",
     "margin": "the clients' averaged logits classify it correctly and F(x0) > 0 "
     "(the mean client margin at the clean image)",

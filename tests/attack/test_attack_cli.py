@@ -96,14 +96,14 @@ def test_attack_end_to_end_on_reference_weights(
     reference = load_client_models(reference_weights_path(0.5)).meta
     assert summary["problem"]["models"]["train"] == reference["train"]
     assert summary["problem"]["models"]["fingerprint"] == reference["fingerprint"]
-    # Which images were eligible (DESIGN §7 "every client model" is `all`, empty at P < 1).
+    # Which images were eligible (docs/design.md §7 "every client model" is `all`, empty at P < 1).
     assert summary["problem"]["selection"] == "known"
     assert "every client model trained on the image's class" in summary["problem"][
         "selection_rule"
     ]
     assert "selection known" in cap.err
     assert summary["versions"]["torch"]
-    # DESIGN §6: attack.csv and history.csv in --out, every method, with a method column.
+    # docs/design.md §6: attack.csv and history.csv in --out, every method, with a method column.
     every = _csv(out / "attack.csv")
     assert [r["method"] for r in every] == ["fzoos", "fedzo"]
     every_hist = _csv(out / "history.csv")

@@ -217,7 +217,7 @@ def test_run_attack_experiment_writes_the_files(tmp_path: Path) -> None:
     assert summary["budgets"] == [5000]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["images"] == [3, 9] and on_disk["problem"] == {"dataset": "toy"}
-    with open(tmp_path / "attack.csv") as fh:  # DESIGN §6: all methods in --out
+    with open(tmp_path / "attack.csv") as fh:  # docs/design.md §6: all methods in --out
         every = list(csv.DictReader(fh))
     assert list(every[0])[:3] == ["method", "image", "label"]
     assert [(r["method"], r["image"]) for r in every] == [
