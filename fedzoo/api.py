@@ -24,6 +24,8 @@ def minimize(
     local_steps: int = 10,
     seed: int = 0,
     out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    tensorboard_dir: str | Path | None = None,
     **options: Any,
 ) -> RunResult:
     """Minimise F(x) = sum_i w_i f_i(x) over the unit box with client black boxes.
@@ -37,7 +39,14 @@ def minimize(
         method: a registered method (:func:`fedzoo.methods.method_names`; the list
             below). Methods marked "exact gradients" need synthetic problems.
         rounds, local_steps, seed: R, T and the run seed.
-        out_dir: optional directory for history.csv and summary.json.
+        out_dir: optional directory for history.csv and summary.json. Checked before
+            any query: it must be a directory that can be written and, unless
+            ``overwrite``, empty (an earlier run's results are never replaced by
+            accident). If an objective fails, the rows of the rounds completed and a
+            summary with ``status = "failed"`` are written before the error propagates.
+        overwrite: accept a non-empty ``out_dir`` (its results files are replaced).
+        tensorboard_dir: optional TensorBoard log directory: scalars per round (the
+            ``tensorboard`` extra, :mod:`fedzoo.tensorboard_log`).
         **options: any other :class:`~fedzoo.config.RunConfig` option, snake_case
             (e.g. ``rff_features=2000``, ``lr=0.05``).
 
@@ -49,11 +58,35 @@ def minimize(
     Query cost: what the method needs, plus N queries at x_R at the end for methods
     without a sync exchange (so the final value is known); all counted.
     """
+    from fedzoo.outdir import prepare_out_dir
+    from fedzoo.provenance import invocation, jsonable
+
     config = RunConfig.from_mapping(
         {"method": method, "rounds": rounds, "local_steps": local_steps, "seed": seed, **options}
     )
     problem = problem_from_callables(objectives, x0, weights=weights)
-    return run_federation(problem, config, out_dir=out_dir)
+    if out_dir is not None:
+        prepare_out_dir(out_dir, overwrite=overwrite)
+    call = {"api": "fedzoo.minimize", "arguments": jsonable({
+        "objectives": list(objectives), "x0": x0, "weights": weights, "method": method,
+        "rounds": rounds, "local_steps": local_steps, "seed": seed,
+        "out_dir": None if out_dir is None else str(out_dir), "overwrite": overwrite,
+        "tensorboard_dir": None if tensorboard_dir is None else str(tensorboard_dir), **options})}
+    reporter = None
+    if tensorboard_dir is not None:
+        from fedzoo.tensorboard_log import TensorBoardReporter
+
+        reporter = TensorBoardReporter(tensorboard_dir)
+    try:
+        with invocation(call):
+            result = run_federation(problem, config, out_dir=out_dir,
+                                    progress=None if reporter is None else reporter.progress)
+        if reporter is not None:
+            reporter.finish(result.history)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    return result
 
 
 def _method_table() -> str:

@@ -28,6 +28,7 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.methods import get_method
 from fedzoo.objectives.problems import FederatedProblem
+from fedzoo.outdir import prepare_out_dir
 from fedzoo.payload import payload_nbytes
 from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
 from fedzoo.rounds import EVALUATE, SYNC, TRAIN, RoundDriver, restore
@@ -171,6 +172,8 @@ def _run(
     query_budget: int | None = None,
 ) -> RunResult:
     t_start = time.perf_counter()
+    if out_dir is not None:  # refused before round 1 if the results could not be written
+        prepare_out_dir(out_dir, overwrite=True)
     config.check_clients(problem.num_clients)
     get_method(config.method).check_objectives(problem.objectives)
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
@@ -205,15 +208,27 @@ def _run(
     driver = RoundDriver(config, ThreadTransport(config, problem, states, pool, observer), weights, rec,
                          server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta,
                          query_budget=int(query_budget or 0))
-    server = driver.run(done + 1, final_evaluation=final_evaluation)
-
-    wall = time.perf_counter() - t_start
     info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,
             "optimum_value": problem.optimum_value, **problem.info}
-    summ = summary(rec.rows, config.to_dict(), info, "inprocess", wall)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_history(rec.rows, out / "history.csv")
-        write_summary(summ, out / "summary.json")
+
+    def save(status: str = "completed", error: str | None = None) -> dict[str, Any]:
+        summ = summary(rec.rows, config.to_dict(), info, "inprocess", time.perf_counter() - t_start,
+                       status=status, error=error)
+        if out_dir is not None:
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            write_history(rec.rows, out / "history.csv")
+            write_summary(summ, out / "summary.json")
+        return summ
+
+    try:
+        server = driver.run(done + 1, final_evaluation=final_evaluation)
+    except BaseException as err:  # keep the rounds completed so far, then re-raise
+        interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        try:
+            save("interrupted" if interrupted else "failed", f"{type(err).__name__}: {err}")
+        except Exception as save_err:  # noqa: BLE001 - the run's own error matters more
+            log.error("could not save the partial results in %s: %s", out_dir, save_err)
+        raise
+    summ = save()
     return RunResult(server.x.copy(), rec.rows, int(rec.rows[-1]["queries"]), summ)

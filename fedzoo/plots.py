@@ -1,8 +1,10 @@
-"""Plots of value against cumulative queries and rounds (matplotlib, imported lazily)."""
+"""Plots of value against cumulative queries and rounds (matplotlib, imported lazily):
+one line per method, or over several seeds the median with a min-max band."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,74 @@ def plot_comparison(
     """
     plt = pyplot()
     fig = comparison_figure(histories, title=title, optimum=optimum, labels=labels)
+    out = Path(path)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def comparison_figure_seeds(
+    runs: Mapping[str, list[list[dict[str, Any]]]],
+    *,
+    title: str = "",
+    optima: list[float] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Any:
+    """The comparison figure over several seeds (not saved): per method the median value
+    over the seeds as a line and their min-max as a band, against the median cumulative
+    queries and against rounds (``runs[method]``: one history per seed, same order).
+
+    With the seeds' optima F*_k known (``optima``), the gap F - F*_k of each seed is
+    aggregated and shown on a log scale. Runs that stopped early are cut to the
+    shortest.
+    """
+    import numpy as np
+
+    plt = pyplot()
+    fig, (ax_q, ax_r) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method, histories in runs.items():
+        label = (labels or {}).get(method, method)
+        length = min(len(rows) for rows in histories)
+        values = np.array([[r["value"] for r in rows[:length]] for rows in histories], dtype=float)
+        if optima is not None:
+            values = np.maximum(values - np.asarray(optima, dtype=float)[:, None], 1e-12)
+        queries = np.array([[r["queries"] for r in rows[:length]] for rows in histories], dtype=float)
+        rounds = [r["round"] for r in histories[0][:length]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (unreported)
+            med, lo, hi = np.nanmedian(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+        q = np.median(queries, 0)
+        for ax, x in ((ax_q, q), (ax_r, rounds)):
+            (line,) = ax.plot(x, med, label=label, lw=1.6)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    ylabel = "F(x) - F*" if optima is not None else "F(x)"
+    for ax, xlabel in ((ax_q, "cumulative queries (all clients, median over seeds)"), (ax_r, "round")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if optima is not None:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    ax_q.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison_seeds(
+    runs: Mapping[str, list[list[dict[str, Any]]]],
+    path: str | Path,
+    *,
+    title: str = "",
+    optima: list[float] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> Path:
+    """Save :func:`comparison_figure_seeds` to ``path`` (PNG); returns the path.
+
+    Raises MissingDependencyError when matplotlib (the ``plot`` extra) is not installed.
+    """
+    plt = pyplot()
+    fig = comparison_figure_seeds(runs, title=title, optima=optima, labels=labels)
     out = Path(path)
     fig.savefig(out, dpi=120)
     plt.close(fig)

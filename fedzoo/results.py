@@ -197,12 +197,19 @@ def versions() -> dict[str, str]:
 
 
 def summary(
-    rows: list[dict[str, Any]], config: dict[str, Any], problem: dict[str, Any], engine: str, wall_s: float
+    rows: list[dict[str, Any]], config: dict[str, Any], problem: dict[str, Any], engine: str, wall_s: float,
+    *, status: str = "completed", error: str | None = None,
 ) -> dict[str, Any]:
+    """The content of summary.json; ``status``: ``completed``, or ``failed`` /
+    ``interrupted`` (the rows are those of the rounds completed, ``error`` says why)."""
+    from fedzoo.provenance import provenance
+
     last = rows[-1]
     return {
         "method": config.get("method"),
         "engine": engine,
+        "status": status,
+        "error": error,
         "config": config,
         "problem": problem,
         "rounds": last["round"],
@@ -218,6 +225,7 @@ def summary(
         "wall_s": wall_s,
         "median_round_s": float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0,
         "versions": versions(),
+        "provenance": provenance(),
     }
 
 

@@ -143,8 +143,8 @@ class RoundDriver:
                 r, self.server.to_arrays(), self.transport.client_arrays(), rec.rows,
                 {**self.checkpoint_meta, "rounds": config.rounds}))
         log.info(
-            "round %d/%d: value=%.6g reported=%.6g queries=%d clients=%d/%d [%s] (%.2fs)",
-            r, config.rounds, row["value"], row["reported_value"], row["queries"], row["clients"],
+            "round %d/%d: %s queries=%d clients=%d/%d [%s] (%.2fs)",
+            r, config.rounds, value_text(rec.rows), row["queries"], row["clients"],
             len(clients), row["participants"], row["wall_s"],
         )
         return row
@@ -208,6 +208,20 @@ class RoundDriver:
             rec.move_last(self.server.x)
         if agg.replies:
             rec.report(last, agg.reported())
+
+
+def value_text(rows: list[dict[str, Any]]) -> str:
+    """The last row's values for the log: ``value=... reported=...``; where the value is
+    not known yet (a single-exchange method learns F(x_r) in the next round), say so
+    and show the previous round's reported value."""
+    row = rows[-1]
+    value, reported = float(row["value"]), float(row["reported_value"])
+    if math.isfinite(value):
+        return f"value={value:.6g} reported=" + (f"{reported:.6g}" if math.isfinite(reported)
+                                                 else "not-yet")
+    prev = float(rows[-2]["reported_value"]) if len(rows) > 1 else math.nan
+    before = f" (round {rows[-2]['round']}: {prev:.6g})" if math.isfinite(prev) else ""
+    return f"value not reported yet{before}"
 
 
 def restore(ckpt: Checkpoint, config: RunConfig, recorder: HistoryRecorder) -> tuple[ServerState, int]:

@@ -25,17 +25,37 @@ def add_config_args(p: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> 
                        help=f"{f.metadata.get('doc', '')} (default {f.default})")
 
 
-def config_from_args(args: argparse.Namespace, **override: Any) -> Any:
-    """The validated RunConfig from the flags of :func:`add_config_args` and overrides."""
+def config_from_args(args: argparse.Namespace, *, flag_names: bool = False, **override: Any) -> Any:
+    """The validated RunConfig from the flags of :func:`add_config_args` and overrides.
+
+    With ``flag_names`` a ConfigError names the options as flags (``--gp-history``)."""
     from fedzoo.config import RunConfig
+    from fedzoo.errors import ConfigError
 
     values = {}
     for f in dataclasses.fields(RunConfig):
         v = getattr(args, f.name, None)
         if v is not None:
-            values[f.name] = v
-    values.update(override)
-    return RunConfig.from_mapping(values)
+            values[f.name.replace("_", "-")] = v
+    values.update({k.replace("_", "-"): v for k, v in override.items()})
+    try:
+        return RunConfig.from_mapping(values)
+    except ConfigError as err:
+        if flag_names:
+            raise ConfigError(as_flags(str(err))) from err
+        raise
+
+
+def as_flags(message: str) -> str:
+    """``'gp-history'`` (a quoted run-configuration option) -> ``--gp-history``."""
+    import re
+
+    from fedzoo.config import RunConfig
+
+    keys = set(RunConfig.keys())
+    return re.sub(r"'([a-z0-9_-]+)'",
+                  lambda m: f"--{m.group(1).replace('_', '-')}"
+                  if m.group(1).replace("_", "-") in keys else m.group(0), message)
 
 
 def stderr(line: str) -> None:

@@ -65,14 +65,16 @@ def _problem_from_args(args: argparse.Namespace) -> Any:
 
 
 def _progress(label: str) -> Any:
-    def show(row: dict[str, Any], total: int) -> None:
-        print(f"[{label}] round {row['round']:>3}/{total}  value {row['value']:.6g}  "
-              f"queries {row['queries']:>7}  {row['wall_s']:.2f}s", file=sys.stderr, flush=True)
+    """Progress of one run on stderr: a bar on a terminal, else a line per round."""
+    from fedzoo_cli.progress import RoundProgress
 
-    return show
+    return RoundProgress(label)
 
 
-def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> list[dict[str, Any]]:
+def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
+             tensorboard: Path | None = None, problem: Any = None) -> list[dict[str, Any]]:
+    """One run into ``out`` (checked by the caller); TensorBoard scalars in ``tensorboard``;
+    ``problem``: the in-process engine's problem when the caller built it already."""
     if getattr(args, "engine", "inprocess") == "flower":
         from fedzoo.results import read_history
         from launch.driver import run_flower  # lazy: Flower only for this engine
@@ -82,15 +84,78 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str) -> li
                       "problem-seed": args.problem_seed if args.problem_seed is not None else config.seed}
         if getattr(args, "checkpoint", False):
             run_config.update(_flower_persistence(out))
+        if tensorboard is not None:
+            run_config["tensorboard-dir"] = str(tensorboard.expanduser().resolve())
         run_flower(run_config, out, num_clients=args.clients)
+        _record_invocation(out / "summary.json")
         return read_history(out / "history.csv")
     from fedzoo.engine import run_federation
 
-    problem = _problem_from_args(args)
-    result = run_federation(problem, config, out_dir=out, progress=_progress(label),
-                            workers=getattr(args, "workers", None),
-                            checkpoint_dir=out if getattr(args, "checkpoint", False) else None)
+    problem = problem if problem is not None else _problem_from_args(args)
+    reporter = None
+    if tensorboard is not None:
+        from fedzoo.tensorboard_log import TensorBoardReporter
+
+        reporter = TensorBoardReporter(tensorboard)
+    progress = _progress(label)
+    if reporter is not None:
+        progress.also.append(reporter.progress)
+    try:
+        result = run_federation(problem, config, out_dir=out, progress=progress,
+                                workers=getattr(args, "workers", None),
+                                checkpoint_dir=out if getattr(args, "checkpoint", False) else None)
+        if reporter is not None:
+            reporter.finish(result.history)
+    except BaseException:
+        progress.close()
+        if (out / "summary.json").is_file():
+            print(f"fedzoo: the rounds completed so far are in {out / 'history.csv'} "
+                  f"(summary.json status: failed)", file=sys.stderr)
+        raise
+    finally:
+        progress.close()
+        if reporter is not None:
+            reporter.close()
     return result.history
+
+
+#: The command line of this process, as summary.json records it (set by :func:`main`).
+_INVOCATION: dict[str, Any] = {}
+
+
+def _record_invocation(path: Path) -> None:
+    """Add the CLI invocation to a summary.json written by another process (Flower)."""
+    import json
+
+    from fedzoo.provenance import provenance
+    from fedzoo.results import write_summary
+
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    data["provenance"] = {**provenance(), **(data.get("provenance") or {}),
+                          "invocation": _INVOCATION or provenance()["invocation"]}
+    write_summary(data, path)
+
+
+def _check_out(args: argparse.Namespace, out: str | Path | None = None) -> Path:
+    """--out checked before round 1: a writable directory, empty unless --overwrite."""
+    from fedzoo.outdir import prepare_out_dir
+
+    return prepare_out_dir(out if out is not None else args.out,
+                           overwrite=bool(getattr(args, "overwrite", False)),
+                           name="--out", overwrite_hint="--overwrite")
+
+
+def _check_clients(config: Any, clients: int) -> None:
+    """RunConfig.check_clients with the options named as flags."""
+    from fedzoo.errors import ConfigError
+    from fedzoo_cli.common import as_flags
+
+    try:
+        config.check_clients(clients)
+    except ConfigError as err:
+        raise ConfigError(as_flags(str(err)).replace("num-clients", "--clients")) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -100,9 +165,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from fedzoo.errors import ConfigError
 
         raise ConfigError("fedzoo run needs --out DIR (or --resume DIR).")
-    config = config_from_args(args)
-    out = Path(args.out)
-    rows = _run_one(args, config, out, config.method)
+    config = config_from_args(args, flag_names=True)
+    _check_clients(config, args.clients)
+    problem = _problem_from_args(args) if args.engine == "inprocess" else None  # checked first
+    out = _check_out(args)
+    tensorboard = Path(args.tensorboard) if getattr(args, "tensorboard", None) else None
+    rows = _run_one(args, config, out, config.method, tensorboard, problem)
     last = rows[-1]
     print(f"{config.method}: final value {last['value']:.6g} after {last['round']} rounds, "
           f"{last['queries']} queries; wrote {out / 'history.csv'} and {out / 'summary.json'}")
@@ -143,8 +211,12 @@ def _resume(args: argparse.Namespace) -> int:
     info = meta["info"]
     problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
                            heterogeneity=info["heterogeneity"], seed=info["seed"])
-    result = run_federation(problem, config, out_dir=out, progress=_progress(config.method),
-                            workers=args.workers, checkpoint_dir=out, resume=True)
+    progress = _progress(config.method)
+    try:
+        result = run_federation(problem, config, out_dir=out, progress=progress,
+                                workers=args.workers, checkpoint_dir=out, resume=True)
+    finally:
+        progress.close()
     print(f"{config.method}: resumed; final value {result.value:.6g} after "
           f"{result.history[-1]['round']} rounds, {result.num_queries} queries; wrote {out}")
     return 0
@@ -227,30 +299,150 @@ def explain(table: list[dict[str, Any]], targets: dict[str, float]) -> list[str]
     return lines
 
 
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` (or a range ``0-4``) -> [0, 1, 2]; distinct integers >= 0."""
+    from fedzoo.errors import ConfigError
+
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",")):
+            if not part:
+                continue
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        seeds = []
+    if not seeds or any(k < 0 for k in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r} is not allowed; expected distinct integers >= 0, "
+                          "comma-separated (e.g. 0,1,2 or 0-4).")
+    return seeds
+
+
+def _spread(values: Sequence[float | int | None]) -> tuple[Any, Any, Any, int]:
+    """(median, min, max, how many are not None) of per-seed values; None = never.
+
+    The median counts a None as +infinity (so it is None when most seeds never got
+    there); min is over the seeds that got there, max is None when one did not.
+    """
+    import numpy as np
+
+    got = [v for v in values if v is not None]
+    if not got:
+        return None, None, None, 0
+    ranked = sorted(got) + [math.inf] * (len(values) - len(got))
+    med = float(np.median(ranked))
+    as_int = all(isinstance(v, int) for v in got)
+    median = None if not math.isfinite(med) else (round(med) if as_int and med.is_integer() else med)
+    return median, min(got), max(got) if len(got) == len(values) else None, len(got)
+
+
+def comparison_table_seeds(
+    histories: dict[str, list[list[dict[str, Any]]]], seeds: Sequence[int],
+    baselines: Sequence[str] = BASELINES,
+) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """:func:`comparison_table` over several seeds: per method the median, min and max of
+    the final value and of the queries to each target (targets are set per seed, from
+    that seed's runs; ``reached``: seeds that got there), median s/round.
+
+    Returns the rows and the targets (name -> one value per seed).
+    """
+    import numpy as np
+
+    per_seed = [comparison_table({m: runs[i] for m, runs in histories.items()}, baselines)
+                for i in range(len(seeds))]
+    names: list[str] = []
+    for _, targets in per_seed:
+        names += [k for k in targets if k not in names]
+    table = []
+    for j, method in enumerate(histories):
+        rows = [tab[j] for tab, _ in per_seed]
+        med, lo, hi, _ = _spread([r["final_value"] for r in rows])
+        row: dict[str, Any] = {"method": method, "seeds": ";".join(map(str, seeds)),
+                               "final_value_median": med, "final_value_min": lo,
+                               "final_value_max": hi,
+                               "total_queries_median": _spread([r["total_queries"] for r in rows])[0]}
+        for name in names:
+            qs = [r.get(f"queries_to_{name}") for r in rows]
+            qmed, qlo, qhi, got = _spread(qs)
+            row[f"queries_to_{name}_median"] = qmed
+            row[f"queries_to_{name}_min"] = qlo
+            row[f"queries_to_{name}_max"] = qhi
+            row[f"queries_to_{name}_reached"] = f"{got}/{len(rows)}"
+        row["seconds_per_round"] = float(np.median([r["seconds_per_round"] for r in rows]))
+        row["gradients"] = rows[0]["gradients"]
+        table.append(row)
+    targets = {name: [t.get(name, math.nan) for _, t in per_seed] for name in names}
+    return table, targets
+
+
+def _range_text(med: Any, lo: Any, hi: Any, fmt: str = "") -> str:
+    """``median [min-max]``; '-' for never, '>' when a seed never got there."""
+    if med is None and lo is None:
+        return "-"
+    one = (lambda v: "-" if v is None else format(v, fmt))
+    return f"{one(med)} [{one(lo)}-{'never' if hi is None else one(hi)}]"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    """Run every method, write comparison.csv, print the table, then plot comparison.png.
+    """Run every method (for every seed of --seeds), write comparison.csv, print the
+    table, then plot comparison.png.
 
     The plot needs the optional ``plot`` extra (matplotlib). Without it the runs, the
     CSV and the table are still produced; then the command fails with a
     :class:`~fedzoo.errors.MissingDependencyError` naming the extra (exit status 2).
     """
-    import csv
-
     from fedzoo.config import METHODS
-    from fedzoo.errors import MissingDependencyError, UnknownNameError
-    from fedzoo.plots import plot_comparison
+    from fedzoo.errors import ConfigError, UnknownNameError
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise UnknownNameError(f"Unknown method(s) {unknown or repr(args.methods)}; expected a comma-separated "
                                f"subset of {list(METHODS)}.")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    histories = {}
+    seeds = parse_seeds(args.seeds) if getattr(args, "seeds", None) else None
+    if seeds is not None and args.seed is not None:
+        raise ConfigError("--seed and --seeds are not allowed together; --seeds runs every seed it lists.")
+    configs = {}
+    for method in methods:  # every option checked before the first run
+        for seed in seeds or [None]:
+            extra = {} if seed is None else {"seed": seed}
+            configs[method, seed] = config_from_args(args, flag_names=True, method=method, **extra)
+            _check_clients(configs[method, seed], args.clients)
+    for seed in seeds or [None]:  # the problem checked before any run (each run builds its own)
+        _problem_from_args(args if seed is None else argparse.Namespace(**{**vars(args), "seed": seed}))
+    out = _check_out(args)
+    tb_root = Path(args.tensorboard) if getattr(args, "tensorboard", None) else None
+    if seeds is None:
+        histories = {}
+        for method in methods:
+            histories[method] = _run_one(args, configs[method, None], out / method, method,
+                                         None if tb_root is None else tb_root / method)
+        return _report_single(args, methods, histories, out)
+    runs: dict[str, list[list[dict[str, Any]]]] = {m: [] for m in methods}
     for method in methods:
-        config = config_from_args(args, method=method)
-        histories[method] = _run_one(args, config, out / method, method)
+        for seed in seeds:
+            seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+            sub = out / method / f"seed{seed}"
+            runs[method].append(_run_one(seed_args, configs[method, seed], _check_out(args, sub),
+                                         f"{method} seed {seed}",
+                                         None if tb_root is None else tb_root / method / f"seed{seed}"))
+    return _report_seeds(args, methods, seeds, runs, out)
+
+
+def _write_table(path: Path, table: list[dict[str, Any]]) -> None:
+    from fedzoo.results import write_csv
+
+    write_csv(path, list(table[0]), table)
+
+
+def _report_single(args: argparse.Namespace, methods: list[str],
+                   histories: dict[str, list[dict[str, Any]]], out: Path) -> int:
+    """Table, comparison.csv and comparison.png of a single-seed comparison."""
+    import csv
+
     table, targets = comparison_table(histories)
     with open(out / "comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(table[0]))
@@ -270,24 +462,92 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{method_label(row['method']):<{width}} {row['final_value']:>12.6g} {row['total_queries']:>9} "
               + " ".join(cells) + f" {row['seconds_per_round']:>8.3f}")
     print("('to X': client queries until the value first reached target X; '-': never)")
+    _closing_lines(methods, table, targets)
+    print(f"\nwrote {out / 'comparison.csv'}", flush=True)
+    from fedzoo.plots import plot_comparison
+
+    problem = _problem_from_args(args)
+    _plot(out, lambda path: plot_comparison(
+        histories, path, optimum=problem.optimum_value,
+        title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}",
+        labels={m: method_label(m) for m in methods}))
+    return 0
+
+
+def _closing_lines(methods: list[str], table: list[dict[str, Any]], targets: dict[str, Any]) -> None:
     if any(exact_gradients(m) for m in methods):
         print("(exact gradients): a first-order reference on the synthetic problem, not a "
               "zeroth-order method; its queries count exact gradients")
     print("\nWhat this shows:")
     for line in explain(table, targets):
         print(f"  {line}")
-    print(f"\nwrote {out / 'comparison.csv'}", flush=True)
-    problem = _problem_from_args(args)
+
+
+def _plot(out: Path, draw: Any) -> None:
+    """Draw comparison.png; without matplotlib, say what was written and fail clearly."""
+    from fedzoo.errors import MissingDependencyError
+
     try:
-        plot_comparison(histories, out / "comparison.png", optimum=problem.optimum_value,
-                        title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}",
-                        labels={m: method_label(m) for m in methods})
+        draw(out / "comparison.png")
     except MissingDependencyError as err:
         raise MissingDependencyError(
             f"{out / 'comparison.png'} was not written (the runs, the table and "
             f"{out / 'comparison.csv'} were): {err}"
         ) from err
     print(f"wrote {out / 'comparison.png'}")
+
+
+def _report_seeds(args: argparse.Namespace, methods: list[str], seeds: list[int],
+                  runs: dict[str, list[list[dict[str, Any]]]], out: Path) -> int:
+    """Table (median [min-max] over seeds), comparison.csv and the band plot."""
+    import numpy as np
+
+    from fedzoo.objectives import make_problem
+    from fedzoo.plots import plot_comparison_seeds
+
+    table, targets = comparison_table_seeds(runs, seeds)
+    _write_table(out / "comparison.csv", table)
+    same_problem = args.problem_seed is not None
+    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; seeds "
+          f"{','.join(map(str, seeds))} ({'one problem' if same_problem else 'problem seed = run seed'}); "
+          "median [min-max] over the seeds")
+    print("targets per seed: " + "; ".join(
+        f"{k} " + "/".join(f"{v:.4g}" for v in vals) for k, vals in targets.items()))
+    width = max([10, *(len(method_label(m)) for m in methods)])
+    final_w = max(30, *(len(_range_text(r["final_value_median"], r["final_value_min"],
+                                        r["final_value_max"], ".4g")) for r in table))
+    cells_w = {k: max(len(f"to {k}"), *(len(_range_text(r[f"queries_to_{k}_median"],
+                                                        r[f"queries_to_{k}_min"],
+                                                        r[f"queries_to_{k}_max"])) for r in table))
+               for k in targets}
+    print(f"{'method':<{width}} {'final value':>{final_w}} {'queries':>9} "
+          + " ".join(f"{'to ' + k:>{cells_w[k]}}" for k in targets) + f" {'s/round':>8}")
+    for row in table:
+        final = _range_text(row["final_value_median"], row["final_value_min"], row["final_value_max"], ".4g")
+        cells = [f"{_range_text(row[f'queries_to_{k}_median'], row[f'queries_to_{k}_min'], row[f'queries_to_{k}_max']):>{cells_w[k]}}"
+                 for k in targets]
+        print(f"{method_label(row['method']):<{width}} {final:>{final_w}} {row['total_queries_median']:>9} "
+              + " ".join(cells) + f" {row['seconds_per_round']:>8.3f}")
+    print("('to X': client queries until the value first reached target X, median [min-max] over "
+          "the seeds; '-': never; 'never' as max: some seed never did; targets are set per seed)")
+    medians = [{"method": r["method"], "final_value": r["final_value_median"],
+                **{f"queries_to_{k}": r[f"queries_to_{k}_median"] for k in targets}} for r in table]
+    _closing_lines(methods, medians, {k: float(np.nanmedian(v)) for k, v in targets.items()})
+    print(f"  (medians over {len(seeds)} seeds; ranges and reached counts in comparison.csv)")
+    print(f"\nwrote {out / 'comparison.csv'}", flush=True)
+
+    def optimum(seed: int) -> float | None:
+        if args.problem_seed is not None:
+            seed = args.problem_seed
+        return make_problem(args.problem, dim=args.dim, clients=args.clients,
+                            heterogeneity=args.heterogeneity, seed=seed).optimum_value
+
+    optima = [optimum(k) for k in seeds]
+    _plot(out, lambda path: plot_comparison_seeds(
+        runs, path, optima=None if any(o is None for o in optima) else optima,
+        title=(f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}: median over "
+               f"seeds {','.join(map(str, seeds))}, band min-max"),
+        labels={m: method_label(m) for m in methods}))
     return 0
 
 
@@ -307,6 +567,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--resume", metavar="DIR",
                        help="continue the checkpointed run in DIR up to --rounds rounds in total")
     p_run.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
+    p_run.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out (its results are replaced)")
+    p_run.add_argument("--tensorboard", metavar="DIR",
+                       help="TensorBoard scalars per round in DIR (the 'tensorboard' extra)")
+    p_run.add_argument("--config", metavar="FILE",
+                       help="options from a TOML file (flag = value, no dashes) or a run's "
+                            "summary.json (repeats that run); flags given here win")
     p_run.set_defaults(func=cmd_run)
 
     p_cmp = sub.add_parser("compare", help="run several methods and compare them")
@@ -318,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--out", required=True, help="output directory")
     p_cmp.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
     p_cmp.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
+    p_cmp.add_argument("--seeds", metavar="LIST",
+                       help="run every method for every seed (e.g. 0,1,2 or 0-4) into "
+                            "OUT/<method>/seed<k>; the table and plot show median and min-max")
+    p_cmp.add_argument("--overwrite", action="store_true",
+                       help="write into a non-empty --out (its results are replaced)")
+    p_cmp.add_argument("--tensorboard", metavar="DIR",
+                       help="TensorBoard scalars per round, one run per method (and seed) under DIR")
     p_cmp.set_defaults(func=cmd_compare)
 
     p_me = sub.add_parser("methods", help="list the registered methods and the options each reads")
@@ -349,19 +623,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fedzoo_cli.attack import PREPARE, build_prepare_parser
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == list(PREPARE):  # `fedzoo attack prepare ...`: its own parser
-        args = build_prepare_parser().parse_args(argv[2:])
-    else:
-        args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
     from fedzoo.errors import FedZooError
+    from fedzoo.provenance import invocation
 
     try:
-        return int(args.func(args) or 0)
+        if argv[:2] == list(PREPARE):  # `fedzoo attack prepare ...`: its own parser
+            args = build_prepare_parser().parse_args(argv[2:])
+        else:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "config", None) and args.command == "run":
+                from fedzoo_cli.config_file import apply_config_file
+
+                rest = argv[argv.index("run") + 1:]
+                sub = apply_config_file(_subparser(parser, "run"), rest, args.config)
+                args = argparse.Namespace(**{**vars(args), **vars(sub)})
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    _INVOCATION.clear()
+    _INVOCATION.update({"argv": ["fedzoo", *argv]})
+    try:
+        with invocation(_INVOCATION):
+            return int(args.func(args) or 0)
+    except FedZooError as err:
+        print(f"fedzoo: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # an optional dependency this command needs
+        top = (err.name or "").split(".")[0]
+        if top not in EXTRA_OF:
+            raise
+        extra = EXTRA_OF[top]
+        print(f"fedzoo: error: `fedzoo {args.command}` needs {top}, which is not installed; "
+              f"install the '{extra}' extra: pip install -e '.[{extra}]' (or "
+              f"pip install 'fedzoo[{extra}]').", file=sys.stderr)
+        return 2
+
+
+#: The extra that installs each optional top-level module (pyproject.toml).
+EXTRA_OF = {"torch": "attack", "sklearn": "attack", "mlxtend": "attack", "flwr": "flower",
+            "grpc": "flower", "matplotlib": "plot", "cma": "cma", "tensorboardX": "tensorboard",
+            "tensorboard": "tensorboard", "tqdm": "progress"}
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The sub-command parser ``name`` of ``parser``."""
+    for action in parser._actions:  # argparse has no public accessor
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
 
 
 if __name__ == "__main__":

@@ -471,7 +471,15 @@ def run_server(
         out_dir,
     )
 
+    reporter = None
+    if settings.tensorboard_dir:
+        from fedzoo.tensorboard_log import TensorBoardReporter
+
+        reporter = TensorBoardReporter(Path(settings.tensorboard_dir).expanduser().resolve())
+
     def on_round(r: int, state: protocol.ServerState, row: dict[str, Any]) -> None:
+        if reporter is not None:
+            reporter.round(row)
         points.append(state.x.copy())
         write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
         if settings.save_points:
@@ -489,12 +497,18 @@ def run_server(
         checkpoint_dir=settings.checkpoint_dir or None,
         checkpoint_meta=checkpoint_meta(settings),
     )
-    server = driver.run(done + 1, final_evaluation=False)
-    if settings.save_points:
-        np.save(out_dir / "points.npy", np.stack(points))
-    if settings.final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
-        driver.evaluate_final()
-        server = driver.server
+    try:
+        server = driver.run(done + 1, final_evaluation=False)
+        if settings.save_points:
+            np.save(out_dir / "points.npy", np.stack(points))
+        if settings.final_evaluation and math.isnan(rec.rows[-1]["reported_value"]):
+            driver.evaluate_final()
+            server = driver.server
+        if reporter is not None:
+            reporter.finish(rec.rows)
+    finally:
+        if reporter is not None:
+            reporter.close()
 
     wall = time.perf_counter() - t_start
     if problem is not None:

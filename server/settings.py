@@ -50,6 +50,10 @@ Federation keys:
   ``<client-state-dir>/partition-<id>`` (:mod:`client.persistence`), so it survives a
   SuperNode restart or a new run that resumes this one. A node's own ``state-dir``
   (node config) takes precedence.
+* ``tensorboard-dir``: if not empty, the ServerApp writes TensorBoard scalars per round
+  there (value, reported value, queries, bytes, per-client queries, seconds per round;
+  :mod:`fedzoo.tensorboard_log`, the ``tensorboard`` extra on the server). An absolute
+  path, as for ``out-dir``.
 
 Small-run overrides: the shipped defaults equal RunConfig's except the keys in
 :data:`SMALL_RUN_OVERRIDES`, chosen so that a bare ``flwr run .`` finishes in about a
@@ -89,13 +93,14 @@ FEDERATION_DEFAULTS: dict[str, Any] = {
     "final-evaluation": True,
     "objective-factory": "",
     "objective-options": "",
+    "tensorboard-dir": "",
 }
 
 #: Run-config keys that may differ between a run and the run that resumes it; they do
 #: not identify the run (client snapshots and checkpoints are keyed by the others).
 VOLATILE_KEYS = ("rounds", "out-dir", "node-wait-timeout", "round-timeout", "resume",
                  "checkpoint-dir", "client-state-dir", "query-budget", "save-points",
-                 "final-evaluation")
+                 "final-evaluation", "tensorboard-dir")
 
 #: RunConfig options whose shipped default differs from RunConfig's (quick first run).
 SMALL_RUN_OVERRIDES: dict[str, Any] = {"rounds": 10}
@@ -127,6 +132,7 @@ class FlowerSettings:
     final_evaluation: bool = True
     objective_factory: str = ""
     objective_options: str = ""  # canonical JSON text (objective_options_text), "" = none
+    tensorboard_dir: str = ""  # TensorBoard scalars per round there (fedzoo.tensorboard_log); "" = off
 
     @property
     def synthetic(self) -> bool:
@@ -282,7 +288,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         raise ConfigError(
             f"Run-config 'out-dir' = {out_dir!r} is not allowed; expected a directory path."
         )
-    for key in ("checkpoint-dir", "client-state-dir"):
+    for key in ("checkpoint-dir", "client-state-dir", "tensorboard-dir"):
         if not isinstance(values[key], str):
             raise ConfigError(
                 f"Run-config {key!r} = {values[key]!r} is not allowed; expected a directory "
@@ -320,6 +326,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         final_evaluation=values["final-evaluation"],
         objective_factory=factory,
         objective_options=options,
+        tensorboard_dir=values["tensorboard-dir"],
     )
 
 

@@ -113,24 +113,45 @@ class Objective:
 
 
 def check_values(y: Any, n: int, name: str = "objective") -> np.ndarray:
-    """Validate an objective's output: n finite values (an n or n x 1 array)."""
+    """Validate an objective's output: exactly n finite real numbers (shape ``(n,)``).
+
+    Refused, with a message saying what was returned and what is expected: another
+    shape (an ``(n, 1)`` column too: it is ambiguous with n points of one feature),
+    complex values, booleans, strings and other objects that are not real numbers,
+    NaN and infinities.
+    """
     try:
-        y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ObjectiveError(f"{name} returned values that are not numbers: {err}") from err
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.shape != (n,):
+        arr = np.asarray(y)
+    except (TypeError, ValueError) as err:  # e.g. ragged nested sequences
+        raise ObjectiveError(f"{name} returned values that are not an array of numbers: {err}") from err
+    kind = arr.dtype.kind
+    if kind == "O" and arr.size:  # Python objects: each must be a real number
+        kinds = {np.asarray(v).dtype.kind for v in arr.ravel()}
+        kind = "c" if "c" in kinds else "b" if "b" in kinds else "f" if kinds <= set("iuf") else "O"
+    elif isinstance(y, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in y):
+        kind = "b"  # [True, 1.0]: numpy made it float
+    if kind == "c":
+        raise ObjectiveError(f"{name} returned complex values; objectives must return real "
+                             "numbers (take the real part or the modulus yourself).")
+    if kind == "b":
+        raise ObjectiveError(f"{name} returned booleans; objectives must return real numbers "
+                             "(convert them, e.g. y.astype(float), if 0/1 is meant).")
+    if kind not in "iuf":
+        raise ObjectiveError(f"{name} returned values that are not numbers (dtype "
+                             f"{arr.dtype}); objectives must return real numbers.")
+    arr = np.asarray(arr, dtype=np.float64)
+    if arr.shape != (n,):
+        hint = (" (an n x 1 column: return y[:, 0] or y.ravel())" if arr.shape == (n, 1) else "")
         raise ObjectiveError(
-            f"{name} must return {n} values (shape ({n},)) for {n} points, got shape {y.shape}."
+            f"{name} must return {n} values (shape ({n},)) for {n} points, got shape {arr.shape}{hint}."
         )
-    if not np.all(np.isfinite(y)):
-        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise NonFiniteError(
-            f"{name} returned a non-finite value y[{bad}] = {y[bad]}; objectives must "
+            f"{name} returned a non-finite value y[{bad}] = {arr[bad]}; objectives must "
             "return finite numbers."
         )
-    return y
+    return arr
 
 
 class CallableObjective(Objective):

@@ -115,14 +115,21 @@ def test_compare_without_matplotlib_prints_the_table_writes_the_csv_then_fails_c
     [
         (["run", "--method", "fedzo", "--problem", "sphere", "--out", "x"], "Unknown problem 'sphere'"),
         (["compare", "--methods", "fzoos,magic", "--out", "x"], "Unknown method(s) ['magic']"),
-        (["run", "--method", "fedzo", "--rounds", "0", "--out", "x"], "'rounds' = 0"),
+        (["run", "--method", "fedzo", "--rounds", "0", "--out", "x"], "--rounds = 0"),
         (["run", "--method", "fedzo", "--dim", "-2", "--out", "x"], "dim must be a positive integer"),
-        (["run", "--method", "fedzo", "--lr", "-0.1", "--out", "x"], "'lr' = -0.1"),
+        (["run", "--method", "fedzo", "--lr", "-0.1", "--out", "x"], "--lr = -0.1"),
+        (["run", "--method", "fzoos", "--gp-history", "0", "--out", "x"], "--gp-history = 0"),
+        (["compare", "--methods", "fedzo", "--local-steps", "0", "--out", "x"], "--local-steps = 0"),
+        (["run", "--method", "fedzo", "--min-replies", "9", "--out", "x"], "--min-replies = 9"),
     ],
 )
-def test_bad_cli_input_exits_2_with_a_clear_message(argv, words, capsys):
+def test_bad_cli_input_exits_2_with_a_clear_message(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
-    assert words in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert words in err
+    assert "_" not in err.split("error:")[1].split("=")[0]  # flags, never snake_case
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_cli_resume_refuses_fewer_rounds_than_the_checkpoint(tmp_path, capsys):
