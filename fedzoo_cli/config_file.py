@@ -103,5 +103,18 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str], path: st
             f"`fedzoo run` does not take from a file; expected some of: "
             f"{', '.join('--' + k for k in sorted(known) if k not in NOT_FROM_FILE)}."
         )
-    parser.set_defaults(**{known[k].dest: v for k, v in options.items()})
+    defaults = {}
+    for key, value in options.items():
+        action = known[key]
+        if isinstance(value, str) and action.type is not None:  # as if typed on the command line
+            try:
+                value = action.type(value)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"--config {path!r}: --{key} = {value!r} is not allowed "
+                                  f"({err}).") from err
+        if action.choices is not None and value not in action.choices:
+            raise ConfigError(f"--config {path!r}: --{key} = {value!r} is not allowed; expected "
+                              f"one of {list(action.choices)}.")
+        defaults[action.dest] = value
+    parser.set_defaults(**defaults)
     return parser.parse_args(argv)
