@@ -172,8 +172,6 @@ def _run(
     query_budget: int | None = None,
 ) -> RunResult:
     t_start = time.perf_counter()
-    if out_dir is not None:  # refused before round 1 if the results could not be written
-        prepare_out_dir(out_dir, overwrite=True)
     config.check_clients(problem.num_clients)
     get_method(config.method).check_objectives(problem.objectives)
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
@@ -199,6 +197,8 @@ def _run(
         server, done = restore(ckpt, config, rec)
         states[:] = [ClientState.from_arrays(a, config) for a in ckpt.clients]
         log.info("resuming after round %d from %s", ckpt.round, checkpoint_dir)
+    if out_dir is not None:  # refused before round 1 if the results could not be written
+        prepare_out_dir(out_dir, overwrite=True)
 
     def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
         if progress is not None:

@@ -86,7 +86,12 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
             run_config.update(_flower_persistence(out))
         if tensorboard is not None:
             run_config["tensorboard-dir"] = str(tensorboard.expanduser().resolve())
-        run_flower(run_config, out, num_clients=args.clients)
+        progress = _progress(label)
+        with HistoryWatcher(out / "history.csv", progress, config.rounds):
+            try:
+                run_flower(run_config, out, num_clients=args.clients)
+            finally:
+                progress.close()
         _record_invocation(out / "summary.json")
         return read_history(out / "history.csv")
     from fedzoo.engine import run_federation
@@ -117,6 +122,50 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
         if reporter is not None:
             reporter.close()
     return result.history
+
+
+class HistoryWatcher:
+    """Progress of a run in another process (the Flower ServerApp rewrites history.csv
+    after every round): a thread polls the file and reports each new row once.
+
+    Used as a context manager; stops (and reports the rows still unseen) on exit.
+    """
+
+    def __init__(self, path: Path, progress: Any, total: int, poll_s: float = 1.0) -> None:
+        import threading
+
+        self.path, self.progress, self.total, self.poll_s = path, progress, total, poll_s
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="fedzoo-history-watcher", daemon=True)
+        self._start_mtime = path.stat().st_mtime if path.exists() else None
+
+    def __enter__(self) -> HistoryWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.poll()
+
+    def poll(self) -> None:
+        """Report the rows written since the last look (a half-written file is skipped)."""
+        from fedzoo.results import read_history
+
+        try:
+            if not self.path.exists() or self.path.stat().st_mtime == self._start_mtime:
+                return  # nothing yet, or an earlier run's file
+            rows = read_history(self.path)
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        for row in rows[1:]:
+            if int(row["round"]) > self.seen:
+                self.seen = int(row["round"])
+                self.progress(row, self.total)
 
 
 #: The command line of this process, as summary.json records it (set by :func:`main`).

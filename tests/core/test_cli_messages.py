@@ -116,3 +116,29 @@ def test_fedzoo_attack_without_torch_names_the_extra(tmp_path, capsys, monkeypat
 ])
 def test_value_text_never_shows_nan(rows, text):
     assert value_text(rows) == text
+
+
+def test_the_history_watcher_reports_each_new_row_of_another_process_once(tmp_path):
+    import os
+
+    from fedzoo.results import write_history
+    from fedzoo_cli.main import HistoryWatcher
+
+    path = tmp_path / "history.csv"
+    cols = {"queries": 0, "value": 1.0, "reported_value": math.nan, "bytes_up": 0, "bytes_down": 0,
+            "wall_s": 0.1, "clients": 2, "participants": "0;1", "client_queries": ""}
+    rows = [{"round": 0, **cols}]
+    path.write_text("round,queries\n0,0\n")  # an earlier run's file: not reported
+    seen = []
+    watcher = HistoryWatcher(path, lambda row, total: seen.append((row["round"], total)), 3, poll_s=60)
+    watcher.poll()
+    assert seen == []
+    for r in (1, 2):
+        rows.append({"round": r, **cols, "queries": 10 * r})
+        write_history(rows, path)
+        os.utime(path, (1e9 + r, 1e9 + r))
+        watcher.poll()
+        watcher.poll()
+    path.write_text("round,queries,value\n0,0,1.0\n1,10")  # half written: skipped
+    watcher.poll()
+    assert seen == [(1, 3), (2, 3)]
