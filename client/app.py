@@ -49,6 +49,7 @@ from server.records import (
     payload_to_content,
     record_to_arrays,
 )
+from server.failures import objective_failure
 from server.settings import FlowerSettings, parse_run_config, run_key
 
 app = ClientApp()
@@ -224,7 +225,10 @@ def describe(msg: Message, context: Context) -> Message:
     """Who this node is: its partition id and objective (loaded once to check it)."""
     settings = settings_of(context)
     pid = partition_id(context.node_config, settings)
-    objective = load_objective(settings, context.node_config, pid)
+    try:
+        objective = load_objective(settings, context.node_config, pid)
+    except Exception as err:  # named per partition: the server ends the run at once
+        raise objective_failure(pid, err) from err
     meta = ConfigRecord(
         {
             "partition-id": pid,

@@ -64,6 +64,7 @@ from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
 from fedzoo.rounds import SYNC as SYNC_EXCHANGE
 from fedzoo.rounds import TRAIN, RoundDriver, restore
 from server import records
+from server.failures import parse_objective_failure
 from server.records import (
     DESCRIBE,
     EVALUATE,
@@ -102,6 +103,7 @@ class Federation:
     silent: set[int] = field(default_factory=set)  # nodes that have not answered yet
     asked: set[int] = field(default_factory=set)  # nodes that answered a describe
     missed: set[int] = field(default_factory=set)  # partitions whose last exchange failed
+    broken: dict[int, str] = field(default_factory=dict)  # partition id -> objective error
 
     @property
     def partition_of(self) -> dict[int, int]:
@@ -134,6 +136,17 @@ def _error_text(msg: Message) -> str:
     return f"error code {err.code}: {reason[-1] if reason else 'no reason given'}"
 
 
+def _objective_hint(fed: Federation) -> str:
+    named = "; ".join(f"partition {pid}: {why}" for pid, why in sorted(fed.broken.items()))
+    return (
+        f"The SuperNode(s) of partition(s) {sorted(fed.broken)} cannot load their objective "
+        f"({named}). Fix that node's objective (a node config objective='package.module:function' "
+        "must be importable by the SuperNode: install the package or put its directory on the "
+        "SuperNode's PYTHONPATH; oracle='host:port' must be reachable), or the run-config "
+        "(problem, dim, objective-factory), then restart that SuperNode and the run."
+    )
+
+
 def describe_nodes(
     grid: Grid,
     settings: FlowerSettings,
@@ -158,7 +171,12 @@ def describe_nodes(
         node = reply.metadata.src_node_id
         answered.add(node)
         if reply.has_error():
-            fed.failed[node] = _error_text(reply)
+            parsed = parse_objective_failure(reply.error.reason or "")
+            if parsed is not None and 0 <= parsed[0] < settings.num_clients:
+                fed.broken[parsed[0]] = parsed[1]
+                fed.failed[node] = f"partition {parsed[0]} cannot load its objective: {parsed[1]}"
+            else:
+                fed.failed[node] = _error_text(reply)
             log.warning("node %d cannot join: %s", node, fed.failed[node])
             continue
         meta = content_meta(reply.content)
@@ -212,7 +230,10 @@ def wait_for_partitions(
     """Map ``num-clients`` partitions to connected nodes, or raise after the timeout.
 
     With ``fixed_nodes`` (a simulation: no node joins later) it raises as soon as every
-    node has answered and partitions are still missing.
+    node has answered and partitions are still missing. It raises at once, whatever the
+    wait left, when a node reports that the objective of a missing partition cannot load
+    (:mod:`server.failures`; the node's error is in the message), and when at least
+    ``num-clients`` nodes have all answered, partitions are missing and a node failed.
 
     Raises:
         FlowerRunError: naming the missing partitions, the nodes seen and why nodes failed.
@@ -235,17 +256,30 @@ def wait_for_partitions(
         all_answered = (
             bool(node_ids) and not fed.silent and not [n for n in node_ids if n not in fed.asked]
         )
-        if time.monotonic() >= deadline or (fixed_nodes and all_answered):
-            missing = sorted(wanted - fed.nodes.keys())
+        missing = sorted(wanted - fed.nodes.keys())
+        broken = {pid: why for pid, why in fed.broken.items() if pid in missing}
+        everyone_failed = all_answered and len(node_ids) >= settings.num_clients and fed.failed
+        if time.monotonic() >= deadline or (fixed_nodes and all_answered) or broken or everyone_failed:
             failures = "; ".join(f"node {n}: {why}" for n, why in fed.failed.items()) or "none"
             silent = f"; no answer from node(s) {sorted(fed.silent)}" if fed.silent else ""
             waited = time.monotonic() - (deadline - settings.node_wait_timeout)
+            if broken:
+                hint = _objective_hint(Federation(broken=broken))
+            elif fed.failed and not fed.silent:
+                hint = (
+                    "Every node answered, so waiting longer would not help: fix the failing "
+                    "node(s) (node config partition-id in [0, num-clients - 1], one SuperNode "
+                    "per partition, the objective's dimension = run-config dim) and restart them."
+                )
+            else:
+                hint = (
+                    "Start one SuperNode per partition with --node-config 'partition-id=<i>' "
+                    "(simulation: num-supernodes >= num-clients)."
+                )
             raise FlowerRunError(
                 f"Only {len(fed.nodes)} of {settings.num_clients} partitions connected after "
                 f"{waited:.1f} s (run-config node-wait-timeout = {settings.node_wait_timeout:g} s): missing "
-                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}{silent}. Start one "
-                "SuperNode per partition with --node-config 'partition-id=<i>' (simulation: "
-                "num-supernodes >= num-clients)."
+                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}{silent}. {hint}"
             )
         time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 
