@@ -2,8 +2,8 @@
 
 A payload maps kebab-case keys to float64 1-d arrays or scalars (int, float, str, bool),
 so a transport (Flower records, JSON, npz) carries it unchanged. :func:`validate` checks a
-received payload against a spec (required keys, array lengths, finiteness, size limits)
-and raises :class:`~fedzoo.errors.PayloadError` naming what was wrong and what is
+received payload against a spec (required keys, array lengths, finiteness, size and
+magnitude limits: :mod:`fedzoo.limits`) and raises :class:`~fedzoo.errors.PayloadError` naming what was wrong and what is
 expected; the caller then drops the payload without touching any state.
 """
 
@@ -16,29 +16,39 @@ from typing import Any
 import numpy as np
 
 from fedzoo.errors import PayloadError
+from fedzoo.limits import MAX_ABS_ARRAY, MAX_ABS_VALUE, MAX_ARRAY_ELEMENTS, MAX_INT
 
 Payload = dict[str, Any]
 SCALAR_BYTES = 8
-MAX_ARRAY_ELEMENTS = 50_000_000
+__all__ = ["MAX_ARRAY_ELEMENTS", "ArraySpec", "Payload", "ScalarSpec", "payload_nbytes", "validate"]
 
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """An expected float array of exactly ``length`` elements (finite unless allowed)."""
+    """An expected float array of exactly ``length`` elements (finite unless allowed).
+
+    ``max_abs``: the largest |entry| an honest sender can produce (None:
+    :data:`fedzoo.limits.MAX_ABS_ARRAY`); larger entries are refused.
+    """
 
     length: int
     finite: bool = True
     unit_box: bool = False
     optional: bool = False
+    max_abs: float | None = None
 
 
 @dataclass(frozen=True)
 class ScalarSpec:
-    """An expected scalar: kind "int" (>= minimum) or "float" (finite)."""
+    """An expected scalar: kind "int" (>= minimum, <= maximum; None:
+    :data:`fedzoo.limits.MAX_INT`) or "float" (finite, |value| <= max_abs; None:
+    :data:`fedzoo.limits.MAX_ABS_VALUE`)."""
 
     kind: str = "float"
     minimum: float | None = None
     optional: bool = False
+    maximum: float | None = None
+    max_abs: float | None = None
 
 
 def payload_nbytes(payload: Mapping[str, Any]) -> int:
@@ -91,6 +101,15 @@ def _check_array(value: Any, rule: ArraySpec, where: str) -> np.ndarray:
         raise PayloadError(
             f"{where}: expected a point in the unit box, got values in [{arr.min():.4g}, {arr.max():.4g}]."
         )
+    bound = MAX_ABS_ARRAY if rule.max_abs is None else rule.max_abs
+    if arr.size and rule.finite and not rule.unit_box:
+        biggest = float(np.max(np.abs(arr)))
+        if biggest > bound:
+            bad = int(np.argmax(np.abs(arr)))
+            raise PayloadError(
+                f"{where}: expected entries of magnitude <= {bound:.4g} (what an honest sender "
+                f"can produce), got {arr[bad]:.4g} at index {bad}."
+            )
     return np.clip(arr, 0.0, 1.0) if rule.unit_box else arr
 
 
@@ -103,10 +122,18 @@ def _check_scalar(value: Any, rule: ScalarSpec, where: str) -> Any:
         if isinstance(value, float) and not value.is_integer():
             raise PayloadError(f"{where}: expected an integer, got {value!r}.")
         value = int(value)
+        maximum = MAX_INT if rule.maximum is None else rule.maximum
+        if value > maximum:
+            raise PayloadError(f"{where}: expected an integer <= {maximum:.0f}, got {value!r}.")
     elif not np.isfinite(value):
         raise PayloadError(f"{where}: expected a finite number, got {value!r}.")
     else:
         value = float(value)
+        bound = MAX_ABS_VALUE if rule.max_abs is None else rule.max_abs
+        if abs(value) > bound:
+            raise PayloadError(f"{where}: expected a number of magnitude <= {bound:.4g}, got {value!r}.")
+        if rule.maximum is not None and value > rule.maximum:
+            raise PayloadError(f"{where}: expected a value <= {rule.maximum}, got {value!r}.")
     if rule.minimum is not None and value < rule.minimum:
         raise PayloadError(f"{where}: expected a value >= {rule.minimum}, got {value!r}.")
     return value

@@ -20,6 +20,14 @@ A round r (docs/design.md §2):
 Every reply also carries ``total-queries``, the client's running total; the server
 charges each exchange the difference to the client's last accepted total
 (:func:`account_queries`), so queries behind a lost or rejected reply are never dropped.
+Both counts are bounded by what the method's exchanges can make (:func:`query_limit`,
+:func:`total_query_limit`), values and arrays by what an honest client can compute
+(:mod:`fedzoo.limits`); a reply beyond them is rejected like a malformed one.
+
+A client whose corrected direction is not finite (an unusable global correction) takes
+its local steps without the correction for the rest of the round and says so in its
+train reply (``correction-dropped``); a client whose own estimate gives no finite step
+stops its local steps there (logged).
 
 What differs between methods — the estimator, the correction, the extra message and
 reply fields, the server's combination of them and the state — is the method's
@@ -45,6 +53,7 @@ from fedzoo import step_control
 from fedzoo.aggregation import AGGREGATORS
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, PayloadError
+from fedzoo.limits import MAX_INT
 from fedzoo.methods import get_method
 from fedzoo.methods.base import Method, TrainContext
 from fedzoo.objectives.base import Objective
@@ -56,9 +65,9 @@ __all__ = [
     "COUNT_SPEC", "EVALUATE_REPLY_SPEC", "Aggregate", "ClientState", "ServerState", "Session",
     "account_queries", "aggregate_evaluate", "aggregate_sync", "aggregate_train", "client_evaluate",
     "client_query_counts", "client_sync", "client_train", "collect", "evaluate_message",
-    "max_reply_elements", "new_client_state", "round_rng", "sample_clients", "server_init",
-    "sync_message", "sync_message_spec", "sync_reply_spec", "train_message", "train_message_spec",
-    "train_reply_spec",
+    "max_reply_elements", "new_client_state", "query_limit", "round_rng", "sample_clients",
+    "server_init", "sync_message", "sync_message_spec", "sync_reply_spec", "total_query_limit",
+    "train_message", "train_message_spec", "train_reply_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,7 +97,40 @@ def _base_message_spec(dim: int) -> Spec:
 #: Every reply: the queries of this exchange and the client's running total.
 COUNT_SPEC: Spec = {"num-queries": ScalarSpec("int", 0), "total-queries": ScalarSpec("int", 0)}
 
-EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), **COUNT_SPEC}
+#: The final evaluation: f_i at x_R, one query at most (none when cached).
+EVALUATE_REPLY_SPEC = {"value": ScalarSpec("float"), "num-queries": ScalarSpec("int", 0, maximum=1),
+                       "total-queries": ScalarSpec("int", 0)}
+
+#: Optional train-reply flag: the client took its steps without the global correction.
+CORRECTION_DROPPED = "correction-dropped"
+
+
+def query_limit(config: RunConfig, dim: int, kind: str) -> int:
+    """The most queries one client's exchange of ``kind`` (train, sync, evaluate) can make:
+    the method's bound (:meth:`~fedzoo.methods.base.Method.query_bound`), the larger of a
+    client's first exchange and a later one (a client that lost its state starts over);
+    :data:`fedzoo.limits.MAX_INT` when the method declares none."""
+    if kind == "evaluate":
+        return 1
+    method = get_method(config.method)
+    bounds = [method.query_bound(config, dim, kind, first) for first in (True, False)]
+    if any(b is None for b in bounds):
+        return MAX_INT
+    return min(MAX_INT, max(int(b) for b in bounds))
+
+
+def total_query_limit(config: RunConfig, dim: int, round_: int) -> int:
+    """The largest running total a client can report in round ``round_`` (and in the final
+    evaluation after it): ``round_`` rounds of its method's exchanges at their
+    :func:`query_limit`, plus one evaluation."""
+    per_round = query_limit(config, dim, "train")
+    if get_method(config.method).has_sync:
+        per_round += query_limit(config, dim, "sync")
+    return min(MAX_INT, max(int(round_), 1) * per_round + 1)
+
+
+def _with_total_limit(spec: Spec, config: RunConfig, dim: int, round_: int) -> Spec:
+    return {**spec, "total-queries": ScalarSpec("int", 0, maximum=total_query_limit(config, dim, round_))}
 
 
 def train_message_spec(config: RunConfig, dim: int) -> Spec:
@@ -107,16 +149,22 @@ def sync_message_spec(config: RunConfig, dim: int) -> Spec:
 
 
 def train_reply_spec(config: RunConfig, dim: int) -> Spec:
-    """``{x, num-queries, total-queries, value-start}`` plus the method's fields."""
-    return {"x": ArraySpec(dim, unit_box=True), **COUNT_SPEC, "value-start": ScalarSpec("float"),
-            **get_method(config.method).train_reply_spec(config, dim)}
+    """``{x, num-queries, total-queries, value-start, [correction-dropped]}`` plus the
+    method's fields; ``num-queries`` at most :func:`query_limit`."""
+    counts = {**COUNT_SPEC, "num-queries": ScalarSpec("int", 0, maximum=query_limit(config, dim, "train"))}
+    return {"x": ArraySpec(dim, unit_box=True), **counts, "value-start": ScalarSpec("float"),
+            **get_method(config.method).train_reply_spec(config, dim),
+            CORRECTION_DROPPED: ScalarSpec("int", 0, optional=True, maximum=1)}
 
 
 def sync_reply_spec(config: RunConfig, dim: int) -> Spec:
     """``{value, num-queries, total-queries}`` plus the method's sync fields."""
     method = get_method(config.method)
     extra = method.sync_reply_spec(config, dim) if method.has_sync else {}
-    return {"value": ScalarSpec("float"), **COUNT_SPEC, **extra}
+    counts = COUNT_SPEC
+    if method.has_sync:
+        counts = {**COUNT_SPEC, "num-queries": ScalarSpec("int", 0, maximum=query_limit(config, dim, "sync"))}
+    return {"value": ScalarSpec("float"), **counts, **extra}
 
 
 def max_reply_elements(config: RunConfig, dim: int) -> int:
@@ -176,6 +224,8 @@ def client_train(
     state.local_x = x.copy()
     reply: Payload = {"x": x, **ctx.session.counts(), "value-start": value_start}
     method.end_train(ctx, reply)
+    if ctx.scratch.get(CORRECTION_DROPPED):
+        reply[CORRECTION_DROPPED] = 1
     return state, reply
 
 
@@ -189,12 +239,31 @@ def _local_steps(config: RunConfig, method: Method, ctx: TrainContext, value_sta
     for t in range(1, config.local_steps + 1):
         g = method.gradient(ctx, x, fx)
         g_hat = method.correct(ctx, x, t, g)
+        if ctx.scratch.get(CORRECTION_DROPPED) or not np.all(np.isfinite(g_hat)):
+            g_hat = _without_correction(ctx, t, g)
         if observer is not None:
             observer(ctx.client_id, t, x, g, g_hat)
-        step, opt_state = opt.update(g_hat, opt_state)
+        step, new_state = opt.update(g_hat, opt_state)
+        if not np.all(np.isfinite(step)) and g_hat is not g:
+            g_hat = _without_correction(ctx, t, g)
+            step, new_state = opt.update(g_hat, opt_state)
+        if not np.all(np.isfinite(step)):
+            log.warning("client %d, round %d: its own gradient estimate gives no finite step at "
+                        "local step %d; it stops its local steps there", ctx.client_id, ctx.round, t)
+            break
+        opt_state = new_state
         x = np.clip(x - step, 0.0, 1.0)
         fx = method.after_step(ctx, x, fx, t == config.local_steps)
     return x
+
+
+def _without_correction(ctx: TrainContext, t: int, g: np.ndarray) -> np.ndarray:
+    """The rest of this round's steps follow g alone (the correction is not finite)."""
+    if not ctx.scratch.get(CORRECTION_DROPPED):
+        ctx.scratch[CORRECTION_DROPPED] = True
+        log.warning("client %d, round %d: the global correction is unusable (not finite) at local "
+                    "step %d; the round's remaining steps go without it", ctx.client_id, ctx.round, t)
+    return g
 
 
 def client_sync(
@@ -339,7 +408,9 @@ def aggregate_train(
     keeps its own control variate / RFF weights from the last round it took part in and
     corrects with the fresh global ones when it is back.
     """
-    agg = collect(replies, weights, train_reply_spec(config, state.x.size), "train")
+    dim = state.x.size
+    spec = _with_total_limit(train_reply_spec(config, dim), config, dim, state.round + 1)
+    agg = collect(replies, weights, spec, "train")
     new = state.next(state.round + 1)
     agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
@@ -356,7 +427,9 @@ def aggregate_sync(
     config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
 ) -> tuple[ServerState, Aggregate]:
     """Combine the sync replies as the method says (e.g. FZooS averages RFF weights)."""
-    agg = collect(replies, weights, sync_reply_spec(config, state.x.size), "sync")
+    dim = state.x.size
+    agg = collect(replies, weights, _with_total_limit(sync_reply_spec(config, dim), config, dim, state.round),
+                  "sync")
     new = state.next()
     agg.num_queries = account_queries(new.query_totals, agg)
     if len(agg.replies) >= config.min_replies:
@@ -369,7 +442,8 @@ def aggregate_evaluate(
     config: RunConfig, state: ServerState, replies: Mapping[int, Any], weights: Mapping[int, float]
 ) -> tuple[ServerState, Aggregate]:
     """Collect the final evaluation (values at x_R) and count its queries."""
-    agg = collect(replies, weights, EVALUATE_REPLY_SPEC, "evaluate")
+    agg = collect(replies, weights, _with_total_limit(EVALUATE_REPLY_SPEC, config, state.x.size, state.round),
+                  "evaluate")
     new = state.next()
     agg.num_queries = account_queries(new.query_totals, agg)
     if agg.replies:

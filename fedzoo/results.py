@@ -15,7 +15,12 @@ Columns of ``history.csv`` (one row per round, row 0 = the start point):
   ``;``-separated (e.g. ``0:45;1:45;2:46``; empty in row 0 and where the engine did not
   record them). They sum to the round's increment of ``queries`` (a trailing final
   evaluation included in the last row), and ``summary.json`` holds their totals per
-  client (``queries_by_client``).
+  client (``queries_by_client``);
+* ``status``: ``ok``, or ``failed`` for a round in which fewer than ``min-replies``
+  clients could work (no valid train reply with the default 1: the global state did
+  not move); any failed round makes ``summary.json``'s ``status`` ``failed``;
+* ``notes``: what went wrong with single clients, ``;``-separated ``what=ids`` (e.g.
+  ``train-rejected=2;sync-missing=0;correction-dropped=1``; empty when nothing did).
 """
 
 from __future__ import annotations
@@ -34,9 +39,11 @@ import numpy as np
 from fedzoo.errors import PayloadError
 
 COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients",
-           "participants", "client_queries")
+           "participants", "client_queries", "status", "notes")
 INT_COLUMNS = ("round", "queries", "bytes_up", "bytes_down", "clients")
-STR_COLUMNS = ("participants", "client_queries")
+STR_COLUMNS = ("participants", "client_queries", "status", "notes")
+#: ``status`` of a round: fine, or no usable work (fewer valid train replies than min-replies).
+ROUND_OK, ROUND_FAILED = "ok", "failed"
 
 
 class HistoryRecorder:
@@ -54,25 +61,35 @@ class HistoryRecorder:
         self.rows = [self._row(0, x0, 0, 0, 0, 0.0, num_clients, "", "")]
 
     def _row(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float, clients: int,
-             participants: str, client_queries: str) -> dict[str, Any]:
+             participants: str, client_queries: str, status: str = ROUND_OK,
+             notes: str = "") -> dict[str, Any]:
         value = self.simulate(x) if self.simulate is not None else math.nan
         return {"round": r, "queries": queries, "value": value, "reported_value": math.nan,
                 "bytes_up": up, "bytes_down": down, "wall_s": wall, "clients": clients,
-                "participants": participants, "client_queries": client_queries}
+                "participants": participants, "client_queries": client_queries,
+                "status": status, "notes": notes}
 
     def end_round(self, r: int, x: np.ndarray, queries: int, up: int, down: int, wall: float,
                   participants: Iterable[int],
-                  client_queries: Mapping[int, int] | None = None) -> dict[str, Any]:
+                  client_queries: Mapping[int, int] | None = None, *, status: str = ROUND_OK,
+                  notes: str = "") -> dict[str, Any]:
         """Append row r; queries/bytes are this round's increments; ``participants`` are
         the clients whose train replies were aggregated; ``client_queries`` (optional)
-        splits ``queries`` per client and must sum to it."""
+        splits ``queries`` per client and must sum to it; ``status`` / ``notes``: see the
+        module doc."""
         ids = sorted(int(c) for c in participants)
         last = self.rows[-1]
         row = self._row(r, x, last["queries"] + queries, last["bytes_up"] + up,
                         last["bytes_down"] + down, wall, len(ids), ";".join(map(str, ids)),
-                        _encode_counts(client_queries, queries))
+                        _encode_counts(client_queries, queries), status, notes)
         self.rows.append(row)
         return row
+
+    def note_last(self, notes: str) -> None:
+        """Append ``notes`` to the last row's (e.g. what the final evaluation lacked)."""
+        if notes:
+            row = self.rows[-1]
+            row["notes"] = ";".join(filter(None, [row.get("notes", ""), notes]))
 
     def move_last(self, x: np.ndarray) -> None:
         """The last row's global point changed (step control returned to its incumbent
@@ -201,15 +218,23 @@ def summary(
     *, status: str = "completed", error: str | None = None,
 ) -> dict[str, Any]:
     """The content of summary.json; ``status``: ``completed``, or ``failed`` /
-    ``interrupted`` (the rows are those of the rounds completed, ``error`` says why)."""
+    ``interrupted`` (the rows are those of the rounds completed, ``error`` says why).
+    A run with a failed round (history ``status``) is ``failed`` too, and
+    ``failed_rounds`` lists those rounds."""
     from fedzoo.provenance import provenance
 
+    failed = failed_rounds(rows)
+    if failed and status == "completed":
+        status = "failed"
+        error = error or (f"no client could work in round(s) {round_ranges(failed)} (fewer valid train "
+                          "replies than min-replies; see history.csv notes and the log)")
     last = rows[-1]
     return {
         "method": config.get("method"),
         "engine": engine,
         "status": status,
         "error": error,
+        "failed_rounds": failed,
         "config": config,
         "problem": problem,
         "rounds": last["round"],
@@ -227,6 +252,24 @@ def summary(
         "versions": versions(),
         "provenance": provenance(),
     }
+
+
+def failed_rounds(rows: Iterable[Mapping[str, Any]]) -> list[int]:
+    """The rounds whose history ``status`` is ``failed``."""
+    return [int(r["round"]) for r in rows if r.get("status") == ROUND_FAILED]
+
+
+def round_ranges(rounds: Sequence[int]) -> str:
+    """1, 2, 3, 5 -> '1-3, 5'."""
+    parts: list[str] = []
+    for r in rounds:
+        if parts and "-" not in parts[-1].split(", ")[-1] and int(parts[-1]) == r - 1:
+            parts[-1] = f"{parts[-1]}-{r}"
+        elif parts and "-" in parts[-1] and int(parts[-1].split("-")[1]) == r - 1:
+            parts[-1] = f"{parts[-1].split('-')[0]}-{r}"
+        else:
+            parts.append(str(r))
+    return ", ".join(parts)
 
 
 def write_summary(data: Mapping[str, Any], path: str | Path) -> None:

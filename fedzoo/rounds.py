@@ -14,6 +14,11 @@ A round r (docs/design.md §2) is, whatever carries the messages:
    (:mod:`fedzoo.budget`: the methods' declared per-exchange bounds), so a run ends
    with at most ``query_budget`` queries, every one counted.
 
+A round in which fewer than ``min-replies`` clients could work (no valid train reply,
+with the default) is a **failed** round: its history row says so (``status``), and so
+does the run's ``summary.json``; what single clients lacked (rejected or missing
+replies, a dropped correction) goes to the row's ``notes``.
+
 After the last round, a single-exchange method's F(x_R) is unknown: the **evaluate**
 exchange asks every client for f_i(x_R) (N counted queries), charged to the last row.
 
@@ -42,7 +47,7 @@ from fedzoo.checkpoint import Checkpoint, save_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.methods import get_method
 from fedzoo.payload import Payload
-from fedzoo.results import HistoryRecorder
+from fedzoo.results import ROUND_FAILED, ROUND_OK, HistoryRecorder
 from fedzoo.state import ServerState
 
 log = logging.getLogger(__name__)
@@ -134,8 +139,17 @@ class RoundDriver:
             if self._budget is not None:
                 self._budget.note(SYNC, clients, sagg.replies, self.server.query_totals)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
+        failed = len(agg.replies) < config.min_replies
+        notes = exchange_notes(TRAIN, clients, replies, agg)
+        if sagg is not None:
+            notes += exchange_notes(SYNC, clients, sreplies, sagg)
         row = rec.end_round(r, self.server.x, queries, up, down, time.perf_counter() - t0, agg.replies,
-                            protocol.client_query_counts(agg, sagg))
+                            protocol.client_query_counts(agg, sagg),
+                            status=ROUND_FAILED if failed else ROUND_OK, notes=";".join(notes))
+        if failed:
+            log.warning("round %d failed: %d valid train repl(ies) from the %d client(s) asked, "
+                        "fewer than min-replies = %d; the global state did not move [%s]",
+                        r, len(agg.replies), len(clients), config.min_replies, row["notes"])
         if sagg is not None and sagg.replies:
             rec.report(r, sagg.reported())
         if self.checkpoint_dir is not None:
@@ -204,10 +218,27 @@ class RoundDriver:
         )
         self.server, agg = protocol.aggregate_evaluate(self.config, self.server, replies, self.weights)
         rec.add_to_last(agg.num_queries, up, down, time.perf_counter() - t0, agg.queries_by_client)
+        rec.note_last(";".join(exchange_notes(EVALUATE, sorted(self.weights), replies, agg)))
         if agg.moved_to is not None:  # step control: the run returns the incumbent
             rec.move_last(self.server.x)
         if agg.replies:
             rec.report(last, agg.reported())
+
+
+def exchange_notes(kind: str, asked: list[int], replies: Mapping[int, Any],
+                   agg: protocol.Aggregate) -> list[str]:
+    """History notes of one exchange: ``<kind>-rejected=ids`` (replies that failed
+    validation), ``<kind>-missing=ids`` (asked, no reply) and, for train,
+    ``correction-dropped=ids`` (clients that stepped without the global correction)."""
+    notes = []
+    missing = sorted(set(asked) - set(replies))
+    for what, ids in (("rejected", sorted(agg.rejected)), ("missing", missing)):
+        if ids:
+            notes.append(f"{kind}-{what}=" + ",".join(map(str, ids)))
+    dropped = sorted(c for c, reply in agg.replies.items() if reply.get(protocol.CORRECTION_DROPPED))
+    if dropped:
+        notes.append("correction-dropped=" + ",".join(map(str, dropped)))
+    return notes
 
 
 def value_text(rows: list[dict[str, Any]]) -> str:

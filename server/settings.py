@@ -14,7 +14,13 @@ Federation keys:
   client whose node config names no objective uses that problem's objective number
   ``partition-id``. With ``custom`` every node names its objective (node config
   ``objective`` or ``oracle``) or the run names a factory (``objective-factory``); the
-  start point is the centre of the box and the weights are uniform.
+  start point is the centre of the box and the weights are uniform unless ``x0`` and
+  ``weights`` say otherwise.
+* ``x0``, ``weights`` (``problem = "custom"`` only; "" = the default above): the start
+  point, ``dim`` numbers in [0, 1] (or one number for every coordinate), and the
+  clients' weights, ``num-clients`` numbers >= 0 with a positive sum (normalised to sum
+  1; weight i belongs to partition i), each as comma-separated numbers (``"0.2,0.4"``)
+  or a JSON list (``"[0.2, 0.4]"``) in a string.
 * ``dim``, ``num-clients``, ``heterogeneity``, ``problem-seed``: the problem's d, N, C
   and seed. ``num-clients`` is also the number of partitions the server waits for.
 * ``objective-factory``: with ``problem = "custom"``, ``"package.module:function"``, a
@@ -94,6 +100,8 @@ FEDERATION_DEFAULTS: dict[str, Any] = {
     "objective-factory": "",
     "objective-options": "",
     "tensorboard-dir": "",
+    "x0": "",
+    "weights": "",
 }
 
 #: Run-config keys that may differ between a run and the run that resumes it; they do
@@ -133,6 +141,8 @@ class FlowerSettings:
     objective_factory: str = ""
     objective_options: str = ""  # canonical JSON text (objective_options_text), "" = none
     tensorboard_dir: str = ""  # TensorBoard scalars per round there (fedzoo.tensorboard_log); "" = off
+    x0: tuple[float, ...] | None = None  # custom start point (run-config x0); None = box centre
+    weights: tuple[float, ...] | None = None  # custom weights, summing to 1; None = uniform
 
     @property
     def synthetic(self) -> bool:
@@ -214,6 +224,49 @@ def _check_objective_factory(values: Mapping[str, Any], problem: str) -> tuple[s
             "without 'objective-factory' (they are the factory's keyword arguments)."
         )
     return spec, objective_options_text(options)
+
+
+def _numbers(values: Mapping[str, Any], key: str, length: int, problem: str, *,
+             unit_box: bool) -> tuple[float, ...] | None:
+    """Run-config ``x0``/``weights``: comma-separated numbers or a JSON list in a string."""
+    import json
+
+    text = values[key]
+    what = (f"{length} numbers in [0, 1] (or one for every coordinate)" if unit_box
+            else f"{length} numbers >= 0 with a positive sum")
+    what += ', comma-separated ("0.2,0.4") or a JSON list ("[0.2, 0.4]") in a string, or "" (default)'
+    if not isinstance(text, str):
+        raise ConfigError(f"Run-config {key!r} = {text!r} is not allowed; expected {what}.")
+    if not text.strip():
+        return None
+    if problem != CUSTOM_PROBLEM:
+        raise ConfigError(
+            f"Run-config {key!r} = {text!r} is not allowed with problem = {problem!r} (the "
+            f"problem defines it); {key!r} sets the start point and weights of problem = "
+            f"{CUSTOM_PROBLEM!r}."
+        )
+    try:
+        parsed = json.loads(text) if text.strip().startswith("[") else [
+            float(part) for part in text.split(",")]
+        numbers = [float(v) for v in parsed if not isinstance(v, (bool, str, list, dict))]
+        if len(numbers) != len(parsed) or not parsed:
+            raise ValueError("not a list of numbers")
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"Run-config {key!r} = {text!r} is not allowed ({err}); expected {what}.") from None
+    if unit_box and len(numbers) == 1:
+        numbers = numbers * length
+    if len(numbers) != length:
+        raise ConfigError(
+            f"Run-config {key!r} = {text!r} has {len(numbers)} numbers; expected {what}.")
+    arr = np.asarray(numbers)
+    bad = ~np.isfinite(arr) | (arr < 0) | ((arr > 1) if unit_box else False)
+    if bad.any() or (not unit_box and arr.sum() <= 0):
+        where = f"{key}[{int(np.flatnonzero(bad)[0])}]" if bad.any() else "their sum"
+        raise ConfigError(f"Run-config {key!r} = {text!r} is not allowed ({where} is out of "
+                          f"range); expected {what}.")
+    if not unit_box:
+        arr = arr / arr.sum()
+    return tuple(float(v) for v in arr)
 
 
 def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
@@ -327,6 +380,8 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
         objective_factory=factory,
         objective_options=options,
         tensorboard_dir=values["tensorboard-dir"],
+        x0=_numbers(values, "x0", dim, problem, unit_box=True),
+        weights=_numbers(values, "weights", num_clients, problem, unit_box=False),
     )
 
 
@@ -351,10 +406,12 @@ def run_key(run_config: Mapping[str, Any]) -> str:
 def start_point(settings: FlowerSettings) -> tuple[np.ndarray, np.ndarray]:
     """(x0, weights) of the federation: the problem's, or the box centre and 1/N (custom
     objectives, from node configs or a factory; for the attack the centre is the
-    unperturbed image)."""
+    unperturbed image), or the run-config's ``x0`` and ``weights``."""
     if not settings.synthetic:
         n = settings.num_clients
-        return np.full(settings.dim, 0.5), np.full(n, 1.0 / n)
+        x0 = np.array(settings.x0) if settings.x0 is not None else np.full(settings.dim, 0.5)
+        w = np.array(settings.weights) if settings.weights is not None else np.full(n, 1.0 / n)
+        return x0, w
     problem = build_problem(settings)
     return problem.x0.copy(), problem.weights.copy()
 

@@ -38,7 +38,12 @@ from fedzoo.methods.zord import SurrogateClientState, SurrogateMethod, explore_a
 from fedzoo.payload import ArraySpec, Payload, ScalarSpec
 from fedzoo.state import ServerState, Session
 from fedzoo.surrogates.gp import nearest_indices
-from fedzoo.surrogates.rff import RandomFourierFeatures, RFFFitCache, fit_rff_weights_cached
+from fedzoo.surrogates.rff import (
+    RandomFourierFeatures,
+    RFFFitCache,
+    fit_rff_weights_cached,
+    weight_bound,
+)
 
 if TYPE_CHECKING:
     from fedzoo.config import RunConfig
@@ -114,6 +119,12 @@ def fit_own_rff(config: RunConfig, state: FZooSClientState, x: np.ndarray, msg: 
     return w
 
 
+def weights_spec(config: RunConfig, optional: bool = False) -> ArraySpec:
+    """M RFF weights, each at most what an honest ridge fit can give (:func:`weight_bound`)."""
+    return ArraySpec(config.rff_features, optional=optional,
+                     max_abs=weight_bound(config.rff_history, config.rff_ridge))
+
+
 def _feature_map_spec() -> Spec:
     return {"rff-seed": ScalarSpec("int", 0), "rff-lengthscale": ScalarSpec("float", 0.0)}
 
@@ -139,7 +150,7 @@ class FZooSPaper(SurrogateMethod):
     options = (*SurrogateMethod.options, *RFF_OPTIONS)
 
     def train_message_spec(self, config: RunConfig, dim: int) -> Spec:
-        return {**_feature_map_spec(), "rff-weights": ArraySpec(config.rff_features, optional=True)}
+        return {**_feature_map_spec(), "rff-weights": weights_spec(config, optional=True)}
 
     def train_message(self, config: RunConfig, state: ServerState) -> Payload:
         assert isinstance(state, FZooSServerState)
@@ -175,7 +186,7 @@ class FZooSPaper(SurrogateMethod):
         return _feature_map(config, state)
 
     def sync_reply_spec(self, config: RunConfig, dim: int) -> Spec:
-        return {"rff-weights": ArraySpec(config.rff_features)}
+        return {"rff-weights": weights_spec(config)}
 
     def client_sync(self, config: RunConfig, session: Session, state, message: Payload,
                     rng: np.random.Generator) -> Payload:
@@ -235,7 +246,7 @@ class FZooSLagged(FZooSPaper):
         return {}
 
     def train_reply_spec(self, config: RunConfig, dim: int) -> Spec:
-        return {"rff-weights": ArraySpec(config.rff_features)}
+        return {"rff-weights": weights_spec(config)}
 
     def begin_train(self, ctx: TrainContext) -> None:
         super().begin_train(ctx)

@@ -20,6 +20,29 @@ import numpy as np
 from scipy import linalg
 
 from fedzoo.errors import ConfigError, ShapeError
+from fedzoo.limits import FLOAT32_SAFE, MAX_ABS_ARRAY, MAX_ABS_VALUE
+
+
+def fits_float32(a: np.ndarray) -> bool:
+    """Whether a float32 fast path may take ``a``: every |entry| <= FLOAT32_SAFE (1e30),
+    leaving room below float32's 3.4e38 for the sums of products it feeds."""
+    return a.size == 0 or float(np.max(np.abs(a))) <= FLOAT32_SAFE
+
+
+def weight_bound(num_points: int, ridge: float, max_abs_value: float = MAX_ABS_VALUE) -> float:
+    r"""The largest |entry| of RFF weights an honest client can send (a reply's bound).
+
+    The fit is ``w = s_y Phi^T (Phi Phi^T + lam I)^{-1} y~`` with standardised values y~
+    (``||y~||^2 = n``); every singular value of ``Phi^T (Phi Phi^T + lam I)^{-1}`` is
+    ``s / (s^2 + lam) <= 1 / (2 sqrt(lam))`` (the primal form has the same ones), so
+    ``|w_j| <= ||w||_2 <= s_y sqrt(n) / (2 sqrt(lam))`` with ``s_y <= max |y| <=``
+    ``max_abs_value`` (:data:`fedzoo.limits.MAX_ABS_VALUE`, what a reply may report) and
+    n at most ``num_points`` (``rff-history``). Twice that, for rounding (measured: the
+    ratio stays below 1 in float32 and float64 fits), capped at
+    :data:`fedzoo.limits.MAX_ABS_ARRAY`.
+    """
+    bound = 2.0 * max_abs_value * np.sqrt(max(int(num_points), 1)) / (2.0 * np.sqrt(ridge))
+    return float(min(bound, MAX_ABS_ARRAY))
 
 
 class RandomFourierFeatures:
@@ -43,6 +66,8 @@ class RandomFourierFeatures:
         self.V = rng.standard_normal((self.num_features, self.dim)) / self.lengthscale
         self.b = rng.uniform(0.0, 2.0 * np.pi, size=self.num_features)
         self.scale = np.sqrt(2.0 / self.num_features)
+        #: V fits the float32 fast paths (:func:`fits_float32`; a lengthscale above ~1e-29)
+        self.single_ok = fits_float32(self.V)
         self._V32: np.ndarray | None = None
         self._b32: np.ndarray | None = None
 
@@ -74,17 +99,21 @@ class RandomFourierFeatures:
         """Gradient of phi(x).w at one point x (length d). Cost O(M d).
 
         ``single=True`` runs the two matrix-vector products in float32 (half the memory
-        traffic; ~1e-7 relative error), used for the per-step correction. ``np.dot``, not
+        traffic; ~1e-7 relative error), used for the per-step correction, unless the weights or V
+        exceed float32's safe range (:func:`fits_float32`) or the float32 result is not
+        finite: then in float64. ``np.dot``, not
         ``@``: numpy's matmul holds the GIL for vector-matrix products (measured: two
         threads ran 0.94x as fast as one), ``np.dot`` releases it (same BLAS call, same
         result bit for bit).
         """
         if weights.shape != (self.num_features,):
             raise ShapeError(f"Expected {self.num_features} RFF weights, got shape {weights.shape}.")
-        if single:
+        if single and fits_float32(weights) and self.single_ok:
             V32, b32 = self._single()
             s = np.sin(np.dot(V32, x.astype(np.float32)) + b32) * weights.astype(np.float32)
-            return -self.scale * np.dot(s, V32).astype(np.float64)
+            g = -self.scale * np.dot(s, V32).astype(np.float64)
+            if np.all(np.isfinite(g)):
+                return g
         return -self.scale * np.dot(self.V.T, np.sin(np.dot(self.V, x) + self.b) * weights)
 
     def predict(self, X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -184,7 +213,7 @@ def fit_rff_weights(
     # Features and their Gram in float32 (the O(n M d) and O(n^2 M) products dominate
     # the round) when the ridge dwarfs float32 rounding (~1e-7 relative); the n x n
     # solve always in float64.
-    single = ridge >= SINGLE_PRECISION_RIDGE
+    single = ridge >= SINGLE_PRECISION_RIDGE and rff.single_ok
     Phi = rff.features32(X) if single else rff.features(X)
     n, M = Phi.shape
     if n < M:
@@ -219,7 +248,7 @@ def fit_rff_weights_cached(
         cache the weights equal :func:`fit_rff_weights`'s exactly.
     """
     X = np.atleast_2d(X)
-    if ridge < SINGLE_PRECISION_RIDGE or X.shape[0] >= rff.num_features:
+    if ridge < SINGLE_PRECISION_RIDGE or X.shape[0] >= rff.num_features or not rff.single_ok:
         return fit_rff_weights(rff, X, y, ridge), None
     if ridge <= 0:
         raise ConfigError(f"The RFF ridge must be > 0, got {ridge!r}.")

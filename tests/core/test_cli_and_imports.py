@@ -37,7 +37,7 @@ def test_run_writes_history_and_summary_as_in_the_design(tmp_path, capsys):
     for col in ("round", "queries", "value", "bytes_up", "bytes_down", "wall_s"):
         assert col in rows[0]
     assert int(rows[0]["queries"]) == 0 and int(rows[-1]["bytes_up"]) > 0
-    assert list(rows[0])[-2:] == ["participants", "client_queries"]  # after the docs/design.md §6 columns
+    assert list(rows[0])[-4:] == ["participants", "client_queries", "status", "notes"]  # docs/design.md §6.2 order
     summary = json.loads((tmp_path / "summary.json").read_text())
     for key in ("config", "method", "final_value", "total_queries", "total_bytes", "wall_s", "versions"):
         assert key in summary

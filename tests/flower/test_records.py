@@ -166,11 +166,11 @@ def test_reply_limits_come_from_the_protocol_reply_specs():
     limits = _fzoos_limits()
     specs = [protocol.train_reply_spec(config, 10), protocol.sync_reply_spec(config, 10),
              protocol.EVALUATE_REPLY_SPEC]
-    assert limits.max_keys == max(len(s) for s in specs) == 4
+    assert limits.max_keys == max(len(s) for s in specs) == 5  # train: + correction-dropped
     assert limits.max_elements == protocol.max_reply_elements(config, 10) == 200
     assert limits.max_total_elements == 200  # the sync reply: its RFF weights
     scaffold2 = reply_limits(RunConfig.from_mapping({"method": "scaffold2"}), 10)
-    assert (scaffold2.max_keys, scaffold2.max_elements, scaffold2.max_total_elements) == (5, 10, 20)
+    assert (scaffold2.max_keys, scaffold2.max_elements, scaffold2.max_total_elements) == (6, 10, 20)
     # every honest reply passes
     reply = {"value": 1.0, "num-queries": 3, "total-queries": 9, "rff-weights": np.zeros(200)}
     assert content_to_payload(wire(payload_to_content(reply, {"partition-id": 1})),
@@ -179,15 +179,15 @@ def test_reply_limits_come_from_the_protocol_reply_specs():
 
 def test_a_reply_with_too_many_arrays_is_refused_before_decoding():
     record = ArrayRecord({f"k{i}": _garbage(1) for i in range(50)})
-    with pytest.raises(PayloadError, match="50 keys, more than the 4"):
+    with pytest.raises(PayloadError, match="50 keys, more than the 5"):
         content_to_payload(RecordDict({ARRAYS: record}), limits=_fzoos_limits())
     with pytest.raises(PayloadError, match="cannot decode"):  # without limits: decoded
         content_to_payload(RecordDict({ARRAYS: record}))
 
 
 def test_a_reply_with_too_many_scalars_or_metadata_keys_is_refused():
-    scalars = ConfigRecord({f"k{i}": 1.0 for i in range(5)})
-    with pytest.raises(PayloadError, match="5 keys"):
+    scalars = ConfigRecord({f"k{i}": 1.0 for i in range(6)})
+    with pytest.raises(PayloadError, match="6 keys"):
         content_to_payload(RecordDict({SCALARS: scalars}), limits=_fzoos_limits())
     meta = ConfigRecord({f"m{i}": 1 for i in range(100)})
     with pytest.raises(PayloadError, match="100 metadata keys"):

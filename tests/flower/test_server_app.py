@@ -294,5 +294,5 @@ def test_a_reply_with_more_keys_than_any_reply_may_carry_is_refused_before_decod
     tamper = Corrupt("train", {1}, lambda p, meta: {**p, **padding})
     with caplog.at_level(logging.WARNING):
         run = run_server(make_grid(rc, tamper=tamper), parse_run_config(rc))
-    assert "104 keys, more than the 4 any reply may carry" in caplog.text
+    assert "104 keys, more than the 5 any reply may carry" in caplog.text
     assert run.rows[1]["clients"] == 2 and sorted(tamper.clean) == [0, 2]
