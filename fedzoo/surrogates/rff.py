@@ -99,12 +99,11 @@ class RandomFourierFeatures:
         """Gradient of phi(x).w at one point x (length d). Cost O(M d).
 
         ``single=True`` runs the two matrix-vector products in float32 (half the memory
-        traffic; ~1e-7 relative error), used for the per-step correction, unless the weights or V
-        exceed float32's safe range (:func:`fits_float32`) or the float32 result is not
-        finite: then in float64. ``np.dot``, not
-        ``@``: numpy's matmul holds the GIL for vector-matrix products (measured: two
-        threads ran 0.94x as fast as one), ``np.dot`` releases it (same BLAS call, same
-        result bit for bit).
+        traffic; ~1e-7 relative error), used for the per-step correction, unless the
+        weights or V exceed float32's safe range (:func:`fits_float32`) or the float32
+        result is not finite: then in float64. ``np.dot``, not ``@``: numpy's matmul
+        holds the GIL for vector-matrix products (measured: two threads ran 0.94x as
+        fast as one), ``np.dot`` releases it (same BLAS call, same result bit for bit).
         """
         if weights.shape != (self.num_features,):
             raise ShapeError(f"Expected {self.num_features} RFF weights, got shape {weights.shape}.")
