@@ -2,7 +2,10 @@
 
 Keys are kebab-case everywhere outside Python (CLI flags, Flower run-config, payloads,
 summary.json); fields are the snake_case twins. :func:`RunConfig.from_mapping` validates
-every key before round 1 and names the key, the value and what is allowed.
+every key before round 1 and names the key, the value and what is allowed;
+:meth:`RunConfig.check_limits` then checks the options against the federation (its
+dimension and clients): sizes and combinations with which a run could not work
+(:mod:`fedzoo.limits`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,16 @@ from typing import Any
 from fedzoo import aggregation, corrections, optim, step_control
 from fedzoo.errors import ConfigError
 from fedzoo.estimators import finite_difference
+from fedzoo.limits import (
+    MAX_ARRAY_ELEMENTS,
+    MAX_CLIENTS,
+    MAX_FLOAT_OPTION,
+    MAX_GP_RESTARTS,
+    MAX_INT,
+    MAX_LOCAL_STEPS,
+    MAX_ROUNDS,
+    MAX_WORK_ELEMENTS,
+)
 from fedzoo.surrogates import kernels
 
 # The names each choice option allows, from the modules that implement them.
@@ -181,6 +194,67 @@ class RunConfig:
                 "replies possible than required the global state would never move."
             )
 
+    def check_limits(self, dim: int, num_clients: int) -> None:
+        """Refuse a federation of ``dim`` and ``num_clients`` this configuration cannot run
+        (the engine, the Flower run-config and the CLI call it before anything is built).
+
+        * :meth:`check_clients`; ``dim`` >= 1 and ``num-clients`` in [1, MAX_CLIENTS];
+        * sizes (:data:`fedzoo.limits.MAX_ARRAY_ELEMENTS` elements): ``dim`` (every reply
+          carries x), ``rff-features`` (FZooS replies carry the weights), ``num-clients x
+          dim`` (a problem's coefficients), each option of :data:`POINTS_OPTIONS` the
+          method reads times ``dim`` (e.g. a history of ``history-max`` points); working
+          matrices (:data:`fedzoo.limits.MAX_WORK_ELEMENTS`): ``rff-features x dim`` (the
+          shared feature map), ``dim x dim`` for ``fd-estimator = coordinate``;
+        * ``aggregation`` median / clip with fewer than 3 clients asked per round: with two
+          replies neither can tell an outlier (the median is the mean; the clip cap,
+          clip-factor x the median norm, is at least the larger norm), so a hostile client
+          would move the result as far as with ``mean``.
+
+        Raises:
+            ConfigError: naming the option(s), the values and the limit.
+        """
+        from fedzoo.methods import get_method
+
+        for key, value, low, high in (("dim", dim, 1, MAX_ARRAY_ELEMENTS),
+                                      ("num-clients", num_clients, 1, MAX_CLIENTS)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"{key!r} = {value!r} is not allowed; expected an integer in "
+                                  f"[{low}, {high}].")
+        self.check_clients(num_clients)
+        if num_clients * dim > MAX_ARRAY_ELEMENTS:
+            raise ConfigError(
+                f"'num-clients' x 'dim' = {num_clients} x {dim} is not allowed; expected at most "
+                f"{MAX_ARRAY_ELEMENTS} (a problem's coefficients are num-clients x dim numbers).")
+        options = get_method(self.method).options
+        if "rff-features" in options and self.rff_features > MAX_ARRAY_ELEMENTS:
+            raise ConfigError(
+                f"'rff-features' = {self.rff_features} is not allowed; expected at most "
+                f"{MAX_ARRAY_ELEMENTS}, the longest array a reply may carry (FZooS replies carry "
+                "the rff-features RFF weights).")
+        sizes = [(k, getattr(self, k.replace("-", "_")), MAX_ARRAY_ELEMENTS,
+                  "holds that many points of dimension d at once")
+                 for k in POINTS_OPTIONS if k in options]
+        if "rff-features" in options:
+            sizes.append(("rff-features", self.rff_features, MAX_WORK_ELEMENTS,
+                          "builds the rff-features x dim random-feature map"))
+        if "fd-estimator" in options and self.fd_estimator == "coordinate":
+            sizes.append(("fd-estimator = coordinate (dim directions)", dim, MAX_WORK_ELEMENTS,
+                          "builds the dim x dim coordinate directions"))
+        for key, count, limit, why in sizes:
+            if count * dim > limit:
+                raise ConfigError(
+                    f"{key!r} = {count} is not allowed with dim = {dim}; expected {key} x dim <= "
+                    f"{limit} (at most {limit // dim}): method {self.method!r} {why}.")
+        need = ROBUST_AGGREGATIONS.get(self.aggregation, 0)
+        asked = max(1, math.ceil(self.fraction * num_clients))
+        if asked < need:
+            raise ConfigError(
+                f"'aggregation' = {self.aggregation!r} is not allowed with {asked} client(s) asked "
+                f"per round (fraction = {self.fraction:g}, num-clients = {num_clients}); expected "
+                f"at least {need}, or aggregation = 'mean': with two replies the median is their "
+                "mean and the clip cap is at least the larger norm, so neither bounds a hostile "
+                "client.")
+
     def to_dict(self) -> dict[str, Any]:
         """Options as a kebab-case dict (JSON-ready)."""
         return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -192,6 +266,29 @@ class RunConfig:
         if meta.get("kind") != "choice":
             return None
         return tuple(meta["choices"])
+
+
+#: Ranges of options beyond their kind's rule: (lowest, highest, why). Every other integer
+#: option is at most MAX_INT (an int64), every other float one at most MAX_FLOAT_OPTION.
+RANGES: dict[str, tuple[float | None, float | None, str]] = {
+    "rounds": (None, MAX_ROUNDS, "the history rows travel in every checkpoint"),
+    "local_steps": (None, MAX_LOCAL_STEPS, "each step is at least one query"),
+    "gp_restarts": (None, MAX_GP_RESTARTS, "each start is a likelihood optimisation"),
+    "init_radius": (None, 1.0, "a half-width in the unit box"),
+    "explore_radius": (None, 1.0, "a half-width in the unit box"),
+    "fd_step": (1e-12, 1.0, "a step in the unit box, above float64's resolution of x"),
+    "rff_lengthscale": (1e-6, 1e6, "a lengthscale in the unit box"),
+    "cma_sigma": (1e-12, None, "a step size in the unit box"),
+}
+
+#: Options that count points of dimension d a client or message holds at once: each
+#: times d is at most MAX_ARRAY_ELEMENTS (for methods that read the option).
+POINTS_OPTIONS = ("init-points", "explore-candidates", "sync-candidates", "history-max",
+                  "rgf-directions", "popsize", "square-candidates")
+
+#: Aggregations that need at least this many replies to tell an outlier (with two, the
+#: median is the mean and the clip cap is at least the larger norm).
+ROBUST_AGGREGATIONS = {"median": 3, "clip": 3}
 
 
 def _check(f: dataclasses.Field, key: str, value: Any) -> Any:
@@ -208,4 +305,14 @@ def _check(f: dataclasses.Field, key: str, value: Any) -> Any:
         value = float(value)
     if not test(value):
         raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected {what}.")
+    if kind in _RULES and kind != "shape":
+        low, high, why = RANGES.get(f.name, (None, None, ""))
+        if high is None:
+            high = MAX_INT if isinstance(value, int) else MAX_FLOAT_OPTION
+            why = why or ("an int64" if isinstance(value, int) else "nothing in the unit box needs more")
+        if (low is not None and value < low) or value > high:
+            show = str if isinstance(value, int) else (lambda v: f"{v:g}")
+            span = f"at least {show(low)} and " if low is not None else ""
+            raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected {what}, "
+                              f"{span}at most {show(high)} ({why}).")
     return value

@@ -172,7 +172,7 @@ def _run(
     query_budget: int | None = None,
 ) -> RunResult:
     t_start = time.perf_counter()
-    config.check_clients(problem.num_clients)
+    config.check_limits(problem.dim, problem.num_clients)
     get_method(config.method).check_objectives(problem.objectives)
     weights = {cid: float(w) for cid, w in enumerate(problem.weights)}
     states = [protocol.new_client_state(config, problem.dim) for _ in problem.objectives]

@@ -169,6 +169,20 @@ class HistoryWatcher:
 
 
 #: The command line of this process, as summary.json records it (set by :func:`main`).
+def _failed_run(rows: list[dict[str, Any]], out: Path) -> int:
+    """1 (after saying why on stderr) when a round of the run failed, else 0."""
+    from fedzoo.results import failed_rounds, round_ranges
+
+    failed = failed_rounds(rows)
+    if not failed:
+        return 0
+    print(f"fedzoo: error: the run failed: no client could work in round(s) {round_ranges(failed)} "
+          f"(fewer valid train replies than --min-replies); the rounds are in "
+          f"{out / 'history.csv'} (status, notes: which clients were rejected or missing, "
+          "the reasons in the log) and summary.json has status failed.", file=sys.stderr)
+    return 1
+
+
 _INVOCATION: dict[str, Any] = {}
 
 
@@ -196,15 +210,38 @@ def _check_out(args: argparse.Namespace, out: str | Path | None = None) -> Path:
                            name="--out", overwrite_hint="--overwrite")
 
 
-def _check_clients(config: Any, clients: int) -> None:
-    """RunConfig.check_clients with the options named as flags."""
+def _check_clients(config: Any, clients: int, dim: int | None = None) -> None:
+    """RunConfig.check_clients (with ``dim``: RunConfig.check_limits, sizes and robust
+    aggregation too) with the options named as flags."""
     from fedzoo.errors import ConfigError
     from fedzoo_cli.common import as_flags
 
     try:
-        config.check_clients(clients)
+        if dim is None:
+            config.check_clients(clients)
+        else:
+            config.check_limits(dim, clients)
     except ConfigError as err:
-        raise ConfigError(as_flags(str(err)).replace("num-clients", "--clients")) from err
+        raise ConfigError(as_flags(str(err)).replace("'num-clients'", "--clients")
+                          .replace("num-clients", "--clients").replace("'dim'", "--dim")) from err
+
+
+def _check_problem(args: argparse.Namespace) -> None:
+    """The problem flags (and --workers) checked before anything is built, named as flags."""
+    import re
+
+    from fedzoo.errors import ConfigError
+    from fedzoo.objectives.problems import check_problem_args
+
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise ConfigError(f"--workers = {args.workers} is not allowed; expected an integer >= 1 "
+                          "(client threads).")
+    seed = args.problem_seed if args.problem_seed is not None else (args.seed or 0)
+    try:
+        check_problem_args(args.clients, args.dim, args.heterogeneity, seed)
+    except ConfigError as err:
+        text = re.sub(r"^(clients|dim|heterogeneity)\b", r"--\1", str(err))
+        raise ConfigError(text.replace("the problem seed", "--problem-seed")) from err
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -215,7 +252,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         raise ConfigError("fedzoo run needs --out DIR (or --resume DIR).")
     config = config_from_args(args, flag_names=True)
-    _check_clients(config, args.clients)
+    _check_problem(args)
+    _check_clients(config, args.clients, args.dim)
     problem = _problem_from_args(args) if args.engine == "inprocess" else None  # checked first
     out = _check_out(args)
     tensorboard = Path(args.tensorboard) if getattr(args, "tensorboard", None) else None
@@ -223,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     last = rows[-1]
     print(f"{config.method}: final value {last['value']:.6g} after {last['round']} rounds, "
           f"{last['queries']} queries; wrote {out / 'history.csv'} and {out / 'summary.json'}")
-    return 0
+    return _failed_run(rows, out)
 
 
 def _flower_persistence(out: Path) -> dict[str, Any]:
@@ -253,10 +291,11 @@ def _resume(args: argparse.Namespace) -> int:
                       "heterogeneity": heterogeneity, "problem-seed": problem_seed,
                       "resume": True, **_flower_persistence(out)}
         run_flower(run_config, out, num_clients=clients)
-        last = read_history(out / "history.csv")[-1]
+        rows = read_history(out / "history.csv")
+        last = rows[-1]
         print(f"{config.method}: resumed (flower); final value {last['value']:.6g} after "
               f"{last['round']} rounds, {last['queries']} queries; wrote {out}")
-        return 0
+        return _failed_run(rows, out)
     info = meta["info"]
     problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
                            heterogeneity=info["heterogeneity"], seed=info["seed"])

@@ -270,39 +270,13 @@ def _numbers(values: Mapping[str, Any], key: str, length: int, problem: str, *,
 
 
 def _check_limits(config: RunConfig, dim: int, num_clients: int) -> None:
-    """Values each valid on its own with which the run could never work.
-
-    * ``min-replies`` above the clients asked per round (``ceil(fraction x num-clients)``,
-      at least 1): the global state could never move.
-    * ``dim`` or ``rff-features`` above :data:`fedzoo.payload.MAX_ARRAY_ELEMENTS`: every
-      reply carries ``x`` (dim numbers), every FZooS reply ``rff-weights`` (M numbers),
-      and a reply with a longer array is refused before it is decoded.
-    * ``history-max x dim`` above the same limit (surrogate methods): a client's history
-      is stored as one array in its Flower state, which is read back under that limit.
-    """
-    from fedzoo.methods import get_method
-    from fedzoo.payload import MAX_ARRAY_ELEMENTS
-
-    config.check_clients(num_clients)
-    if dim > MAX_ARRAY_ELEMENTS:
-        raise ConfigError(
-            f"Run-config 'dim' = {dim} is not allowed; expected at most {MAX_ARRAY_ELEMENTS}, "
-            "the longest array a reply may carry (every reply carries x)."
-        )
-    if config.rff_features > MAX_ARRAY_ELEMENTS:
-        raise ConfigError(
-            f"Run-config 'rff-features' = {config.rff_features} is not allowed; expected at most "
-            f"{MAX_ARRAY_ELEMENTS}, the longest array a reply may carry (FZooS replies carry "
-            "the rff-features RFF weights)."
-        )
-    keeps_history = "history-max" in get_method(config.method).options
-    if keeps_history and config.history_max * dim > MAX_ARRAY_ELEMENTS:
-        raise ConfigError(
-            f"Run-config 'history-max' = {config.history_max} is not allowed with dim = {dim}; "
-            f"expected history-max x dim <= {MAX_ARRAY_ELEMENTS} (at most "
-            f"{MAX_ARRAY_ELEMENTS // dim}): a client's history of history-max points is kept as "
-            "one array in its Flower state, read back under that limit."
-        )
+    """Values each valid on its own with which the run could never work: the caps the
+    in-process engine applies too (:meth:`fedzoo.config.RunConfig.check_limits`:
+    ``min-replies`` above the clients asked per round, ``dim``, ``rff-features`` and the
+    points a method holds at once against :data:`fedzoo.limits.MAX_ARRAY_ELEMENTS`, e.g.
+    ``history-max x dim``, as a client's history travels as one array in its Flower
+    state; robust aggregation with fewer than 3 clients asked)."""
+    config.check_limits(dim, num_clients)
 
 
 def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:

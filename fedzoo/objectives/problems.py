@@ -182,13 +182,33 @@ def dirichlet_coefficients(
     return 1.0 + heterogeneity * (p - 1.0 / num_clients)
 
 
-def _check_common(num_clients: int, dim: int, heterogeneity: float) -> None:
-    if int(num_clients) != num_clients or num_clients < 1:
-        raise ConfigError(f"clients must be a positive integer, got {num_clients!r}.")
-    if int(dim) != dim or dim < 1:
+def check_problem_args(num_clients: int, dim: int, heterogeneity: float, seed: int = 0) -> None:
+    """Refuse synthetic-problem arguments no run could use, before anything is allocated:
+    ``clients`` in [1, MAX_CLIENTS], ``dim`` >= 1 and ``clients x dim`` at most
+    MAX_ARRAY_ELEMENTS (the N x d coefficients), ``heterogeneity`` in [0, MAX_HETEROGENEITY],
+    ``seed`` an integer in [0, MAX_INT] (:mod:`fedzoo.limits`)."""
+    from fedzoo.limits import MAX_ARRAY_ELEMENTS, MAX_CLIENTS, MAX_HETEROGENEITY, MAX_INT
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not whole(num_clients) or not 1 <= num_clients <= MAX_CLIENTS:
+        raise ConfigError(f"clients must be an integer in [1, {MAX_CLIENTS}], got {num_clients!r}.")
+    if not whole(dim) or dim < 1:
         raise ConfigError(f"dim must be a positive integer, got {dim!r}.")
-    if not np.isfinite(heterogeneity) or heterogeneity < 0:
-        raise ConfigError(f"heterogeneity must be a finite number >= 0, got {heterogeneity!r}.")
+    if num_clients * dim > MAX_ARRAY_ELEMENTS:
+        raise ConfigError(f"dim = {dim} is too large with {num_clients} clients; expected clients x "
+                          f"dim <= {MAX_ARRAY_ELEMENTS} (the problem's coefficients).")
+    if not isinstance(heterogeneity, (int, float, np.number)) or isinstance(heterogeneity, bool) \
+            or not np.isfinite(heterogeneity) or not 0 <= heterogeneity <= MAX_HETEROGENEITY:
+        raise ConfigError(f"heterogeneity must be a finite number in [0, {MAX_HETEROGENEITY:g}], "
+                          f"got {heterogeneity!r}.")
+    if not whole(seed) or not 0 <= seed <= MAX_INT:
+        raise ConfigError(f"the problem seed must be an integer in [0, {MAX_INT}], got {seed!r}.")
+
+
+def _check_common(num_clients: int, dim: int, heterogeneity: float, seed: int = 0) -> None:
+    check_problem_args(num_clients, dim, heterogeneity, seed)
 
 
 # --------------------------------------------------------------------------------------
@@ -222,7 +242,7 @@ def quadratic_problem(
     the C-free quadratic (1/(10d)) (sum_j z_j^2 + z_j + 1) with minimum
     F* = -0.025 + 1/(10 d) at z = -0.5 (x = 0.475). x0 ~ U[0, 1]^d from the seed.
     """
-    _check_common(clients, dim, heterogeneity)
+    _check_common(clients, dim, heterogeneity, seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 101]))
     a = dirichlet_coefficients(rng, clients, dim, heterogeneity)
     b = dirichlet_coefficients(rng, clients, dim, heterogeneity)
@@ -332,7 +352,7 @@ def _tilted_problem(
     heterogeneity: float,
     seed: int,
 ) -> FederatedProblem:
-    _check_common(clients, dim, heterogeneity)
+    _check_common(clients, dim, heterogeneity, seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 202]))
     scales = dirichlet_coefficients(rng, clients, 1, heterogeneity)[:, 0]
     tilts = dirichlet_coefficients(rng, clients, dim, heterogeneity) - 1.0
@@ -454,7 +474,7 @@ def _paper_problem(
     heterogeneity: float,
     seed: int,
 ) -> FederatedProblem:
-    _check_common(clients, dim, heterogeneity)
+    _check_common(clients, dim, heterogeneity, seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 404]))
     # per coordinate one Dirichlet(1/N) vector over the clients for each of c1 and c2
     alpha = np.full(clients, 1.0 / clients)
