@@ -48,7 +48,6 @@ Rules:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -56,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedzoo.checkpoint import content_digest as _content_digest
 from fedzoo.checkpoint import write_npz_atomic
 from fedzoo.errors import ConfigError
 
@@ -85,17 +85,9 @@ class CorruptSnapshotError(ValueError):
 
 def content_digest(arrays: Mapping[str, np.ndarray]) -> bytes:
     """SHA-256 over the arrays' names, dtypes, shapes and bytes (names sorted; every
-    field length-prefixed, so no two different snapshots hash the same input)."""
-    h = hashlib.sha256(_DIGEST_DOMAIN)
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        for part in (name.encode("utf-8"), a.dtype.str.encode(), repr(a.shape).encode()):
-            h.update(len(part).to_bytes(8, "little"))
-            h.update(part)
-        data = a.tobytes()
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.digest()
+    field length-prefixed, so no two different snapshots hash the same input): the
+    checkpoints' digest (:func:`fedzoo.checkpoint.content_digest`) in the snapshots' domain."""
+    return _content_digest(arrays, _DIGEST_DOMAIN)
 
 
 def read_snapshot(path: Path) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ import numpy as np
 from fedzoo import protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
-from fedzoo.checkpoint import check_resume_rounds, load_checkpoint
+from fedzoo.checkpoint import check_resume_rounds, directory_lock, load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.methods import get_method
@@ -142,10 +142,14 @@ def run_federation(
             an uninterrupted run's (``wall_s`` aside).
         query_budget: a hard limit on the queries of the run, final evaluation included:
             no round starts that could pass it (:mod:`fedzoo.budget`).
+
+    ``out_dir`` and ``checkpoint_dir``, where they exist, are locked for the run
+    (:func:`fedzoo.checkpoint.directory_lock`): a second run writing there is refused.
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     retain_freed_memory()  # many medium temporaries per step: reuse heap pages
-    with blas_threads(1), ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
+    with blas_threads(1), directory_lock(out_dir, checkpoint_dir), \
+            ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
         return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
                     round_callback, checkpoint_dir, resume, query_budget)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,7 +169,6 @@ class HistoryWatcher:
                 self.progress(row, self.total)
 
 
-#: The command line of this process, as summary.json records it (set by :func:`main`).
 def _failed_run(rows: list[dict[str, Any]], out: Path) -> int:
     """1 (after saying why on stderr) when a round of the run failed, else 0."""
     from fedzoo.results import failed_rounds, round_ranges
@@ -183,6 +183,7 @@ def _failed_run(rows: list[dict[str, Any]], out: Path) -> int:
     return 1
 
 
+#: The command line of this process, as summary.json records it (set by :func:`main`).
 _INVOCATION: dict[str, Any] = {}
 
 
@@ -280,6 +281,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     out = Path(args.resume)
     meta = load_checkpoint(out).meta
+    _check_resume_flags(args, meta, out)
     rounds = args.rounds if args.rounds is not None else meta["rounds"]
     config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
     if meta.get("engine") == "flower":  # a run of the Flower app (server.app)
@@ -307,7 +309,60 @@ def _resume(args: argparse.Namespace) -> int:
         progress.close()
     print(f"{config.method}: resumed; final value {result.value:.6g} after "
           f"{result.history[-1]['round']} rounds, {result.num_queries} queries; wrote {out}")
-    return 0
+    return _failed_run(result.history, out)
+
+
+#: Flags --resume takes besides DIR: they do not change what the run computes.
+RESUME_FLAGS = ("resume", "rounds", "workers", "verbose", "checkpoint", "overwrite")
+
+
+def _check_resume_flags(args: argparse.Namespace, meta: dict[str, Any], out: Path) -> None:
+    """Refuse flags given with --resume that contradict the checkpoint (or that --resume
+    cannot honour), naming each with the checkpoint's value: the checkpoint fixes the
+    run (options, problem, engine, directory); only --rounds (and --workers) may change."""
+    import dataclasses
+
+    from fedzoo.config import RunConfig
+    from fedzoo.errors import ConfigError
+
+    given = getattr(args, "given", None) or set()
+    flower = meta.get("engine") == "flower"
+    if flower:
+        name, dim, clients, heterogeneity, problem_seed = meta["problem"]
+    else:
+        info = meta.get("info", {})
+        name, dim, clients = meta["problem"], info.get("dim"), info.get("clients")
+        heterogeneity, problem_seed = info.get("heterogeneity"), info.get("seed")
+    saved = {"problem": name, "dim": dim, "clients": clients, "heterogeneity": heterogeneity,
+             "problem_seed": problem_seed, "engine": "flower" if flower else "inprocess",
+             "out": str(out.expanduser().resolve())}
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"rounds"}
+    wrong = []
+    for dest in sorted(given - set(RESUME_FLAGS)):
+        flag = "--" + dest.replace("_", "-")
+        value = getattr(args, dest, None)
+        if dest in fields:
+            have = meta["config"].get(dest.replace("_", "-"))
+            try:
+                value = getattr(RunConfig.from_mapping({dest: value}), dest)
+            except ConfigError:
+                pass
+        elif dest in saved:
+            have = saved[dest]
+            if dest == "out":
+                value = str(Path(value).expanduser().resolve())
+        else:  # --config, --tensorboard, ...: not honoured by --resume
+            wrong.append(f"{flag} (not used by --resume)")
+            continue
+        same = value == have or (isinstance(value, float) and isinstance(have, (int, float))
+                                 and float(have) == value)
+        if not same:
+            wrong.append(f"{flag} {value!r} (the checkpoint's: {have!r})")
+    if wrong:
+        raise ConfigError(
+            f"--resume {out} continues the checkpointed run as it was; these flags contradict "
+            f"it: {'; '.join(wrong)}. Drop them (only --rounds and --workers may change on "
+            "resume), or start a new run with --out.")
 
 
 #: Targets of the comparison table: the fraction q of the way from F(x0) to the best
@@ -729,6 +784,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
         return 2
+    if getattr(args, "command", None) == "run":
+        args.given = _given_flags(_subparser(parser, "run"), argv[argv.index("run") + 1:])
+    _terminate_on_sigterm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _INVOCATION.clear()
@@ -754,6 +812,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 EXTRA_OF = {"torch": "attack", "sklearn": "attack", "mlxtend": "attack", "flwr": "flower",
             "grpc": "flower", "matplotlib": "plot", "cma": "cma", "tensorboardX": "tensorboard",
             "tensorboard": "tensorboard", "tqdm": "progress"}
+
+
+def _given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests of the options given in ``argv`` (parsed again with every default
+    suppressed, so a flag given with its default value counts as given)."""
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        found, _ = parser.parse_known_args(argv)
+    finally:
+        for action, default in saved:
+            action.default = default
+    return {d for d in vars(found) if d in {a.dest for a, _ in saved}}
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM ends the command like Ctrl-C does (SystemExit 143 through every cleanup:
+    Flower processes stopped, partial results saved, locks released)."""
+    import threading
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:

@@ -54,7 +54,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedzoo import protocol
-from fedzoo.checkpoint import Checkpoint, check_resume_rounds, load_checkpoint
+from fedzoo.checkpoint import Checkpoint, check_resume_rounds, directory_lock, load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.methods import get_method
@@ -602,7 +602,17 @@ def _logs_to_flower() -> Iterator[None]:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry point of ``flwr run``: parse the run-config, run, write the results."""
+    """Entry point of ``flwr run``: parse the run-config, run, write the results.
+
+    A run with a failed round (no client could work, ``summary.json`` status ``failed``)
+    raises after writing its results, so that Flower reports the run as failed too. The
+    out-dir and checkpoint-dir (where they exist) are locked while the run writes them
+    (:func:`fedzoo.checkpoint.directory_lock`: another run there is refused).
+    """
     with _logs_to_flower():
         settings = parse_run_config(context.run_config)
-        run_server(grid, settings)
+        with directory_lock(resolve_out_dir(settings), settings.checkpoint_dir or None):
+            run = run_server(grid, settings)
+        if run.summary.get("status") == "failed":
+            raise FlowerRunError(f"The run failed: {run.summary.get('error')}; results in "
+                                 f"{resolve_out_dir(settings)}.")
