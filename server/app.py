@@ -279,7 +279,8 @@ def wait_for_partitions(
             raise FlowerRunError(
                 f"Only {len(fed.nodes)} of {settings.num_clients} partitions connected after "
                 f"{waited:.1f} s (run-config node-wait-timeout = {settings.node_wait_timeout:g} s): missing "
-                f"partition id(s) {missing}; nodes seen {node_ids}; failures: {failures}{silent}. {hint}"
+                f"partition id(s) {missing}; nodes seen {node_ids}; failures: "
+                f"{f'{failures}{silent}'.rstrip('.')}. {hint}"
             )
         time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
 

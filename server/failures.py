@@ -35,5 +35,5 @@ def parse_objective_failure(reason: str) -> tuple[int, str] | None:
     for line in reversed([ln.strip() for ln in reason.strip().splitlines() if ln.strip()]):
         match = _PATTERN.search(line)
         if match:
-            return int(match.group(1)), match.group(2).strip()
+            return int(match.group(1)), match.group(2).strip().rstrip(".")
     return None
