@@ -137,10 +137,10 @@ def _error_text(msg: Message) -> str:
 
 
 def _objective_hint(fed: Federation) -> str:
-    named = "; ".join(f"partition {pid}: {why}" for pid, why in sorted(fed.broken.items()))
     return (
         f"The SuperNode(s) of partition(s) {sorted(fed.broken)} cannot load their objective "
-        f"({named}). Fix that node's objective (a node config objective='package.module:function' "
+        "(the failures say why). Fix that node's objective (a node config "
+        "objective='package.module:function' "
         "must be importable by the SuperNode: install the package or put its directory on the "
         "SuperNode's PYTHONPATH; oracle='host:port' must be reachable), or the run-config "
         "(problem, dim, objective-factory), then restart that SuperNode and the run."

@@ -194,14 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fedzoo-deploy-"))
     print(f"workdir (logs, certificates, keys): {workdir}", flush=True)
     t0 = time.perf_counter()
-    summ = deploy(
-        run_config,
-        args.out,
-        num_clients=args.clients,
-        workdir=workdir,
-        oracle_client=args.oracle_client,
-        timeout_s=args.timeout,
-    )
+    from fedzoo.errors import FedZooError
+
+    try:
+        summ = deploy(
+            run_config,
+            args.out,
+            num_clients=args.clients,
+            workdir=workdir,
+            oracle_client=args.oracle_client,
+            timeout_s=args.timeout,
+        )
+    except FedZooError as err:  # a failed run (e.g. a SuperNode's objective cannot load)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     fv = summ["final_value"]
     print(

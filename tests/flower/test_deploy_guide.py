@@ -173,3 +173,20 @@ def test_a_supernode_without_the_user_module_fails_the_run_within_seconds(tmp_pa
     assert not (fz / "run1" / "summary.json").exists()
     assert elapsed < 100, elapsed  # the run ended long before node-wait-timeout = 120 s
     assert left == []
+
+
+def test_the_deploy_script_exits_non_zero_within_seconds_when_no_objective_can_load(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "run_deployment", REPO_ROOT / "simulations" / "deploy" / "run_deployment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    start = time.monotonic()
+    # problem = custom with nodes that name no objective: every SuperNode reports it
+    code = module.main(["--clients", "2", "--problem", "custom", "--rounds", "1", "--dim", "4",
+                        "--method", "fedzo", "--out", str(tmp_path / "out"),
+                        "--workdir", str(tmp_path / "work")])
+    assert code == 1 and time.monotonic() - start < 100
+    err = capsys.readouterr().err
+    assert "cannot load its objective" in err and "Start one SuperNode per partition" not in err
