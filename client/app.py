@@ -41,6 +41,7 @@ from fedzoo import __version__, protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError
+from server.failures import objective_failure
 from server.records import (
     EVALUATE,
     STATE_KEY,
@@ -49,7 +50,6 @@ from server.records import (
     payload_to_content,
     record_to_arrays,
 )
-from server.failures import objective_failure
 from server.settings import FlowerSettings, parse_run_config, run_key
 
 app = ClientApp()
@@ -222,7 +222,12 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 @app.query("describe")
 def describe(msg: Message, context: Context) -> Message:
-    """Who this node is: its partition id and objective (loaded once to check it)."""
+    """Who this node is: its partition id and objective (loaded once to check it).
+
+    An objective that cannot load (an import error, a wrong dimension, a custom problem
+    without one) raises :class:`server.failures.ObjectiveLoadError` naming the partition,
+    so that the server ends the run at once with this error (:mod:`server.failures`).
+    """
     settings = settings_of(context)
     pid = partition_id(context.node_config, settings)
     try:
