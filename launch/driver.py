@@ -19,6 +19,13 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
    detached into its own session, then ``flwr-simulation`` and Ray) are stopped by PID:
    the SuperLink's group, then every process carrying this run's
    ``FEDZOO_FLOWER_SESSION`` marker (:mod:`launch.local`, :mod:`launch.processes`).
+   A driver killed without its ``finally`` (SIGKILL) leaves nothing either: the
+   SuperLink gets a parent-death SIGTERM and the session's watchdog
+   (:mod:`launch.watchdog`) stops every marked process and removes the temporary
+   directory; ``fedzoo run`` turns SIGTERM into a normal exit through the ``finally``.
+6. one writer per output directory: a run is refused at once while another process
+   holds ``<out>/.fedzoo.lock`` (:func:`fedzoo.checkpoint.directory_lock`, which the
+   ServerApp takes for the run).
 
 Environment of every process: see :func:`launch.local.flower_env` (offline, no
 telemetry, no update check, short ``RAY_TMPDIR``, one BLAS thread).
@@ -34,6 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fedzoo.checkpoint import check_unlocked
 from launch.local import FlowerLaunchError, Session
 from server.settings import parse_run_config
 
@@ -61,6 +69,8 @@ class FlowerSimulation:
     def __enter__(self) -> FlowerSimulation:
         self.workdir = Path(tempfile.mkdtemp(prefix="fedzoo-flwr-"))
         self.session = Session(self.workdir, simulation=True)
+        if not self.keep_workdir:
+            self.session.remove_on_orphan.append(self.workdir)
         try:
             self.session.start_superlink(timeout_s=self.start_timeout_s)
         except BaseException:
@@ -73,7 +83,11 @@ class FlowerSimulation:
         if self.session is not None:
             self.session.stop()
         if self.workdir is not None and not self.keep_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            for _ in range(3):  # a process that just died may still have had a file open
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                if not self.workdir.exists():
+                    break
+                time.sleep(0.5)
 
     def run(
         self,
@@ -90,6 +104,7 @@ class FlowerSimulation:
         out = Path(out_dir).expanduser().resolve()
         overrides = {**dict(run_config), "num-clients": int(num_clients), "out-dir": str(out)}
         parse_run_config(overrides)  # fail fast, before anything is submitted
+        check_unlocked(out)  # another run writes there: refused now, not by the ServerApp
         federation = {"num-supernodes": int(num_clients), "client-resources-num-cpus": 1}
         return self.session.run(
             overrides,

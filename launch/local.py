@@ -10,9 +10,13 @@ benchmark. Every process started here:
   one BLAS thread, this environment's ``bin`` first on ``PATH`` (the SuperLink spawns
   ``flower-superexec`` / ``flwr-*`` through it) and the session marker
   ``FEDZOO_FLOWER_SESSION=<token>``;
-* is started with ``start_new_session=True`` on 127.0.0.1 and a free port;
+* is started with ``start_new_session=True`` on 127.0.0.1 and a free port, and (Linux,
+  from the main thread) with a parent-death signal: SIGTERM when the driver dies;
 * is stopped by :meth:`Session.stop` (its own group first, then every process that
-  carries the session marker, see :mod:`launch.processes`).
+  carries the session marker, see :mod:`launch.processes`), or, when the driver dies
+  without stopping it (SIGKILL), by the session's watchdog (:mod:`launch.watchdog`),
+  started with the session's first process, which also removes the session's temporary
+  directories (:attr:`Session.remove_on_orphan`).
 
 TLS material for a deployment comes from :func:`make_certificates` (openssl: a CA and a
 server certificate with SAN ``IP:127.0.0.1, DNS:localhost``) and SuperNode keys from
@@ -22,6 +26,7 @@ server certificate with SAN ``IP:127.0.0.1, DNS:localhost``) and SuperNode keys 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -31,6 +36,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +48,8 @@ from typing import Any
 
 from fedzoo.errors import FedZooError
 from launch import processes
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_ENV = "FEDZOO_FLOWER_SESSION"
@@ -315,12 +323,16 @@ class Session:
     certs: Certificates | None = None
     procs: list[tuple[str, subprocess.Popen[bytes], Path]] = field(default_factory=list)
     ray_tmp: Path | None = None
+    #: directories the watchdog removes if the driver dies (Ray's; the caller may add)
+    remove_on_orphan: list[Path] = field(default_factory=list)
+    watchdog: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         if self.node_auth and not self.tls:
             raise ValueError("SuperNode authentication needs TLS.")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ray_tmp = Path(tempfile.mkdtemp(prefix="fzray", dir="/tmp"))
+        self.remove_on_orphan.append(self.ray_tmp)
         self.env = flower_env(self.workdir / "flwr-home", self.token, self.ray_tmp)
 
     @property
@@ -331,7 +343,12 @@ class Session:
     def spawn(
         self, name: str, cmd: list[str], *, env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """Start ``cmd`` in a new session with this session's marker; output to name.log."""
+        """Start ``cmd`` in a new session with this session's marker; output to name.log.
+
+        The first call starts the session's watchdog (:meth:`start_watchdog`); the
+        process gets SIGTERM when the driver dies (from the main thread only: the
+        kernel's "parent" is the forking thread)."""
+        self.start_watchdog()
         log_path = self.workdir / f"{name}.log"
         full_env = dict(self.env if env is None else env)
         full_env[SESSION_ENV] = self.token
@@ -343,9 +360,24 @@ class Session:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent() if _main_thread() else None,
             )
         self.procs.append((name, proc, log_path))
         return proc
+
+    def start_watchdog(self) -> None:
+        """Start :mod:`launch.watchdog` for this process and session (once): it stops
+        every marked process and removes :attr:`remove_on_orphan` if this process dies
+        without :meth:`stop`."""
+        if self.watchdog is not None and self.watchdog.poll() is None:
+            return
+        cmd = [sys.executable, "-m", "launch.watchdog", "--parent", str(os.getpid()),
+               "--marker", f"{SESSION_ENV}={self.token}"]
+        for directory in self.remove_on_orphan:
+            cmd += ["--remove", str(directory)]
+        with open(self.workdir / "watchdog.log", "wb") as out:
+            self.watchdog = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def log_of(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -465,7 +497,9 @@ class Session:
         """Stop every process of this session (SuperNodes first), remove Ray's tmp dir."""
         for _, proc, _ in reversed(self.procs):
             processes.stop(proc, grace_s=5.0)
-        processes.stop(None, (SESSION_ENV, self.token), grace_s=5.0)
+        processes.stop(None, (SESSION_ENV, self.token), grace_s=5.0)  # the watchdog too
+        if self.watchdog is not None:
+            processes.stop(self.watchdog, grace_s=5.0)
         if self.ray_tmp is not None:
             shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
@@ -574,16 +608,46 @@ class Session:
         status = self.wait(run_id, timeout_s)
         run_log = self.logs(run_id)
         (out_dir / "flower-run.log").write_text(run_log)
+        path = out_dir / "summary.json"
         if status != FINISHED_OK:
+            summary = _summary_of_failed_rounds(path)
+            if summary is not None:  # a run with failed rounds: its results are the answer
+                log.warning("Flower run %d ended with status %r: %s", run_id, status,
+                            summary.get("error"))
+                return summary
             raise FlowerLaunchError(
                 f"Flower run {run_id} ended with status {status!r}:\n{run_log[-6000:]}"
             )
-        path = out_dir / "summary.json"
         if not path.exists():
             raise FlowerLaunchError(
                 f"Flower run {run_id} completed but wrote no {path}:\n{run_log[-6000:]}"
             )
         return json.loads(path.read_text())
+
+
+def _summary_of_failed_rounds(path: Path) -> dict[str, Any] | None:
+    """summary.json of a run the ServerApp ended as failed because a round failed (no
+    client could work; ``failed_rounds`` listed), else None."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("status") == "failed" and data.get("failed_rounds"):
+        return data
+    return None
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _die_with_parent() -> Any:
+    """A ``preexec_fn``: SIGTERM to the child when the driver dies."""
+
+    def preexec() -> None:
+        processes.set_parent_death_signal(signal.SIGTERM)
+
+    return preexec
 
 
 def stage_app(destination: Path, app_dir: Path = REPO_ROOT) -> Path:

@@ -8,6 +8,11 @@ process started here carries a unique marker in its environment (the private
 terminates the group of the process we started, then every process whose environment
 holds the marker (Linux ``/proc``; elsewhere only the group is stopped). Only processes
 with our marker are ever signalled.
+
+Two more guards hold when the driver itself dies without running its cleanups (SIGKILL):
+the processes :class:`launch.local.Session` starts get a parent-death signal
+(:func:`set_parent_death_signal`, Linux ``PR_SET_PDEATHSIG``: SIGTERM when the driver
+dies), and the session's watchdog (:mod:`launch.watchdog`) stops every marked process.
 """
 
 from __future__ import annotations
@@ -15,8 +20,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; the "parent" is the thread that forked it). Usable in a
+    ``preexec_fn``. False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def processes_with_env(key: str, value: str) -> list[int]:
