@@ -381,13 +381,18 @@ class FlowerRun:
 
 
 def checkpoint_meta(settings: FlowerSettings) -> dict[str, Any]:
-    """What identifies a Flower run in its checkpoint (everything but the rounds)."""
-    return {
+    """What identifies a Flower run in its checkpoint (everything but the rounds); a custom
+    start point or weights (run-config ``x0``/``weights``) only when set."""
+    meta = {
         "engine": "flower",
         "config": {k: v for k, v in settings.config.to_dict().items() if k != "rounds"},
         "problem": list(settings.problem_key),
         "objective": settings.objective_meta,
     }
+    if settings.x0 is not None or settings.weights is not None:
+        meta["start"] = {"x0": list(settings.x0) if settings.x0 is not None else None,
+                         "weights": list(settings.weights) if settings.weights is not None else None}
+    return meta
 
 
 def _resume_checkpoint(settings: FlowerSettings) -> Checkpoint:

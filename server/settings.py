@@ -365,7 +365,9 @@ def run_identity(run_config: Mapping[str, Any]) -> dict[str, Any]:
     Two runs with the same identity are the same computation (one may resume the other).
     """
     values = {**shipped_defaults(), **dict(run_config)}
-    return {k: values[k] for k in sorted(values) if k not in VOLATILE_KEYS}
+    # x0/weights join the identity only when set: runs from before they existed keep theirs
+    return {k: values[k] for k in sorted(values)
+            if k not in VOLATILE_KEYS and not (k in ("x0", "weights") and values[k] == "")}
 
 
 def run_key(run_config: Mapping[str, Any]) -> str:

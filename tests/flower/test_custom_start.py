@@ -56,3 +56,27 @@ def test_the_server_starts_at_x0(tmp_path):
     nodes = [{"partition-id": i, "objective": "tests.flower.fixtures:sphere"} for i in range(3)]
     run = run_server(make_grid(rc, nodes), parse_run_config(rc))
     assert run.rows[0]["reported_value"] == pytest.approx(0.0)  # sphere's minimum is 0.3
+
+
+def test_identity_and_checkpoint_meta_change_only_when_x0_or_weights_are_set():
+    from server.app import checkpoint_meta
+    from server.settings import run_identity
+
+    assert "x0" not in run_identity(CUSTOM) and "weights" not in run_identity(CUSTOM)
+    assert "start" not in checkpoint_meta(parse_run_config(CUSTOM))
+    set_ = {**CUSTOM, "weights": "1,1,2"}
+    assert run_identity(set_)["weights"] == "1,1,2"
+    assert checkpoint_meta(parse_run_config(set_))["start"] == {"x0": None, "weights": [0.25, 0.25, 0.5]}
+
+
+@pytest.mark.usefixtures("identity")
+def test_a_resume_with_other_weights_is_refused(tmp_path):
+    from server.app import FlowerRunError
+
+    rc = {**SMALL, "problem": "custom", "method": "fedzo", "rounds": 1, "out-dir": str(tmp_path / "out"),
+          "checkpoint-dir": str(tmp_path / "ckpt"), "weights": "1,1,2"}
+    nodes = [{"partition-id": i, "objective": "tests.flower.fixtures:sphere"} for i in range(3)]
+    run_server(make_grid(rc, nodes), parse_run_config(rc))
+    other = {**rc, "rounds": 2, "resume": True, "weights": "1,1,1", "out-dir": str(tmp_path / "out2")}
+    with pytest.raises(FlowerRunError, match="belongs to another run"):
+        run_server(make_grid(other, nodes), parse_run_config(other))
