@@ -56,7 +56,8 @@ def correction_keys(config: RunConfig, dim: int) -> tuple[str | None, str | None
 def expected_correction(config, msg, x, own_before, fresh, dim):
     if "rff-weights" in msg:
         rff = shared_features(dim, config.rff_features, msg["rff-lengthscale"], msg["rff-seed"])
-        return fzoos_term(x, 1, config.gamma, rff, fresh, own_before, config.gamma_schedule)
+        return fzoos_term(x, 1, config.gamma, rff, fresh, own_before,
+                          get_method(config.method).schedule(config))
     return scaffold_term(fresh, own_before)
 
 
