@@ -38,8 +38,9 @@ def test_attack_through_the_flower_app_gives_the_in_process_outcome(tmp_path, ca
                 local = [{k: v for k, v in r.items() if "_s" not in k} for r in local]
                 remote = [{k: v for k, v in r.items() if "_s" not in k} for r in remote]
             assert local == remote, (method, name)
-    # the Flower runs stopped at the budget (2000 queries), not at the 10-round cap
+    # the Flower runs stopped before a round that could pass the budget (2000 queries,
+    # a hard limit), not at the 10-round cap
     run = tmp_path / "flower" / "flower" / "fzoos" / f"image{IMAGE}"
     rows = list(csv.DictReader(open(run / "history.csv")))
-    assert int(rows[-1]["queries"]) >= 2000 > int(rows[-2]["queries"]) and len(rows) < 11
+    assert int(rows[-1]["queries"]) <= 2000 and len(rows) < 11
     assert np.load(run / "points.npy").shape == (len(rows), 784)
