@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="", help="comma-separated (default: every method)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another run option for every run (repeatable), e.g. fraction=0.6")
+    p.add_argument("--renamed", action="append", default=[], metavar="OLD=NEW",
+                   help="with --compare: the recorded method OLD is now called NEW (e.g. "
+                        "fzoos=fzoos-paper); its record is compared with NEW's runs")
     args = p.parse_args(argv)
     if args.record:
         got = record(args)
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recorded {len(got)} histories in {args.record}")
         return 0
     want = json.loads((Path(args.compare) / "histories.json").read_text())
+    renamed = dict(pair.split("=", 1) for pair in args.renamed)
+    want = {f"{renamed.get(k.split('/')[0], k.split('/')[0])}/{k.split('/')[1]}": v for k, v in want.items()}
     if not args.methods:
         args.methods = ",".join(sorted({k.split("/")[0] for k in want}))
     got = record(args)
