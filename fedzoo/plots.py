@@ -50,18 +50,7 @@ def comparison_figure(
             v = [max(x - optimum, 1e-12) if math.isfinite(x) else math.nan for x in v]
         ax_q.plot(q, v, label=label, lw=1.6)
         ax_r.plot(rounds, v, label=label, lw=1.6)
-    ylabel = "F(x) - F*" if optimum is not None else "F(x)"
-    for ax, xlabel in ((ax_q, "cumulative queries (all clients)"), (ax_r, "round")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if optimum is not None:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    ax_q.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax_q, ax_r, "cumulative queries (all clients)", optimum is not None, title)
 
 
 def plot_comparison(
@@ -118,18 +107,8 @@ def comparison_figure_seeds(
         for ax, x in ((ax_q, q), (ax_r, rounds)):
             (line,) = ax.plot(x, med, label=label, lw=1.6)
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
-    ylabel = "F(x) - F*" if optima is not None else "F(x)"
-    for ax, xlabel in ((ax_q, "cumulative queries (all clients, median over seeds)"), (ax_r, "round")):
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if optima is not None:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    ax_q.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax_q, ax_r, "cumulative queries (all clients, median over seeds)",
+                   optima is not None, title)
 
 
 def plot_comparison_seeds(
@@ -150,3 +129,19 @@ def plot_comparison_seeds(
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _finish(fig: Any, ax_q: Any, ax_r: Any, qlabel: str, gap: bool, title: str) -> Any:
+    """Axis labels, log scale for F - F*, grid, legend and title of a comparison figure."""
+    ylabel = "F(x) - F*" if gap else "F(x)"
+    for ax, xlabel in ((ax_q, qlabel), (ax_r, "round")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if gap:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    ax_q.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
