@@ -45,6 +45,7 @@ from fedzoo_attack.report import (
     attack_title,
     maybe_plot,
     package_versions,
+    plot_attack_grid,
     plot_attack_success,
     write_attack_files,
     write_method_tables,
@@ -392,5 +393,27 @@ def run_attack_experiment(
             budget=budget,
             title=attack_title(info, epsilon, targeted),
         )
+        maybe_plot(
+            plot_attack_grid,
+            results,
+            _client_predictions(models),
+            list(images),
+            epsilon,
+            out / "attack-grid.png",
+            title=attack_title(info, epsilon, targeted),
+        )
     return summary
+
+
+def _client_predictions(models: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """``batch -> clients x batch`` predicted classes of every client model (not queries)."""
+    from fedzoo_attack.objectives import _unpack_models, as_classifier
+
+    seq, _ = _unpack_models(models)
+    classifiers = [as_classifier(m) for m in seq]
+
+    def classify(batch: np.ndarray) -> np.ndarray:
+        return np.stack([np.asarray(c(batch)).argmax(axis=1) for c in classifiers])
+
+    return classify
 

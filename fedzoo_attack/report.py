@@ -232,3 +232,51 @@ def _step_interp(history: Sequence[Mapping[str, Any]], grid: np.ndarray) -> np.n
     out = v[np.clip(idx, 0, None)]
     out[grid > q[-1]] = np.nan
     return out
+
+
+def plot_attack_grid(
+    results: Mapping[str, Sequence[Any]],
+    classify: Callable[[np.ndarray], np.ndarray],
+    images: Sequence[np.ndarray],
+    epsilon: float,
+    path: str | Path,
+    *,
+    title: str = "",
+) -> Path:
+    """A grid of the clean and perturbed images with every client's prediction.
+
+    One row per attacked image: the clean image, then for each method the image under
+    the perturbation of its recorded point (the first success, or the final point).
+    ``classify(batch) -> (clients x batch)`` gives each client model's predicted class;
+    each panel's caption lists them, those that differ from the true label marked with
+    ``*``. Simulator-side pictures: the predictions are not queries.
+    """
+    from fedzoo_attack.objectives import perturbed_images
+
+    plt = pyplot()
+    methods = [m for m, outs in results.items() if outs and all(o.point is not None for o in outs)]
+    rows = len(images)
+    fig, axes = plt.subplots(rows, 1 + len(methods), figsize=(2.6 * (1 + len(methods)), 2.7 * rows),
+                             squeeze=False)
+    for k, image in enumerate(images):
+        label = int(next(iter(results.values()))[k].label)
+        panels = [("clean", np.asarray(image, dtype=np.float32), None)]
+        for m in methods:
+            o = results[m][k]
+            adv = perturbed_images(np.asarray(image), np.asarray(o.point)[None], epsilon)[0]
+            panels.append((f"{m}: {'fooled' if o.success else 'not fooled'}", adv, o))
+        preds = classify(np.stack([p[1] for p in panels]))  # clients x panels
+        for j, (name, img, _) in enumerate(panels):
+            ax = axes[k][j]
+            ax.imshow(np.squeeze(img), cmap="gray" if np.squeeze(img).ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            clients = " ".join(f"{p}{'*' if p != label else ''}" for p in preds[:, j])
+            ax.set_title(f"{name} (label {label})\nclients: {clients}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
