@@ -269,7 +269,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     override = {"method": methods[0]}
     if args.budget is not None and args.rounds is None:
         override["rounds"] = ROUNDS_CAP_WITH_BUDGET
-    config = config_from_args(args, **override)
+    config = config_from_args(args, flag_names=True, **override)
 
     import numpy as np
 
@@ -437,7 +437,7 @@ def cmd_metric(args: argparse.Namespace) -> int:
     override: dict[str, Any] = {"method": methods[0], "seed": seeds[0]}
     if args.budget is not None and args.rounds is None:
         override["rounds"] = ROUNDS_CAP_WITH_BUDGET
-    config = config_from_args(args, **override)
+    config = config_from_args(args, flag_names=True, **override)
 
     from fedzoo_attack.metric_run import run_metric_experiment
 
