@@ -270,7 +270,7 @@ def test_metric_runs_never_import_torch(tmp_path: Path) -> None:
         (["--method", "fo"], "fo"),
         (["--images", "0"], "--images must be >= 1"),
         (["--budget", "0"], "--budget must be a positive"),
-        (["--lr", "-1"], "'--lr'"),
+        (["--lr", "-1"], "Option --lr = -1.0"),
         (["--dataset", "mnist"], "--data-dir"),
         (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "does not exist"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent/c10"], "does not exist"),
