@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ def flower_environment() -> Iterator[None]:
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "RAY_TMPDIR": str(ray_tmp),
         "OPENBLAS_NUM_THREADS": "1",
+        TEST_RUN_ENV: TEST_RUN,  # inherited by every process these tests start
     }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -67,16 +69,25 @@ def make_grid(
     return InProcessGrid(client_app, configs, run_config, tamper=tamper, **kwargs)
 
 
+#: Marks the processes of this test run, so that another run's Flower sessions on the
+#: same machine (a second pytest, a benchmark) are not mistaken for leftovers.
+TEST_RUN_ENV = "FEDZOO_TEST_RUN"
+TEST_RUN = uuid.uuid4().hex
+
+
 def marked_processes() -> set[int]:
-    """Live processes started by any fedzoo Flower session (marker in the environment)."""
+    """Live processes started by a fedzoo Flower session of this test run (both markers in
+    the environment)."""
     found = set()
+    ours = f"{TEST_RUN_ENV}={TEST_RUN}".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if f"{SESSION_ENV}=".encode() in (entry / "environ").read_bytes():
-                    found.add(int(entry.name))
+                environ = (entry / "environ").read_bytes()
             except OSError:
-                pass
+                continue
+            if f"{SESSION_ENV}=".encode() in environ and ours in environ:
+                found.add(int(entry.name))
     return found
 
 
