@@ -336,6 +336,15 @@ class Session:
         self.env = flower_env(self.workdir / "flwr-home", self.token, self.ray_tmp)
 
     @property
+    def markers(self) -> list[tuple[str, str]]:
+        """Environment entries unique to this session's processes: the session marker, and
+        its ``RAY_TMPDIR`` (Ray's agents keep only that of the environment they inherit)."""
+        found = [(SESSION_ENV, self.token)]
+        if self.ray_tmp is not None:
+            found.append(("RAY_TMPDIR", str(self.ray_tmp)))
+        return found
+
+    @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -371,8 +380,9 @@ class Session:
         without :meth:`stop`."""
         if self.watchdog is not None and self.watchdog.poll() is None:
             return
-        cmd = [sys.executable, "-m", "launch.watchdog", "--parent", str(os.getpid()),
-               "--marker", f"{SESSION_ENV}={self.token}"]
+        cmd = [sys.executable, "-m", "launch.watchdog", "--parent", str(os.getpid())]
+        for key, value in self.markers:
+            cmd += ["--marker", f"{key}={value}"]
         for directory in self.remove_on_orphan:
             cmd += ["--remove", str(directory)]
         with open(self.workdir / "watchdog.log", "wb") as out:
@@ -497,7 +507,8 @@ class Session:
         """Stop every process of this session (SuperNodes first), remove Ray's tmp dir."""
         for _, proc, _ in reversed(self.procs):
             processes.stop(proc, grace_s=5.0)
-        processes.stop(None, (SESSION_ENV, self.token), grace_s=5.0)  # the watchdog too
+        for marker in self.markers:  # the watchdog too
+            processes.stop(None, marker, grace_s=5.0)
         if self.watchdog is not None:
             processes.stop(self.watchdog, grace_s=5.0)
         if self.ray_tmp is not None:

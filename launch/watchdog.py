@@ -2,14 +2,16 @@
 
 :class:`launch.local.Session` starts one with its first process::
 
-    python -m launch.watchdog --parent PID --marker KEY=VALUE [--remove DIR ...]
+    python -m launch.watchdog --parent PID --marker KEY=VALUE [--marker ...] [--remove DIR ...]
 
 It waits, sleeping, until the driver (``--parent``) is gone: the kernel's parent-death
 signal (``PR_SET_PDEATHSIG``, Linux) wakes it, and polling ``getppid()`` catches the
 rest (another platform, a driver that died before the watchdog started). Then it stops
-every process that carries the session's marker in its environment (SIGTERM, then
-SIGKILL: :func:`launch.processes.stop`), wherever Flower detached it (the SuperLink's
-SuperExec runs in its own session, the ServerApp and Ray below it), and removes the
+every process that carries one of the session's markers in its environment (SIGTERM,
+then SIGKILL: :func:`launch.processes.stop`), wherever Flower detached it (the
+SuperLink's SuperExec runs in its own session, the ServerApp and Ray below it; Ray's
+agents keep only the session's ``RAY_TMPDIR`` of its environment, the second marker),
+until none is seen three times in a row, and removes the
 ``--remove`` directories (the session's temporary ones). So the driver may be killed
 with SIGKILL, which runs none of its own cleanups, and leave no process behind.
 
@@ -32,10 +34,11 @@ POLL_S = 0.2
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parent", type=int, required=True, help="the driver's pid")
-    ap.add_argument("--marker", required=True, help="KEY=VALUE in the session's environment")
+    ap.add_argument("--marker", action="append", required=True,
+                    help="KEY=VALUE in the environment of the session's processes (repeatable)")
     ap.add_argument("--remove", action="append", default=[], help="a directory to remove")
     args = ap.parse_args(argv)
-    key, _, value = args.marker.partition("=")
+    markers = [tuple(m.partition("=")[::2]) for m in args.marker]
     orphaned = False
 
     def parent_died(signum: int, frame: object) -> None:
@@ -51,8 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     while not orphaned and os.getppid() == args.parent:
         time.sleep(POLL_S)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from here on, finish the cleanup
-
-    processes.stop(None, (key, value), grace_s=5.0)
+    # until no marked process is seen three times in a row (a dying parent may still
+    # have started one after a scan), for at most a minute
+    deadline, quiet = time.monotonic() + 60.0, 0
+    while quiet < 3 and time.monotonic() < deadline:
+        found = [m for m in markers if processes.processes_with_env(*m)]
+        for marker in found:
+            processes.stop(None, marker, grace_s=5.0)
+        if found:
+            quiet = 0
+        else:
+            quiet += 1
+        time.sleep(POLL_S)
     for directory in args.remove:
         shutil.rmtree(directory, ignore_errors=True)
     return 0

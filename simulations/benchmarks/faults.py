@@ -209,11 +209,16 @@ def driver_kill(sig: int, work: Path, *, resume: bool = True) -> dict:
     gone = _wait(lambda: not marked(tmp), 30)
     cleanup_s = time.monotonic() - t_kill
     left = marked(tmp)
+    commands = []
+    for pid in left:
+        with contextlib.suppress(OSError):
+            commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120].decode())
     for pid in left:  # never leave them behind, whatever was measured
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     result = {"signal": signal.Signals(sig).name, "started": started, "processes_before": before,
-              "exit_status": proc.returncode, "processes_left": len(left), "all_gone": gone,
+              "exit_status": proc.returncode, "processes_left": len(left), "left": commands,
+              "all_gone": gone,
               "cleanup_s": round(cleanup_s, 1),
               "temp_dirs_left": sorted(p.name for p in tmp.iterdir()),
               "rounds_written_before_kill": history[-1]["round"] if history else 0}
