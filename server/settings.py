@@ -334,14 +334,23 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     num_clients = _int(values, "num-clients", 1)
     dim = _int(values, "dim", 1)
     _check_limits(config, dim, num_clients)
+    heterogeneity = _number(values, "heterogeneity", positive=False)
+    problem_seed = _int(values, "problem-seed", 0)
+    if problem != CUSTOM_PROBLEM:  # the synthetic problem's own limits, as make_problem's
+        from fedzoo.objectives.problems import check_problem_args
+
+        try:
+            check_problem_args(num_clients, dim, heterogeneity, problem_seed)
+        except ConfigError as err:
+            raise ConfigError(f"Run-config {err}") from err
     factory, options = _check_objective_factory(values, problem)
     return FlowerSettings(
         config=config,
         problem=problem,
         dim=dim,
         num_clients=num_clients,
-        heterogeneity=_number(values, "heterogeneity", positive=False),
-        problem_seed=_int(values, "problem-seed", 0),
+        heterogeneity=heterogeneity,
+        problem_seed=problem_seed,
         out_dir=out_dir,
         node_wait_timeout=_number(values, "node-wait-timeout", positive=True),
         round_timeout=_number(values, "round-timeout", positive=True),
