@@ -154,8 +154,27 @@ def render(results: list[dict[str, Any]], out: Path) -> str:
             lines.append(f"| {lb} | {mw(finals)} | {mw(ex_b)} | {mw(q_b)} | "
                          f"{' / '.join(_fmt(float(q)) for q in qs)} | {' / '.join(_fmt(float(e)) for e in es)} |")
         lines.append("")
+        lines += _fedzo_bar(by, seeds, ref)
         _plot(prob, labels, seeds, by, out)
     return "\n".join(lines)
+
+
+def _fedzo_bar(by: dict, seeds: list[int], ref: str) -> list[str]:
+    """The issue's "1/8 bar": queries ``ref`` needs to first reach FedZO's final value,
+    divided by the queries FedZO itself needed to first reach it (per seed)."""
+    parts = []
+    for s in seeds:
+        if ("fedzo", s) not in by or (ref, s) not in by or ref == "fedzo":
+            continue
+        target = by[("fedzo", s)][-1]["value"]
+        q_fedzo = first_reach(by[("fedzo", s)], target)[0]
+        q_ref = first_reach(by[(ref, s)], target)[0]
+        ratio = q_ref / q_fedzo if math.isfinite(q_ref) else math.inf
+        parts.append(f"seed {s}: {_fmt(float(q_ref))} / {_fmt(float(q_fedzo))} = {_fmt(ratio)}")
+    if not parts:
+        return []
+    return [f"Queries {ref} needs to first reach FedZO's final value, over FedZO's own "
+            f"queries to first reach it (the 1/8 bar is 0.125): {'; '.join(parts)}.", ""]
 
 
 def _plot(prob: str, labels: list[str], seeds: list[int], by: dict, out: Path) -> None:
