@@ -104,7 +104,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="which client's objective to serve (--problem; default 0)",
     )
     attack = parser.add_argument_group("--problem attack")
-    attack.add_argument("--dataset", default="mnist5k", help="mnist5k, mnist or cifar10")
+    attack.add_argument("--dataset", default="mnist5k", help="mnist5k, digits, mnist or cifar10")
     attack.add_argument("--data-dir", default="", help="directory of mnist / cifar10 files")
     attack.add_argument("--portion", type=float, help="class portion P in (0, 1]")
     attack.add_argument("--epsilon", type=float, help="L-inf radius > 0")

