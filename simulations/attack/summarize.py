@@ -36,6 +36,12 @@ def _reach(q: float | None, cap: int | None) -> str:
     return _q(q) if q is not None else (f"> {cap}" if cap else "not reached")
 
 
+def _budget(b: object) -> str:
+    """A query budget as a column name: 2000 -> 2k, 2500 -> 2500."""
+    v = int(b)  # type: ignore[call-overload]
+    return f"{v // 1000}k" if v >= 1000 and v % 1000 == 0 else str(v)
+
+
 def _key(s: dict[str, Any]) -> tuple[Any, ...]:
     p = s["problem"]
     return (
@@ -145,7 +151,7 @@ def table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
     head = [
         "method",
         "run",
-        *[f"success @{int(b) // 1000}k" for b in budgets],
+        *[f"success @{_budget(b)}" for b in budgets],
         "queries to 50 %",
         "queries to 90 %",
         "mean / median queries to success",
