@@ -16,7 +16,9 @@ rounds: rounds x 2 for methods with a sync exchange, x 1 otherwise; an image cou
 was fooled within the run's query budget *and* that many exchanges), read from each run's
 attack.csv. With several fedsquare runs (one per ``--square-candidates`` lambda) a line
 names the best lambda at each query and exchange budget. ``--plots DIR`` writes, per
-problem, success rate against queries and against exchanges (matplotlib).
+problem, success rate against queries and against exchanges (matplotlib), in
+DIR/<dataset>-n<N>-p<P>-eps<EPS>[-targeted]/ (plus -k<K>-b<budget> when two problems
+of the roots share that name). For grid.sh's output: grid_summary.py.
 """
 
 from __future__ import annotations
@@ -214,6 +216,21 @@ def ratio_line(fzoos: float | None, fedzo: float | None, budget: int | None) -> 
             f"{budget} queries)")
 
 
+def plot_name(key: tuple[Any, ...], used: set[str]) -> str:
+    """The plot directory of one problem: data set, N, P, eps (and -targeted); when two
+    problems of one invocation share it (other images or budget), K and the budget are
+    added, then a counter, so that no problem's plots overwrite another's."""
+    dataset, n, p, eps, targeted, images, budget = key
+    name = f"{dataset}-n{n}-p{p}-eps{eps}{'-targeted' if targeted else ''}"
+    if name in used:
+        name += f"-k{len(images)}-b{budget}"
+    base, i = name, 2
+    while name in used:
+        name, i = f"{base}-{i}", i + 1
+    used.add(name)
+    return name
+
+
 def main(argv: list[str]) -> int:
     plot_dir = None
     if argv[:1] == ["--plots"]:
@@ -226,6 +243,7 @@ def main(argv: list[str]) -> int:
             if s.get("command") == "attack":
                 groups.setdefault(_key(s), []).append((path.parent.name, s))
                 dirs.setdefault(_key(s), []).append((path.parent, s))
+    used: set[str] = set()
     for key, runs in groups.items():
         runs.sort(key=lambda r: ("fzoos" not in r[1]["methods"], r[0]))
         with_dirs = sorted(dirs[key], key=lambda r: ("fzoos" not in r[1]["methods"], r[0].name))
@@ -242,8 +260,10 @@ def main(argv: list[str]) -> int:
             print()
             print("\n".join(exchange_table(with_dirs)))
         if plot_dir is not None:
-            name = f"{dataset}-n{n}-p{p}-eps{eps}{'-targeted' if targeted else ''}"
-            for f in plots(with_dirs, plot_dir / name, f"{dataset}, N={n}, P={p}, eps={eps}, K={len(images)}"):
+            name = plot_name(key, used)
+            kind = "targeted" if targeted else "untargeted"
+            for f in plots(with_dirs, plot_dir / name,
+                           f"{dataset}, N={n}, P={p}, eps={eps}, {kind}, K={len(images)}"):
                 print(f"\nwrote {f}")
     return 0
 

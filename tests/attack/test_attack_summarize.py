@@ -105,3 +105,15 @@ def test_neither_reaching_90_percent(summarize: ModuleType) -> None:
         None, None, 20000
     )
     assert "neither" in summarize.ratio_line(None, None, None)
+
+
+def test_plot_names_are_per_problem_and_never_shared(summarize: ModuleType) -> None:
+    used: set[str] = set()
+    key = ("mnist5k", 10, 0.7, 0.3, False, (1, 2, 3), 20000)
+    assert summarize.plot_name(key, used) == "mnist5k-n10-p0.7-eps0.3"  # as before
+    assert summarize.plot_name(("digits", 10, 0.7, 0.3, True, (1,), 20000), used) == (
+        "digits-n10-p0.7-eps0.3-targeted")
+    # the same problem on other images (e.g. a run left in the same root): its own name
+    other = ("mnist5k", 10, 0.7, 0.3, False, (4, 5), 3000)
+    assert summarize.plot_name(other, used) == "mnist5k-n10-p0.7-eps0.3-k2-b3000"
+    assert summarize.plot_name(other, used) == "mnist5k-n10-p0.7-eps0.3-k2-b3000-2"
