@@ -136,11 +136,12 @@ def stripes(config: RunConfig, dim: int, center: np.ndarray | None = None) -> np
     return np.where(side, hi, lo)
 
 
-def square_size(config: RunConfig, dim: int, it: int) -> tuple[int, int]:
-    """(rows, columns) of the square at iteration ``it``: side max(1, round(√(p H W)))
-    capped at min(H, W); for a 1 × W image a run of max(1, round(p W)) columns."""
+def square_size(config: RunConfig, dim: int, it: int, n_iters: int | None = None) -> tuple[int, int]:
+    """(rows, columns) of the square at iteration ``it`` of ``n_iters`` (default
+    :func:`num_iterations`): side max(1, round(√(p H W))) capped at min(H, W); for a
+    1 × W image a run of max(1, round(p W)) columns."""
     h, w, c = image_shape(config, dim)
-    p = p_selection(config.square_p_init, it, num_iterations(config))
+    p = p_selection(config.square_p_init, it, n_iters or num_iterations(config))
     if h == 1:
         return 1, min(max(int(round(p * w)), 1), w)
     s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
@@ -164,18 +165,26 @@ def candidates(config: RunConfig, x: np.ndarray, round_: int, started: bool = Tr
         first = 1
     base = x.reshape(h, w, c)
     for j in range(first, lam):
-        sh, sw = square_size(config, dim, (round_ - 1) * lam + j)
-        r0, c0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
-        sq = (slice(r0, r0 + sh), slice(c0, c0 + sw), slice(None))
-        for _ in range(100):  # redraw while the square would change nothing
-            side = rng.integers(0, 2, size=c).astype(bool)
-            values = np.where(side, hi[sq], lo[sq])
-            if not np.array_equal(base[sq], values):
-                break
-        new = base.copy()
-        new[sq] = values
-        out[j] = new.reshape(-1)
+        out[j] = square_update(base, square_size(config, dim, (round_ - 1) * lam + j), rng, lo, hi)
     return out
+
+
+def square_update(base: np.ndarray, size: tuple[int, int], rng: np.random.Generator,
+                  lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``base`` (H × W × C) with one square of ``size`` at a uniform position set to one
+    random vertex side per channel (redrawn while it would change nothing); flat."""
+    h, w, c = base.shape
+    sh, sw = size
+    r0, c0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+    sq = (slice(r0, r0 + sh), slice(c0, c0 + sw), slice(None))
+    for _ in range(100):  # redraw while the square would change nothing
+        side = rng.integers(0, 2, size=c).astype(bool)
+        values = np.where(side, hi[sq], lo[sq])
+        if not np.array_equal(base[sq], values):
+            break
+    new = base.copy()
+    new[sq] = values
+    return new.reshape(-1)
 
 
 @dataclass

@@ -1,0 +1,124 @@
+"""fzoos-vertex: FZooS's corrected local steps as Square-Attack steps on the L∞ ball's
+vertices (merge of the kept squares, moves only to evaluated, no-worse vertices, the
+correction's direction, accounting, checkpoints)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedzoo import protocol
+from fedzoo.config import RunConfig
+from fedzoo.engine import run_federation
+from fedzoo.methods import get_method
+from fedzoo.methods.square import stripes
+from fedzoo.methods.square_local import merge
+from fedzoo.objectives import make_problem
+from fedzoo.objectives.base import CallableObjective
+from fedzoo.results import client_queries_of
+
+
+def cfg(**extra) -> RunConfig:
+    return RunConfig.from_mapping({"method": "fzoos-vertex", "rounds": 8, "local-steps": 4,
+                                   "square-radius": 0.2, **extra})
+
+
+def test_registered_with_its_options() -> None:
+    m = get_method("fzoos-vertex")
+    assert set(m.options) == {"gamma", "square-shape", "square-p-init", "square-iterations", "square-radius"}
+    assert not m.has_sync and m.step_control == "none"
+
+
+def test_merge_takes_every_kept_change_and_votes_where_clients_disagree() -> None:
+    lo, hi = np.zeros(5), np.ones(5)
+    start = np.array([0.0, 0.0, 1.0, 1.0, 0.5])
+    a = np.array([1.0, 0.0, 1.0, 1.0, 1.0])  # changes 0 and 4 (to hi)
+    b = np.array([1.0, 0.0, 0.0, 1.0, 0.0])  # changes 0, 2 and 4 (to lo)
+    c = start.copy()  # kept nothing
+    out = merge(start, [a, b, c], [0.5, 0.3, 0.2], lo, hi)
+    # 0: both changers agree; 2: only b changed it; 4: a (0.5) outweighs b (0.3); 1, 3 kept
+    np.testing.assert_array_equal(out, [1.0, 0.0, 0.0, 1.0, 1.0])
+    out = merge(start, [a, b, c], [0.2, 0.6, 0.2], lo, hi)
+    assert out[4] == 0.0  # now b outweighs a
+    onto = np.full(5, 0.25)  # a rejected start: the same changes set onto another point
+    np.testing.assert_array_equal(merge(start, [a, b, c], [0.5, 0.3, 0.2], lo, hi, onto=onto),
+                                  [1.0, 0.25, 0.0, 0.25, 1.0])
+    np.testing.assert_array_equal(merge(start, [start, start], [0.5, 0.5], lo, hi), start)
+
+
+def _one_client_round(gamma: float, global_weights: np.ndarray | None, steps: int = 12):
+    """One train exchange of one client whose f(x) = sum(x) on a 4 x 4 image (seed 2)."""
+    config = RunConfig.from_mapping({"method": "fzoos-vertex", "local-steps": steps, "gamma": gamma,
+                                     "square-shape": "4x4", "square-p-init": 0.3, "seed": 2})
+    calls = []
+
+    def f(X):
+        calls.append(len(X))
+        return X.sum(axis=1)
+
+    objective = CallableObjective(f, 16)
+    server = protocol.server_init(config, np.full(16, 0.5))
+    if global_weights is not None:
+        server.square_weights = global_weights
+    msg = protocol.train_message(config, server)
+    state = protocol.new_client_state(config, 16)
+    state, reply = protocol.client_train(config, objective, state, msg, client_id=0)
+    return msg, reply, calls
+
+
+def test_without_correction_a_client_keeps_only_squares_that_lower_its_own_value() -> None:
+    msg, reply, calls = _one_client_round(0.0, None)
+    start = msg["vertex-start"]
+    np.testing.assert_array_equal(start, stripes(RunConfig.from_mapping({"square-shape": "4x4", "seed": 2}), 16))
+    assert start.sum() == 12  # seed 2: three columns of ink, one without
+    assert reply["x"].sum() < start.sum()  # some square was kept, each one lowered f
+    assert set(np.unique(reply["x"])) <= {0.0, 1.0}  # still a vertex
+    assert reply["vertex-value"] == start.sum()
+    # accounting: f(x0), f(v_1) and the 12 local steps, all counted
+    assert sum(calls) == reply["num-queries"] == 1 + 1 + 12
+
+
+def test_the_correction_follows_the_global_surrogate_against_the_own_value() -> None:
+    # the global surrogate says "more ink is far better" (every block weight very negative):
+    # with gamma > 0 squares that raise f_i (sum of x) are kept, since the surrogates predict
+    # that the rest of the federation gains more than this client loses
+    config = RunConfig.from_mapping({"method": "fzoos-vertex", "square-shape": "4x4"})
+    from fedzoo.methods.square_surrogate import num_features
+
+    w = np.full(num_features(config, 16), -1e3)
+    msg, with_corr, _ = _one_client_round(1.0, w)
+    _, without, _ = _one_client_round(0.0, w)
+    start = msg["vertex-start"]
+    assert with_corr["x"].sum() > start.sum() > without["x"].sum()
+
+
+def test_the_global_point_only_moves_to_evaluated_points_no_worse_than_before() -> None:
+    p = make_problem("quadratic", dim=12, clients=3, heterogeneity=0.5, seed=0)
+    run = run_federation(p, cfg(rounds=10), workers=1, final_evaluation=False)
+    rows = run.history[:-1]  # the last row has no report (no final evaluation exchange)
+    reported = [row["reported_value"] for row in rows]
+    assert all(b <= a for a, b in zip(reported, reported[1:]))  # never a worse point
+    assert reported[-1] < reported[0]
+    # the value at each global point is the one the clients reported there (evaluated)
+    assert [row["value"] for row in rows] == pytest.approx(reported)
+    for row in run.history[1:]:
+        counts = client_queries_of(row)
+        # f_i(v_r) and T local steps; round 1 also f_i(x0); later f_i(x_{r-1}) is known
+        # (and f_i(v_r) too when no square was kept, v_r = x_{r-1})
+        assert set(counts.values()) <= ({4 + 2} if row["round"] == 1 else {4 + 1, 4})
+    assert run.num_queries == sum(o.num_queries for o in p.objectives)
+
+
+def test_checkpoint_and_resume_give_the_uninterrupted_history(tmp_path) -> None:
+    def problem():
+        return make_problem("quadratic", dim=12, clients=3, heterogeneity=2.0, seed=1)
+
+    config = cfg(rounds=6)
+    full = run_federation(problem(), config, workers=1)
+    run_federation(problem(), config.replace(rounds=3), checkpoint_dir=tmp_path, workers=1)
+    with np.load(tmp_path / "checkpoint.npz", allow_pickle=False) as z:
+        assert len(z.files) > 0
+    resumed = run_federation(problem(), config, checkpoint_dir=tmp_path, resume=True, workers=2)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
+    assert strip(resumed.history) == strip(full.history)
+    assert np.array_equal(resumed.x, full.x)
