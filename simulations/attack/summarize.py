@@ -102,7 +102,7 @@ def exchange_table(runs: list[tuple[Path, dict[str, Any]]]) -> list[str]:
             if method == "fedsquare":
                 lam = label(method, path.name, summary)
                 qs = summary["results"][method]["success_rate_at"]
-                for key, rate in [*((f"{b} queries", qs[b]) for b in qs),
+                for key, rate in [*((f"{b} queries", qs[b]) for b in sorted(qs, key=int)),
                                   *((f"{b} exchanges", r) for b, r in zip(EXCHANGE_BUDGETS, rates))]:
                     if key not in best or rate > best[key][0]:
                         best[key] = (rate, lam)
