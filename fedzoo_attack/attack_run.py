@@ -296,6 +296,8 @@ def run_attack_experiment(
     progress: AttackProgress | None = None,
     plot: bool = True,
     remote: RemoteRun | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Attack every image with every method; write the result files; return the summary.
 
@@ -321,6 +323,12 @@ def run_attack_experiment(
         info: extra problem description stored in summary.json (data set, N, P, ...).
         progress: called with (method, image number, K, outcome) after each image.
         plot: write attack.png.
+        method_options: per method, options that replace ``base_config``'s for that
+            method only (names as in the run configuration, e.g. ``local-steps``: an
+            attack's own defaults for one method), recorded in summary.json
+            (``method_options``).
+        aliases: the names a user asked for that ran as another method (e.g. ``fzoos``
+            -> ``fzoos-vertex``), recorded in summary.json (``aliases``).
 
     Returns:
         The content of summary.json.
@@ -336,7 +344,9 @@ def run_attack_experiment(
             budgets = [b for b in budgets if b <= budget]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    configs = {m: base_config.replace(method=m) for m in methods}  # validates every name first
+    extra = {m: dict(v) for m, v in (method_options or {}).items()}
+    # validates every name (and every per-method option) first
+    configs = {m: base_config.replace(method=m, **extra.get(m, {})) for m in methods}
     t0 = time.perf_counter()
     results: dict[str, list[ImageOutcome]] = {}
     per_method: dict[str, Any] = {}
@@ -380,6 +390,8 @@ def run_attack_experiment(
         "images": [int(i) for i in image_ids],
         "labels": [int(v) for v in labels],
         "problem": dict(info or {}),
+        "method_options": extra,
+        "aliases": dict(aliases or {}),
         "results": per_method,
         "wall_s": time.perf_counter() - t0,
         "versions": package_versions(),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedzoo.errors import ConfigError
 from fedzoo_cli.main import main
 
 # A tiny but complete FZooS round at d = 784 (small surrogate sizes keep it fast).
@@ -71,7 +72,7 @@ def test_attack_end_to_end_on_reference_weights(
             "--images",
             "1",
             "--method",
-            "fzoos,fedzo",
+            "fzoos-paper,fedzo",
             "--rounds",
             "2",
             "--seed",
@@ -85,14 +86,15 @@ def test_attack_end_to_end_on_reference_weights(
     )
     assert rc == 0
     cap = capsys.readouterr()
-    assert "fzoos" in cap.out and "fedzo" in cap.out and "q to 90%" in cap.out
-    assert "[fzoos] image 1/1" in cap.err  # progress per image on stderr
+    assert "fzoos-paper" in cap.out and "fedzo" in cap.out and "q to 90%" in cap.out
+    assert "[fzoos-paper] image 1/1" in cap.err  # progress per image on stderr
     # The committed reference weights were used: nothing trained, nothing cached.
     assert "client 1/10" not in cap.err and "test acc own classes" not in cap.err
     assert not (cache / "models").exists()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problem"]["dataset"] == "mnist5k" and summary["problem"]["dim"] == 784
     assert len(summary["images"]) == 1 and summary["budget"] == 100000
+    assert summary["aliases"] == {} and summary["method_options"] == {}
     reference = load_client_models(reference_weights_path(0.5)).meta
     assert summary["problem"]["models"]["train"] == reference["train"]
     assert summary["problem"]["models"]["fingerprint"] == reference["fingerprint"]
@@ -105,11 +107,11 @@ def test_attack_end_to_end_on_reference_weights(
     assert summary["versions"]["torch"]
     # docs/design.md §6: attack.csv and history.csv in --out, every method, with a method column.
     every = _csv(out / "attack.csv")
-    assert [r["method"] for r in every] == ["fzoos", "fedzo"]
+    assert [r["method"] for r in every] == ["fzoos-paper", "fedzo"]
     every_hist = _csv(out / "history.csv")
-    assert {h["method"] for h in every_hist} == {"fzoos", "fedzo"}
+    assert {h["method"] for h in every_hist} == {"fzoos-paper", "fedzo"}
     assert {h["image"] for h in every_hist} == {str(summary["images"][0])}
-    for method in ("fzoos", "fedzo"):
+    for method in ("fzoos-paper", "fedzo"):
         res = summary["results"][method]
         assert res["config"]["method"] == method and res["config"]["rff-features"] == 100
         rows = _csv(out / method / "attack.csv")
@@ -124,7 +126,7 @@ def test_attack_end_to_end_on_reference_weights(
             "final_queries",
         ):
             assert col in rows[0]
-        assert rows[0] == {k: v for k, v in every[["fzoos", "fedzo"].index(method)].items()
+        assert rows[0] == {k: v for k, v in every[["fzoos-paper", "fedzo"].index(method)].items()
                            if k != "method"}
         assert rows[0]["target"] == ""  # untargeted
         hist = _csv(out / method / "history.csv")
@@ -385,3 +387,36 @@ def test_digits_attack_trains_on_demand_and_runs_fedsquare_and_fedzo(
     assert main([*argv[:-1], str(tmp_path / "again")]) == 0
     assert "client 1/2" not in capsys.readouterr().err
     assert json.loads((tmp_path / "again" / "summary.json").read_text())["images"] == [image]
+
+
+def test_fzoos_in_an_attack_runs_fzoos_vertex_with_its_own_defaults_unless_flagged() -> None:
+    import argparse
+
+    from fedzoo_cli.attack import attack_methods
+
+    def ns(**kw):
+        return argparse.Namespace(method=",".join(kw.pop("methods")), local_steps=kw.pop("local_steps", None))
+
+    methods, aliases, options = attack_methods(["fzoos", "fedzo"], ns(methods=["fzoos", "fedzo"]))
+    assert methods == ["fzoos-vertex", "fedzo"] and aliases == {"fzoos": "fzoos-vertex"}
+    assert options == {"fzoos-vertex": {"local-steps": 5}}  # fedzo keeps the shared default
+    _, _, options = attack_methods(["fzoos"], ns(methods=["fzoos"], local_steps=8))
+    assert options == {}  # a flag wins over the attack's default
+    methods, aliases, options = attack_methods(["fzoos-paper"], ns(methods=["fzoos-paper"]))
+    assert methods == ["fzoos-paper"] and aliases == {} and options == {}  # the gradient FZooS
+    with pytest.raises(ConfigError, match="fzoos runs fzoos-vertex"):
+        attack_methods(["fzoos", "fzoos-vertex"], ns(methods=["fzoos", "fzoos-vertex"]))
+
+
+def test_attack_records_what_fzoos_ran_as(tmp_path, capsys) -> None:
+    out = tmp_path / "a"
+    assert main(["attack", "--portion", "0.5", "--epsilon", "0.3", "--images", "1", "--method", "fzoos",
+                 "--budget", "300", "--seed", "0", "--out", str(out), "--no-plot"]) == 0
+    cap = capsys.readouterr()
+    assert "fzoos: in an attack this runs fzoos-vertex" in cap.err and "[fzoos-vertex] image 1/1" in cap.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aliases"] == {"fzoos": "fzoos-vertex"}
+    assert summary["method_options"] == {"fzoos-vertex": {"local-steps": 5}}
+    res = summary["results"]["fzoos-vertex"]
+    assert res["config"]["local-steps"] == 5 and res["config"]["square-shape"] == "28x28"
+    assert max(int(r["queries"]) for r in _csv(out / "history.csv")) <= 300  # the hard budget
