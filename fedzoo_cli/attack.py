@@ -27,6 +27,16 @@ from fedzoo.errors import ConfigError, UnknownNameError
 from fedzoo_cli.common import add_config_args, config_from_args, stderr
 
 ROUNDS_CAP_WITH_BUDGET = 1000
+
+
+def rounds_for_budget(budget: int) -> int:
+    """--rounds when only --budget is given: enough rounds for the budget to bind (every
+    round of every method costs at least one query: fedsquare at lambda = 1 and N = 10
+    needs 2 000 rounds for 20 000 queries), at least ROUNDS_CAP_WITH_BUDGET, at most the
+    configuration's limit."""
+    from fedzoo.limits import MAX_ROUNDS
+
+    return min(max(ROUNDS_CAP_WITH_BUDGET, int(budget)), MAX_ROUNDS)
 # Every registered method except the exact-gradient upper bound (the attack is a black box).
 ATTACK_METHODS = tuple(m for m in METHODS if m != "fo")
 #: Names that run another method in an attack: FZooS made fit for L-inf attacks (its
@@ -162,7 +172,8 @@ def add_attack_commands(subparsers: Any) -> None:
         type=int,
         default=None,
         help="total queries per image (all clients); the run stops at success or "
-        f"once reached (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})",
+        f"before a round that could pass it (then --rounds defaults to max({ROUNDS_CAP_WITH_BUDGET}, budget), "
+        "so that the budget, not the round cap, ends the run)",
     )
     g.add_argument(
         "--report-budgets",
@@ -204,7 +215,7 @@ def add_attack_commands(subparsers: Any) -> None:
         type=int,
         default=None,
         help="total queries per run; values are compared at the last round "
-        f"within it (then --rounds defaults to {ROUNDS_CAP_WITH_BUDGET})",
+        f"within it (then --rounds defaults to max({ROUNDS_CAP_WITH_BUDGET}, budget))",
     )
     g.add_argument("--hidden", type=int, default=32, help="MLP hidden width (d = 10 h + 10)")
     g.add_argument("--radius", type=float, default=0.2, help="parameter perturbation range")
@@ -279,7 +290,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     report = _int_list(args.report_budgets, "--report-budgets") if args.report_budgets else None
     override = {"method": methods[0]}
     if args.budget is not None and args.rounds is None:
-        override["rounds"] = ROUNDS_CAP_WITH_BUDGET
+        override["rounds"] = rounds_for_budget(args.budget)
     config = config_from_args(args, flag_names=True, **override)
 
     import numpy as np
@@ -475,7 +486,7 @@ def cmd_metric(args: argparse.Namespace) -> int:
         raise ConfigError(f"--radius must be a positive number, got {args.radius}.")
     override: dict[str, Any] = {"method": methods[0], "seed": seeds[0]}
     if args.budget is not None and args.rounds is None:
-        override["rounds"] = ROUNDS_CAP_WITH_BUDGET
+        override["rounds"] = rounds_for_budget(args.budget)
     config = config_from_args(args, flag_names=True, **override)
 
     from fedzoo_attack.metric_run import run_metric_experiment

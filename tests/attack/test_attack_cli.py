@@ -420,3 +420,14 @@ def test_attack_records_what_fzoos_ran_as(tmp_path, capsys) -> None:
     res = summary["results"]["fzoos-vertex"]
     assert res["config"]["local-steps"] == 5 and res["config"]["square-shape"] == "28x28"
     assert max(int(r["queries"]) for r in _csv(out / "history.csv")) <= 300  # the hard budget
+
+
+def test_with_only_a_budget_the_budget_not_the_round_cap_ends_the_run() -> None:
+    from fedzoo.limits import MAX_ROUNDS
+    from fedzoo_cli.attack import ROUNDS_CAP_WITH_BUDGET, rounds_for_budget
+
+    # fedsquare at lambda = 1 with 10 clients spends 10 queries a round: 20 000 queries
+    # need 2 000 rounds (a cap of 1 000 stopped it at 10 010 before)
+    assert rounds_for_budget(20000) == 20000
+    assert rounds_for_budget(300) == ROUNDS_CAP_WITH_BUDGET
+    assert rounds_for_budget(10**9) == MAX_ROUNDS
