@@ -53,6 +53,7 @@ class Grid:
         self.lambdas = words("SQUARE_LAMBDAS", "1 5 10 27")
         self.extra_methods = words("EXTRA_METHODS", "fzoos-square")
         self.fzoos_cells = env("FZOOS_CELLS", DEFAULT_FZOOS_CELLS).split()
+        self.first = [tuple(pe.split(":")) for pe in words("FIRST", "0.7:0.3 0.5:0.2 0.5:0.1")]
         self.whitebox = env("WHITEBOX", "1") == "1"
         self.plots = env("PLOTS", "0") == "1"
         self.common = ["--clients", "10", "--images", str(self.images), "--seed", "0",
@@ -199,12 +200,14 @@ class Grid:
                  f"{self.targets}, K={self.images}, methods {self.methods}, fedsquare lambdas "
                  f"{self.lambdas}, extra {self.extra_methods}, fzoos cells {self.fzoos_cells}, "
                  f"flags {self.extra}")
-        # (P, eps) outermost: the settings (P = 0.7, 0.5) of both data sets first.
-        for p in self.portions:
-            for eps in self.epsilons:
-                for ds in self.datasets:
-                    for tgt in self.targets:
-                        self.setting(ds, p, eps, tgt)
+        # (P, eps) outermost, the FIRST pairs (the "Must show" settings) before
+        # the others, so that an interrupted grid has them for both data sets.
+        pairs = [(p, eps) for p in self.portions for eps in self.epsilons]
+        pairs.sort(key=lambda pe: self.first.index(pe) if pe in self.first else len(self.first))
+        for p, eps in pairs:
+            for ds in self.datasets:
+                for tgt in self.targets:
+                    self.setting(ds, p, eps, tgt)
         self.log("grid end")
         return 0
 
