@@ -104,9 +104,13 @@ class Grid:
             print("fedzoo " + " ".join(argv), file=sys.stderr, flush=True)
             try:
                 rc: object = main(argv)
-            except BaseException as exc:  # noqa: BLE001 - one run's crash must not end the grid
-                if isinstance(exc, KeyboardInterrupt):
+            except SystemExit as exc:
+                # The CLI turns SIGTERM / SIGINT into SystemExit(128 + signal): the grid is
+                # being stopped, so stop (a bad flag, exit 2, is only this run's failure).
+                if not isinstance(exc.code, int) or exc.code >= 128:
                     raise
+                rc = f"exit {exc.code}"
+            except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
                 traceback.print_exc()
                 rc = f"crash: {type(exc).__name__}: {exc}"
         secs = time.perf_counter() - start

@@ -75,3 +75,34 @@ def test_a_tiny_grid_runs_resumes_and_is_summarized(
     (note,) = (out / "big" / "digits-p0.5-eps0.2-untargeted").glob("ineligible-k5000.txt")
     assert "fewer than the 5000 requested" in note.read_text()
     assert "too few eligible" in (out / "big" / "grid.log").read_text()
+
+
+def test_a_stopped_grid_stops_and_a_failed_run_does_not_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaches a run as SystemExit(143) (the CLI's handler): the grid must end
+    there, not log a failure and go on; a crash or a bad flag (exit 2) is recorded."""
+    import fedzoo_cli.main
+
+    grid = _load("grid")
+    g = grid.Grid(tmp_path, [])
+    setting = tmp_path / "s"
+    setting.mkdir()
+
+    def stopped(argv: list[str]) -> int:
+        raise SystemExit(143)
+
+    monkeypatch.setattr(fedzoo_cli.main, "main", stopped)
+    with pytest.raises(SystemExit):
+        g.run(setting, "r1", [])
+
+    def crash(argv: list[str]) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fedzoo_cli.main, "main", crash)
+    assert g.run(setting, "r2", []) == "failed"
+    monkeypatch.setattr(fedzoo_cli.main, "main", lambda argv: (_ for _ in ()).throw(SystemExit(2)))
+    assert g.run(setting, "r3", []) == "failed"
+    failures = (tmp_path / "failures.txt").read_text()
+    assert "r2: crash: RuntimeError: boom" in failures and "r3: exit 2" in failures
+    assert "Traceback" in (setting / "r2.log").read_text()
