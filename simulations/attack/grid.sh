@@ -13,9 +13,12 @@
 #
 # Per setting, in OUT_ROOT/<dataset>-p<P>-eps<EPS>-<untargeted|targeted>/:
 #   fedsquare-l<L>/  one fedsquare run per lambda (--square-candidates) in SQUARE_LAMBDAS
-#   ls10-<m1>+<m2>/  one run of the gradient-type METHODS but fzoos, --local-steps 10
-#   fzoos-ls10/      fzoos, --local-steps 10 (its own run: it is the slow one, see below)
-#   <m>/             one run per EXTRA_METHODS entry, at its defaults
+#   ls10-<m1>+<m2>/  one run of the gradient-type METHODS but fzoos-paper, --local-steps 10
+#   fzoos-paper-ls10/  the gradient FZooS (the paper's; `--method fzoos` meant it until
+#                    3 Dec 17:34), --local-steps 10, its own run: the slow one, see below
+#   <m>/             one run per EXTRA_METHODS entry at its defaults: fzoos (in an attack
+#                    fedzoo's default attack, fzoos-vertex, with its attack defaults) and
+#                    fzoos-square
 #   whitebox.json    whitebox_reference.py on the setting's images (same for every run)
 #   <run>.log / <run>.txt: each run's stderr (progress) / stdout (table)
 #   ineligible-k<K>.txt  when fewer than K images are eligible (the setting is skipped)
@@ -27,15 +30,17 @@
 #
 # Cost control (measured on the shared 2-core box, 3 Dec): in the easiest setting
 # (mnist5k, P = 0.7, eps = 0.3, untargeted; every image fooled) the runs took fedsquare
-# 2-6 s per lambda, the four gradient-type methods together 48 s, fzoos (--local-steps 10:
-# 3.8 s per round, ~25 s per fooled image, ~75 s per unfooled one) 106 s, fzoos-square
-# 9 s, the white box 4 s: 180 s in all. With fzoos in all 24 MNIST-5k cells (most of
-# them harder: fewer images fooled, each unfooled one runs to 20k queries) fzoos alone
-# would take about 1-2 hours of one core, beyond the ~90 minutes allowed. By default
-# fzoos runs only on the six MNIST-5k settings (P, eps) in {(0.7, 0.3), (0.5, 0.2),
-# (0.5, 0.1)} x {untargeted, targeted} and on every digits setting (d = 64; still
-# 52-106 s per setting measured: the surrogate's cost barely depends on d); the other 18
-# MNIST-5k cells have no fzoos run (a `fzoos-ls10.skipped` file says so). FZOOS_CELLS="all" runs it everywhere;
+# 2-6 s per lambda, the four gradient-type methods together 48 s, the gradient FZooS
+# (--local-steps 10: 3.8 s per round, ~25 s per fooled image, ~75 s per unfooled one)
+# 106 s, fzoos-square 9 s, the white box 4 s: 180 s in all. With the gradient FZooS in
+# all 24 MNIST-5k cells (most of them harder: fewer images fooled, each unfooled one runs
+# to 20k queries) it alone would take about 1-2 hours of one core, beyond the ~90 minutes
+# allowed. By default fzoos-paper runs only on the six MNIST-5k settings (P, eps)
+# in {(0.7, 0.3), (0.5, 0.2), (0.5, 0.1)} x {untargeted, targeted} and on every digits
+# setting (d = 64; still 52-106 s per setting measured: the surrogate's cost barely
+# depends on d); the other 18 MNIST-5k cells have no fzoos-paper run (a
+# `fzoos-paper-ls10.skipped` file says so). fzoos (fzoos-vertex) is cheaper (20-60 s per
+# setting measured) and runs everywhere. FZOOS_CELLS="all" runs fzoos-paper everywhere;
 # otherwise it is a list of dataset:P:eps:target patterns (bash globs, e.g. "digits:*:*:*").
 #
 # Usage: simulations/attack/grid.sh OUT_ROOT [extra fedzoo attack flags ...]
@@ -45,8 +50,8 @@
 #     EPSILONS="0.3 0.2" FEDZOO=.venv/bin/fedzoo simulations/attack/grid.sh runs/attack-grid
 # Environment: DATASETS, PORTIONS, EPSILONS, TARGETS ("untargeted targeted"), FIRST,
 # IMAGES (4),
-# METHODS ("fedzo fedprox scaffold1 scaffold2 fzoos"; "" for none), SQUARE_LAMBDAS
-# ("1 5 10 27"), EXTRA_METHODS ("fzoos-square"), FZOOS_CELLS (see above), WHITEBOX (1; 0
+# METHODS ("fedzo fedprox scaffold1 scaffold2 fzoos-paper"; "" for none), SQUARE_LAMBDAS
+# ("1 5 10 27"), EXTRA_METHODS ("fzoos fzoos-square"), FZOOS_CELLS (see above), WHITEBOX (1; 0
 # to skip the white-box reference), PLOTS (0: runs get --no-plot; summarize.py --plots
 # draws per setting), FEDZOO (the fedzoo executable, default the one on PATH: the python
 # of its installation runs grid.py), PYTHON (that python, to give it directly).

@@ -34,7 +34,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SETTING = re.compile(r"^(?P<ds>.+)-p(?P<p>[0-9.]+)-eps(?P<eps>[0-9.]+)-(?P<tgt>untargeted|targeted)$")
 DATASET_ORDER = ("mnist5k", "digits")
-METHOD_ORDER = ("fedsquare", "fzoos", "fzoos-square", "fedzo", "fedprox", "scaffold1", "scaffold2")
+METHOD_ORDER = ("fedsquare", "fzoos-vertex", "fzoos", "fzoos-square", "fzoos-paper", "fedzo",
+                "fedprox", "scaffold1", "scaffold2")
 EXCHANGES = 20
 
 
@@ -210,11 +211,12 @@ def main(argv: list[str]) -> int:
                                 f"{p.read_text().strip()}")
         for name in skipped:
             row["notes"].append(f"{name} not run: {(d / (name + '.skipped')).read_text().strip()}")
-            column = name.removesuffix("-ls10")
+            column = name.removesuffix("-ls10")  # fzoos-paper
             row["cells"][column] = "skip"
             if column not in columns:
                 columns.append(column)
-        secs = sum(v for (setting, _), v in wall.items() if setting == d.name)
+        present = {path.name for path, _ in runs} | {"whitebox"}
+        secs = sum(v for (setting, r), v in wall.items() if setting == d.name and r in present)
         row["wall"] = secs
         if not runs:
             row["images"] = "-"

@@ -31,7 +31,7 @@ def test_a_tiny_grid_runs_resumes_and_is_summarized(
     grid, summary = _load("grid"), _load("grid_summary")
     monkeypatch.setenv("FEDZOO_CACHE", str(tmp_path / "cache"))
     for key, value in {"DATASETS": "digits", "PORTIONS": "0.5", "EPSILONS": "0.3",
-                       "TARGETS": "untargeted", "IMAGES": "1", "METHODS": "fedzo fzoos",
+                       "TARGETS": "untargeted", "IMAGES": "1", "METHODS": "fedzo fzoos-paper",
                        "SQUARE_LAMBDAS": "1 5", "EXTRA_METHODS": "",
                        "FZOOS_CELLS": "mnist5k:*:*:*"}.items():
         monkeypatch.setenv(key, value)
@@ -41,7 +41,7 @@ def test_a_tiny_grid_runs_resumes_and_is_summarized(
     setting = out / "digits-p0.5-eps0.3-untargeted"
     runs = sorted(p.parent.name for p in setting.glob("*/summary.json"))
     assert runs == ["fedsquare-l1", "fedsquare-l5", "ls10-fedzo"]
-    assert (setting / "fzoos-ls10.skipped").exists()  # cost control: not a digits cell here
+    assert (setting / "fzoos-paper-ls10.skipped").exists()  # cost control: not a digits cell here
     s = json.loads((setting / "ls10-fedzo" / "summary.json").read_text())
     # the grid's flags, then the caller's (--local-steps 1 overrides the grid's 10)
     assert s["budget"] == 300 and s["results"]["fedzo"]["config"]["local-steps"] == 1
@@ -58,12 +58,12 @@ def test_a_tiny_grid_runs_resumes_and_is_summarized(
     text = capsys.readouterr().out
     assert "| fedsquare | fedsquare-l1 |" in text and "| fedzo | ls10-fedzo |" in text
     assert "success @10 exchanges" in text and "attackable " in text
-    assert "fzoos-ls10 not run" in text
+    assert "fzoos-paper-ls10 not run" in text
     (row,) = [ln for ln in text.splitlines() if ln.startswith("| digits-p0.5-eps0.3-untargeted |")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     head = [ln for ln in text.splitlines() if ln.startswith("| setting | K |")][0]
     cols = [c.strip() for c in head.strip("|").split("|")]
-    assert cols[:5] == ["setting", "K", "fedsquare", "fzoos", "fedzo"]
+    assert cols[:5] == ["setting", "K", "fedsquare", "fzoos-paper", "fedzo"]
     assert cells[1] == "1" and "(λ=" in cells[2] and cells[3] == "skip"
     assert cells[cols.index("white-box")] == f"{wb['attackable']}/1"
     assert "- digits-p0.5-eps0.3-untargeted: @100 queries " in text
