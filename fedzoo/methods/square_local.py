@@ -27,10 +27,13 @@ exchange. This method keeps FZooS's structure and takes the Square Attack's step
   last 400 queries (its local steps and start vertices); the client replies its weights
   w_i, the server combines them (``aggregation``) into w, the global surrogate of F, sent
   with the next round.
-* **Server step (merge and check)**: the clients' end points differ from v_r by the
-  squares each kept; the next start vertex v_{r+1} takes every change any client kept
-  (where clients disagree, the weighted vote of those that changed the coordinate,
-  snapped to a vertex). Every client reports f_i(v_r) (``vertex-value``, the first query
+* **Server step (merge and check)**: the clients' end points x_i differ from v_r by the
+  squares each kept. The global surrogate screens them: only the end points it predicts
+  below v_r, (φ(x_i) − φ(v_r))ᵀ w < 0 (w from this round's replies), are merged; the next
+  start vertex v_{r+1} takes every change those clients kept (where they disagree, the
+  weighted vote of those that changed the coordinate, snapped to a vertex). Merging every
+  client's squares had 2 of 3 rounds rejected on hard images; the screen halves that
+  (BENCHMARKS.md §6). Every client reports f_i(v_r) (``vertex-value``, the first query
   of its round), so the server knows F(v_r) before it moves: v_r becomes the global
   point (the point returned, the one success is judged on) only if F(v_r) ≤ F(x_{r-1})
   (equal when v_r is x_{r-1} itself, the round after a rejection);
@@ -252,16 +255,21 @@ class FZooSVertex(Method):
         return state.vertex_start.copy() if self._accepted(agg) else state.x.copy()
 
     def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
-        """The next start vertex (the kept squares merged into v_r, or, when v_r was
-        rejected, into x_r) and the global surrogate."""
+        """The global surrogate w (the clients' weights combined), then the next start
+        vertex: the squares kept by the clients whose end point w predicts below v_r
+        (φ(x_i) − φ(v_r))ᵀw < 0, merged into v_r, or, when v_r was rejected, into x_r."""
         assert isinstance(new, VertexServerState) and new.vertex_start is not None
         assert new.square_center is not None
         lo, hi = vertices(config, new.square_center)
-        ids = sorted(agg.replies)
+        start = new.vertex_start
+        new.square_weights = w = np.asarray(agg.robust("square-weights", config), dtype=np.float64)
+        # the clients whose kept squares the global surrogate predicts to lower F
+        B = block_matrix(config, start.size)
+        ids = [i for i in sorted(agg.replies)
+               if float((np.asarray(agg.replies[i]["x"]) - start) @ B @ w) < 0]
         onto = None if self._accepted(agg) else new.x
-        new.vertex_start = merge(new.vertex_start, [np.asarray(agg.replies[i]["x"]) for i in ids],
-                                 [agg.weights[i] for i in ids], lo, hi, onto=onto)
-        new.square_weights = np.asarray(agg.robust("square-weights", config), dtype=np.float64)
+        new.vertex_start = merge(start, [np.asarray(agg.replies[i]["x"]) for i in ids] or [start],
+                                 [agg.weights[i] for i in ids] or [1.0], lo, hi, onto=onto)
 
 
 __all__ = ["FZooSVertex", "merge"]

@@ -122,3 +122,35 @@ def test_checkpoint_and_resume_give_the_uninterrupted_history(tmp_path) -> None:
     strip = lambda rows: [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]  # noqa: E731
     assert strip(resumed.history) == strip(full.history)
     assert np.array_equal(resumed.x, full.x)
+
+
+def test_the_server_merges_only_the_squares_the_global_surrogate_predicts_to_help() -> None:
+    from fedzoo.protocol import Aggregate
+
+    config = RunConfig.from_mapping({"method": "fzoos-vertex", "square-shape": "4x4"})
+    method = get_method("fzoos-vertex")
+    state = method.server_state.new(config, np.full(16, 0.5))
+    start = np.zeros(16)
+    state.vertex_start = start.copy()
+    w = np.where(np.arange(16) < 8, 1.0, -1.0)  # ink helps in the lower half, hurts above
+    helps, hurts = start.copy(), start.copy()
+    helps[9], hurts[2] = 1.0, 1.0
+    replies = {c: {"x": x, "vertex-value": 1.0, "value-start": 2.0, "square-weights": w}
+               for c, x in ((0, helps), (1, hurts))}
+    agg = Aggregate(replies=replies, weights={0: 0.5, 1: 0.5}, rejected={})
+    new = state.next(1)
+    new.x = method.server_step(config, state, agg)
+    method.aggregate_train(config, new, agg)
+    np.testing.assert_array_equal(new.x, start)  # v_1 reported better than x0: it is the global point
+    np.testing.assert_array_equal(new.square_weights, w)
+    np.testing.assert_array_equal(new.vertex_start, helps)  # client 1's square is screened out
+    # v_r rejected: the screened squares go onto x_{r-1} instead
+    for r in replies.values():
+        r["vertex-value"] = 3.0
+    new = state.next(1)
+    new.x = method.server_step(config, state, agg)
+    method.aggregate_train(config, new, agg)
+    np.testing.assert_array_equal(new.x, state.x)
+    expected = np.full(16, 0.5)
+    expected[9] = 1.0
+    np.testing.assert_array_equal(new.vertex_start, expected)
