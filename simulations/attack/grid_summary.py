@@ -200,6 +200,7 @@ def main(argv: list[str]) -> int:
     rows: list[dict[str, Any]] = []
     columns: list[str] = []
     fulls: set[int] = set()
+    aliases: dict[str, str] = {}
     for d, _ in settings(root):
         runs = load_runs(d)
         ineligible = sorted(d.glob("ineligible-k*.txt"))
@@ -243,6 +244,9 @@ def main(argv: list[str]) -> int:
                 row["notes"].append(f"images {missed} were fooled by a black-box run but not "
                                     "by the white-box reference (it is not an upper bound)")
         cands = candidates(runs)
+        for _, s in runs:
+            for asked, ran in (s.get("aliases") or {}).items():
+                aliases.setdefault(ran, asked)
         for column, _, _, s in cands:
             if column not in columns:
                 columns.append(column)
@@ -297,6 +301,9 @@ def main(argv: list[str]) -> int:
         print("| " + " | ".join([row["setting"], str(row.get("images", "-")), *cells,
                                  row.get("any", "-"), row.get("wb", "-"),
                                  f"{row['wall'] / 60:.1f}"]) + " |")
+    if aliases:
+        print("\n" + "; ".join(f"{ran}: what `--method {asked}` runs in an attack"
+                               for ran, asked in sorted(aliases.items())) + ".")
     print(f"\nBest method per setting (highest success rate; ties listed) at the smallest "
           f"query budget and at {EXCHANGES} exchanges:\n")
     for row in rows:
