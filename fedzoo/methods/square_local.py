@@ -60,7 +60,13 @@ import numpy as np
 from fedzoo.methods import register
 from fedzoo.methods.base import Method, Spec, TrainContext
 from fedzoo.methods.square import image_shape, square_size, square_update, stripes, vertices
-from fedzoo.methods.square_surrogate import HISTORY, block_matrix, fit_weights, num_features
+from fedzoo.methods.square_surrogate import (
+    block_matrix,
+    load_surrogate,
+    num_features,
+    surrogate_arrays,
+    update_surrogate,
+)
 from fedzoo.payload import ArraySpec, Payload, ScalarSpec
 from fedzoo.state import ClientState, ServerState
 
@@ -128,10 +134,7 @@ class VertexClientState(ClientState):
             out["vertex-value"] = np.array([self.vertex_value])
         if self.own_weights is not None:
             out["own-weights"] = self.own_weights.copy()
-        if self.sg_features is not None and self.sg_values is not None:
-            out["sg-features"] = self.sg_features.copy()
-            out["sg-values"] = self.sg_values.copy()
-        return out
+        return {**out, **surrogate_arrays(self)}
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray], config: RunConfig) -> None:
         super().load_arrays(arrays, config)
@@ -140,9 +143,7 @@ class VertexClientState(ClientState):
             self.vertex_value = float(arrays["vertex-value"][0])
         if "own-weights" in arrays:
             self.own_weights = np.asarray(arrays["own-weights"], dtype=np.float64)
-        if "sg-values" in arrays:
-            self.sg_values = np.asarray(arrays["sg-values"], dtype=np.float64)
-            self.sg_features = np.asarray(arrays["sg-features"], dtype=np.float64).reshape(len(self.sg_values), -1)
+        load_surrogate(self, arrays)
 
 
 def merge(start: np.ndarray, ends: list[np.ndarray], weights: list[float], lo: np.ndarray,
@@ -227,12 +228,7 @@ class FZooSVertex(Method):
             change = v - f_cur + (float((cand - cur) @ corr) if corr is not None else 0.0)
             if change < 0:
                 cur, f_cur = cand, v
-        F = np.asarray(points) @ B
-        vals = np.asarray(values)
-        if state.sg_features is not None and state.sg_values is not None:
-            F, vals = np.vstack([state.sg_features, F]), np.concatenate([state.sg_values, vals])
-        state.sg_features, state.sg_values = F[-HISTORY:], vals[-HISTORY:]
-        state.own_weights = fit_weights(state.sg_features, state.sg_values)
+        state.own_weights = update_surrogate(state, np.asarray(points) @ B, np.asarray(values))
         ctx.scratch["vertex-value"] = f_start
         return cur
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,17 +113,34 @@ class SurrogateSquareClientState(SquareClientState):
     sg_values: np.ndarray | None = None
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        out = super().to_arrays()
-        if self.sg_features is not None and self.sg_values is not None:
-            out["sg-features"] = self.sg_features.copy()
-            out["sg-values"] = self.sg_values.copy()
-        return out
+        return {**super().to_arrays(), **surrogate_arrays(self)}
 
     def load_arrays(self, arrays: Mapping[str, np.ndarray], config: RunConfig) -> None:
         super().load_arrays(arrays, config)
-        if "sg-features" in arrays:
-            self.sg_values = np.asarray(arrays["sg-values"], dtype=np.float64)
-            self.sg_features = np.asarray(arrays["sg-features"], dtype=np.float64).reshape(len(self.sg_values), -1)
+        load_surrogate(self, arrays)
+
+
+def surrogate_arrays(state: Any) -> dict[str, np.ndarray]:
+    """A client state's surrogate data (``sg_features``, ``sg_values``) as arrays."""
+    if state.sg_features is None or state.sg_values is None:
+        return {}
+    return {"sg-features": state.sg_features.copy(), "sg-values": state.sg_values.copy()}
+
+
+def load_surrogate(state: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """Fill ``sg_features`` / ``sg_values`` from :func:`surrogate_arrays`' output."""
+    if "sg-features" in arrays:
+        state.sg_values = np.asarray(arrays["sg-values"], dtype=np.float64)
+        state.sg_features = np.asarray(arrays["sg-features"], dtype=np.float64).reshape(len(state.sg_values), -1)
+
+
+def update_surrogate(state: Any, F: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Append features ``F`` and ``values`` to the state's surrogate data, keep the last
+    ``HISTORY`` and return the refitted ridge weights."""
+    if state.sg_features is not None and state.sg_values is not None:
+        F, values = np.vstack([state.sg_features, F]), np.concatenate([state.sg_values, values])
+    state.sg_features, state.sg_values = F[-HISTORY:], values[-HISTORY:]
+    return fit_weights(state.sg_features, state.sg_values)
 
 
 def ranked_candidates(config: RunConfig, state: ServerState) -> np.ndarray:
@@ -178,11 +195,7 @@ class FZooSSquare(FedSquare):
         B = block_matrix(ctx.config, state.dim)
         pts = np.vstack([ctx.x_global[None, :], state.square_points])
         vals = np.concatenate([[value_start], state.square_values])
-        F = pts @ B
-        if state.sg_features is not None and state.sg_values is not None:
-            F, vals = np.vstack([state.sg_features, F]), np.concatenate([state.sg_values, vals])
-        state.sg_features, state.sg_values = F[-HISTORY:], vals[-HISTORY:]
-        ctx.scratch["square-weights"] = fit_weights(state.sg_features, state.sg_values)
+        ctx.scratch["square-weights"] = update_surrogate(state, pts @ B, vals)
         return x
 
     def end_train(self, ctx: TrainContext, reply: Payload) -> None:
@@ -203,4 +216,5 @@ class FZooSSquare(FedSquare):
         new.square_weights = np.asarray(agg.robust("square-weights", config), dtype=np.float64)
 
 
-__all__ = ["FZooSSquare", "block_matrix", "fit_weights", "stripes"]
+__all__ = ["FZooSSquare", "block_matrix", "fit_weights", "load_surrogate", "stripes", "surrogate_arrays",
+           "update_surrogate"]
