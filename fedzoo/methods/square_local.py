@@ -169,7 +169,8 @@ class FZooSVertex(Method):
     name = "fzoos-vertex"
     summary = ("FZooS for L-inf attacks: local-steps Square-Attack steps per client on the ball's vertices, "
                "each kept if f_i's change plus gamma x (global - own surrogate) change is negative; the "
-               "server merges the kept squares and moves only to evaluated, better vertices; 1 exchange")
+               "server merges the squares its global surrogate predicts to help and moves only to evaluated, "
+               "no-worse vertices; 1 exchange")
     rank = 13
     step_control = "none"  # the method checks every start vertex itself
     options = ("gamma", "square-shape", "square-p-init", "square-iterations", "square-radius")
