@@ -203,6 +203,7 @@ class Grid:
 
     def __call__(self) -> int:
         self.out.mkdir(parents=True, exist_ok=True)
+        self.log(f"code: {code_version()} (loaded once: every run of this process uses it)")
         self.log(f"grid start: datasets {self.datasets} P {self.portions} eps {self.epsilons} "
                  f"{self.targets}, K={self.images}, methods {self.methods}, fedsquare lambdas "
                  f"{self.lambdas}, extra {self.extra_methods}, fzoos cells {self.fzoos_cells}, "
@@ -217,6 +218,24 @@ class Grid:
                     self.setting(ds, p, eps, tgt)
         self.log("grid end")
         return 0
+
+
+def code_version() -> str:
+    """The commit this process runs and the uncommitted library files (methods change
+    while a grid runs: a resumed grid may run other code than the runs before it)."""
+    import subprocess
+
+    root = HERE.parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "fedzoo", "fedzoo_attack",
+                                "fedzoo_cli"], cwd=root, text=True, capture_output=True,
+                               timeout=30).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unknown ({exc})"
+    changed = [ln[3:] for ln in dirty if ln.strip()]
+    return f"commit {head or 'unknown'}" + (f", uncommitted: {changed}" if changed else "")
 
 
 def main(argv: list[str]) -> int:

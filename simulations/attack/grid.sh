@@ -27,6 +27,9 @@
 # whose summary.json exists is skipped, so the same command resumes an interrupted grid
 # (a partial run is started again). The runs go through grid.py: one Python process for
 # the whole grid (torch and the data imported once; a process per run cost 6-8 s each).
+# That process runs the code it loaded at its start (grid.log's "code:" line names the
+# commit): a method changed since runs in its old form until the grid is restarted, and
+# its finished runs are not redone; move them aside to rerun them on the new code.
 #
 # Cost control (measured on the shared 2-core box, 3 Dec): in the easiest setting
 # (mnist5k, P = 0.7, eps = 0.3, untargeted; every image fooled) the runs took fedsquare
