@@ -83,6 +83,23 @@ def _nonneg(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
 
 
+def _floor(v: Any) -> str | None:
+    """A value-floor option in canonical form ("" or a finite number as text), else None."""
+    if isinstance(v, str):
+        if v.strip() == "":
+            return ""
+        try:
+            v = float(v)
+        except ValueError:
+            return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    v = float(v)
+    if not math.isfinite(v) or abs(v) > MAX_FLOAT_OPTION:
+        return None
+    return repr(v)
+
+
 _RULES = {
     "positive-int": (_positive_int, "an integer >= 1"),
     "nonneg-int": (_nonneg_int, "an integer >= 0"),
@@ -148,6 +165,11 @@ class RunConfig:
     square_iterations: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedsquare: candidates the square-size schedule spans; 0 = rounds x square-candidates"})
     square_radius: float = field(default=0.5, metadata={"kind": "unit", "doc": "fedsquare: radius r of the L-inf ball around x0 whose vertices clip(x0 -+ r, 0, 1) are searched (0.5 with an attack's x0 = 0.5: the vertices +-eps)"})
     square_proposals: int = field(default=10, metadata={"kind": "positive-int", "doc": "fzoos-square: random squares the global surrogate ranks per candidate sent (1 = no ranking: fedsquare's random choice)"})
+    value_floor: str = field(default="", metadata={"kind": "floor", "doc": "fedsquare, fzoos-square, fzoos-vertex: each client's value counts as max(f_i, floor) when the method compares points (and in fzoos-vertex's surrogates); \"\" = off. For an attack's margins, 0 is the Carlini-Wagner hinge: a client whose own model is already fooled stops steering the search. The reported F is never floored"})
+
+    def floor_value(self) -> float | None:
+        """``value-floor`` as a number, None when off."""
+        return None if self.value_floor == "" else float(self.value_floor)
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -298,6 +320,12 @@ def _check(f: dataclasses.Field, key: str, value: Any) -> Any:
         if value not in choices:
             raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected one of {list(choices)}.")
         return value
+    if kind == "floor":
+        canonical = _floor(value)
+        if canonical is None:
+            raise ConfigError(f"Option {key!r} = {value!r} is not allowed; expected \"\" (off) or a "
+                              f"finite number of at most {MAX_FLOAT_OPTION:g} in size, e.g. 0 or -5.")
+        return canonical
     test, what = _RULES[kind]
     if isinstance(value, float) and kind.endswith("int") and value.is_integer():
         value = int(value)

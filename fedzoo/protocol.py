@@ -365,8 +365,12 @@ class Aggregate:
         or, when step control moved the point back to the incumbent, its value."""
         return self.moved_to if self.moved_to is not None else float(self.weighted(key))
 
-    def weighted(self, key: str) -> Any:
-        return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
+    def weighted(self, key: str, floor: float | None = None) -> Any:
+        """sum_i p_i v_i over the valid replies; with ``floor``, each client's value (or
+        array of values) counts as max(v_i, floor) (the ``value-floor`` option)."""
+        if floor is None:
+            return sum(self.weights[c] * self.replies[c][key] for c in self.replies)
+        return sum(self.weights[c] * np.maximum(self.replies[c][key], floor) for c in self.replies)
 
     def robust(self, key: str, config: RunConfig) -> np.ndarray:
         """Combine the vectors under ``key`` by ``config.aggregation``.

@@ -19,7 +19,7 @@ def add_config_args(p: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> 
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.metadata.get("kind", "")
-        typ = str if kind in ("choice", "shape") else int if kind.endswith("int") else float
+        typ = str if kind in ("choice", "shape", "floor") else int if kind.endswith("int") else float
         choices = f.metadata.get("choices") or None
         g.add_argument(flag, type=typ, default=None, choices=choices,
                        help=f"{f.metadata.get('doc', '')} (default {f.default})")

@@ -253,7 +253,8 @@ class FedSquare(Method):
     summary = ("Square Attack (random search over square updates on the box's vertices) on the server: "
                "clients evaluate square-candidates squares, the server keeps the best if better; 1 exchange")
     rank = 85
-    options = ("square-candidates", "square-shape", "square-p-init", "square-iterations", "square-radius")
+    options = ("square-candidates", "square-shape", "square-p-init", "square-iterations", "square-radius",
+               "value-floor")
     client_state = SquareClientState
     server_state = SquareServerState
 
@@ -286,9 +287,10 @@ class FedSquare(Method):
     def server_step(self, config: RunConfig, state: ServerState, agg: Aggregate) -> np.ndarray:
         """The best candidate by the weighted reported values, if better than x_{r-1}."""
         assert isinstance(state, SquareServerState)
-        values = np.asarray(agg.weighted("square-values"), dtype=np.float64)
+        floor = config.floor_value()
+        values = np.asarray(agg.weighted("square-values", floor), dtype=np.float64)
         best = int(np.argmin(values))
-        if values[best] < float(agg.weighted("value-start")):
+        if values[best] < float(agg.weighted("value-start", floor)):
             return _candidates(config, state)[best]
         return state.x.copy()
 

@@ -173,7 +173,7 @@ class FZooSVertex(Method):
                "no-worse vertices; 1 exchange")
     rank = 13
     step_control = "none"  # the method checks every start vertex itself
-    options = ("gamma", "square-shape", "square-p-init", "square-iterations", "square-radius")
+    options = ("gamma", "square-shape", "square-p-init", "square-iterations", "square-radius", "value-floor")
     client_state = VertexClientState
     server_state = VertexServerState
 
@@ -218,12 +218,15 @@ class FZooSVertex(Method):
             corr = config.gamma * (B @ (np.asarray(msg["square-weights"]) - own))  # per coordinate
         n_iters = local_iterations(config)
         first_it = (ctx.round - 1) * config.local_steps + 1
-        cur, f_cur = start, f_start
-        points, values = [start], [f_start]
+        floor = config.floor_value()
+        cur, f_cur = start, f_start if floor is None else max(f_start, floor)
+        points, values = [start], [f_cur]
         for k in range(config.local_steps):
             cand = square_update(cur.reshape(h, w, c), square_size(config, dim, first_it + k, n_iters),
                                  ctx.rng, lo, hi)
             v = float(ctx.session.query(cand[None, :])[0])
+            if floor is not None:  # the value the method compares (value-floor)
+                v = max(v, floor)
             points.append(cand)
             values.append(v)
             change = v - f_cur + (float((cand - cur) @ corr) if corr is not None else 0.0)
@@ -241,15 +244,16 @@ class FZooSVertex(Method):
 
     # ---- server ----------------------------------------------------------------------
     @staticmethod
-    def _accepted(agg: Aggregate) -> bool:
+    def _accepted(config: RunConfig, agg: Aggregate) -> bool:
         """F(v_r) <= F(x_{r-1}) over the same replies (weights renormalised); equality
         holds when v_r is x_{r-1} itself (the round after a rejection)."""
-        return float(agg.weighted("vertex-value")) <= float(agg.weighted("value-start"))
+        floor = config.floor_value()
+        return float(agg.weighted("vertex-value", floor)) <= float(agg.weighted("value-start", floor))
 
     def server_step(self, config: RunConfig, state: ServerState, agg: Aggregate) -> np.ndarray:
         """v_r if the clients' values say it is no worse than x_{r-1}, else x_{r-1}."""
         assert isinstance(state, VertexServerState) and state.vertex_start is not None
-        return state.vertex_start.copy() if self._accepted(agg) else state.x.copy()
+        return state.vertex_start.copy() if self._accepted(config, agg) else state.x.copy()
 
     def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
         """The global surrogate w (the clients' weights combined), then the next start
@@ -264,7 +268,7 @@ class FZooSVertex(Method):
         B = block_matrix(config, start.size)
         ids = [i for i in sorted(agg.replies)
                if float((np.asarray(agg.replies[i]["x"]) - start) @ B @ w) < 0]
-        onto = None if self._accepted(agg) else new.x
+        onto = None if self._accepted(config, agg) else new.x
         new.vertex_start = merge(start, [np.asarray(agg.replies[i]["x"]) for i in ids] or [start],
                                  [agg.weights[i] for i in ids] or [1.0], lo, hi, onto=onto)
 

@@ -195,6 +195,9 @@ class FZooSSquare(FedSquare):
         B = block_matrix(ctx.config, state.dim)
         pts = np.vstack([ctx.x_global[None, :], state.square_points])
         vals = np.concatenate([[value_start], state.square_values])
+        floor = ctx.config.floor_value()
+        if floor is not None:  # the surrogate models what the server compares
+            vals = np.maximum(vals, floor)
         ctx.scratch["square-weights"] = update_surrogate(state, pts @ B, vals)
         return x
 
@@ -204,9 +207,10 @@ class FZooSSquare(FedSquare):
 
     def server_step(self, config: RunConfig, state: ServerState, agg: Aggregate) -> np.ndarray:
         assert isinstance(state, SurrogateSquareServerState)
-        values = np.asarray(agg.weighted("square-values"), dtype=np.float64)
+        floor = config.floor_value()
+        values = np.asarray(agg.weighted("square-values", floor), dtype=np.float64)
         best = int(np.argmin(values))
-        if values[best] < float(agg.weighted("value-start")):
+        if values[best] < float(agg.weighted("value-start", floor)):
             return ranked_candidates(config, state)[best]
         return state.x.copy()
 

@@ -409,6 +409,8 @@ def flag_cases() -> list[tuple[str, list[str]]]:
             values = ["bogus"]
         elif kind == "shape":
             values = ["-1", "3x"]
+        elif kind == "floor":
+            values = ["nan", "inf", "abc", "1e400"]
         elif kind.endswith("int"):
             values = ["-7", str(2**63)] + (["0"] if kind == "positive-int" else [])
             high = RANGES.get(f.name, (None, None, ""))[1]

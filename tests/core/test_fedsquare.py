@@ -22,7 +22,7 @@ def cfg(**extra) -> RunConfig:
 def test_registered_with_its_options() -> None:
     m = get_method("fedsquare")
     assert set(m.options) == {"square-candidates", "square-shape", "square-p-init", "square-iterations",
-                              "square-radius"}
+                              "square-radius", "value-floor"}
     assert not m.has_sync
 
 

@@ -25,7 +25,8 @@ def cfg(**extra) -> RunConfig:
 
 def test_registered_with_its_options() -> None:
     m = get_method("fzoos-vertex")
-    assert set(m.options) == {"gamma", "square-shape", "square-p-init", "square-iterations", "square-radius"}
+    assert set(m.options) == {"gamma", "square-shape", "square-p-init", "square-iterations", "square-radius",
+                              "value-floor"}
     assert not m.has_sync and m.step_control == "none"
 
 
@@ -154,3 +155,66 @@ def test_the_server_merges_only_the_squares_the_global_surrogate_predicts_to_hel
     expected = np.full(16, 0.5)
     expected[9] = 1.0
     np.testing.assert_array_equal(new.vertex_start, expected)
+
+
+def test_value_floor_is_validated_and_canonical() -> None:
+    from fedzoo.errors import ConfigError
+
+    assert RunConfig().value_floor == "" and RunConfig().floor_value() is None
+    for given, expected in (("0", 0.0), (0, 0.0), (-5, -5.0), (" -2.5 ", -2.5), ("", None)):
+        config = RunConfig.from_mapping({"value-floor": given})
+        assert config.floor_value() == expected
+        assert RunConfig.from_mapping(config.to_dict()) == config  # survives the run-config round trip
+    for bad in ("nan", "inf", "-inf", "abc", True, 1e400, [0]):
+        with pytest.raises(ConfigError, match="value-floor.*finite number"):
+            RunConfig.from_mapping({"value-floor": bad})
+
+
+def test_with_a_value_floor_the_server_compares_floored_values() -> None:
+    from fedzoo.protocol import Aggregate
+
+    # client 0 is already far below the floor and gains even more at v_r; client 1 (the one
+    # the floor leaves in play) loses: raw F says v_r is better, the floored one says worse
+    replies = {0: {"vertex-value": -50.0, "value-start": -20.0}, 1: {"vertex-value": 3.0, "value-start": 2.0}}
+    agg = Aggregate(replies=replies, weights={0: 0.5, 1: 0.5}, rejected={})
+    assert agg.weighted("vertex-value") < agg.weighted("value-start")
+    assert agg.weighted("vertex-value", 0.0) == pytest.approx(1.5)
+    assert agg.weighted("value-start", 0.0) == pytest.approx(1.0)
+    method = get_method("fzoos-vertex")
+    for floor, moves in (("", True), ("0", False)):
+        config = RunConfig.from_mapping({"method": "fzoos-vertex", "square-shape": "4x4", "value-floor": floor})
+        state = method.server_state.new(config, np.full(16, 0.5))
+        x = method.server_step(config, state, agg)
+        assert np.array_equal(x, state.vertex_start) is moves
+    # fedsquare: the best candidate by floored values (client 0's gain at candidate 0 is
+    # worth nothing below the floor; client 1 prefers candidate 1)
+    sq = get_method("fedsquare")
+    replies = {0: {"square-values": np.array([-90.0, -30.0]), "value-start": -20.0},
+               1: {"square-values": np.array([2.5, 1.0]), "value-start": 2.0}}
+    agg = Aggregate(replies=replies, weights={0: 0.5, 1: 0.5}, rejected={})
+    from fedzoo.methods.square import _candidates
+
+    for floor, best in (("", 0), ("0", 1)):
+        config = RunConfig.from_mapping({"method": "fedsquare", "square-shape": "4x4", "square-candidates": 2,
+                                         "value-floor": floor})
+        state = sq.server_state.new(config, np.full(16, 0.5))
+        np.testing.assert_array_equal(sq.server_step(config, state, agg), _candidates(config, state)[best])
+
+
+def test_with_a_value_floor_a_client_below_it_follows_only_the_global_surrogate() -> None:
+    # f_i = sum(x) - 100 is below the floor 0 everywhere: without a correction no local step
+    # changes the floored value, so none is kept; the surrogate fitted on floored values is flat
+    config = RunConfig.from_mapping({"method": "fzoos-vertex", "local-steps": 12, "gamma": 0.0,
+                                     "square-shape": "4x4", "square-p-init": 0.3, "seed": 2, "value-floor": 0})
+    objective = CallableObjective(lambda X: X.sum(axis=1) - 100.0, 16)
+    server = protocol.server_init(config, np.full(16, 0.5))
+    msg = protocol.train_message(config, server)
+    state = protocol.new_client_state(config, 16)
+    state, reply = protocol.client_train(config, objective, state, msg, client_id=0)
+    np.testing.assert_array_equal(reply["x"], msg["vertex-start"])
+    assert reply["vertex-value"] == msg["vertex-start"].sum() - 100.0  # reported raw
+    np.testing.assert_allclose(reply["square-weights"], 0.0, atol=1e-9)
+    # without the floor the same client keeps squares that lower its (raw) value
+    _, raw = protocol.client_train(config.replace(value_floor=""), objective,
+                                   protocol.new_client_state(config, 16), msg, client_id=0)
+    assert raw["x"].sum() < msg["vertex-start"].sum()
