@@ -431,3 +431,30 @@ def test_with_only_a_budget_the_budget_not_the_round_cap_ends_the_run() -> None:
     assert rounds_for_budget(20000) == 20000
     assert rounds_for_budget(300) == ROUNDS_CAP_WITH_BUDGET
     assert rounds_for_budget(10**9) == MAX_ROUNDS
+
+
+@pytest.mark.parametrize("command", ["attack", "metric"])
+def test_the_commands_use_the_budget_rounds_unless_rounds_is_given(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring, not the helper: the config ``fedzoo attack`` / ``metric`` builds runs
+    max(1000, budget) rounds with only ``--budget``, and ``--rounds`` when given (the run is
+    stopped right after the config is built, before any data or model is loaded)."""
+    import fedzoo_cli.attack as cli_attack
+
+    built = []
+    real = cli_attack.config_from_args
+
+    class Built(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        built.append(real(*args, **kwargs))
+        raise Built
+
+    monkeypatch.setattr(cli_attack, "config_from_args", spy)
+    for extra, rounds in (([], 20000), (["--rounds", "7"], 7)):
+        with pytest.raises(Built):
+            main([command, "--method", "fedsquare" if command == "attack" else "fedzo", "--budget", "20000",
+                  "--out", str(tmp_path / "out"), *extra])
+        assert built[-1].rounds == rounds
