@@ -262,8 +262,13 @@ class FedSquare(Method):
         image_shape(config, dim)  # a wrong shape is refused before anything is sent
         return {"square-points": ArraySpec(config.square_candidates * dim, unit_box=True)}
 
+    def candidate_points(self, config: RunConfig, state: ServerState) -> np.ndarray:
+        """The λ candidates of this round (λ, d): what the clients evaluate and the server
+        picks from. A subclass that chooses them otherwise overrides only this."""
+        return _candidates(config, state)
+
     def train_message(self, config: RunConfig, state: ServerState) -> Payload:
-        return {"square-points": _candidates(config, state).ravel()}
+        return {"square-points": self.candidate_points(config, state).ravel()}
 
     def train_reply_spec(self, config: RunConfig, dim: int) -> Spec:
         return {"square-values": ArraySpec(config.square_candidates)}
@@ -291,7 +296,7 @@ class FedSquare(Method):
         values = np.asarray(agg.weighted("square-values", floor), dtype=np.float64)
         best = int(np.argmin(values))
         if values[best] < float(agg.weighted("value-start", floor)):
-            return _candidates(config, state)[best]
+            return self.candidate_points(config, state)[best]
         return state.x.copy()
 
     def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:

@@ -182,8 +182,8 @@ class FZooSSquare(FedSquare):
     client_state = SurrogateSquareClientState
     server_state = SurrogateSquareServerState
 
-    def train_message(self, config: RunConfig, state: ServerState) -> Payload:
-        return {"square-points": ranked_candidates(config, state).ravel()}
+    def candidate_points(self, config: RunConfig, state: ServerState) -> np.ndarray:
+        return ranked_candidates(config, state)
 
     def train_reply_spec(self, config: RunConfig, dim: int) -> Spec:
         return {**super().train_reply_spec(config, dim), "square-weights": ArraySpec(num_features(config, dim))}
@@ -204,15 +204,6 @@ class FZooSSquare(FedSquare):
     def end_train(self, ctx: TrainContext, reply: Payload) -> None:
         super().end_train(ctx, reply)
         reply["square-weights"] = ctx.scratch["square-weights"]
-
-    def server_step(self, config: RunConfig, state: ServerState, agg: Aggregate) -> np.ndarray:
-        assert isinstance(state, SurrogateSquareServerState)
-        floor = config.floor_value()
-        values = np.asarray(agg.weighted("square-values", floor), dtype=np.float64)
-        best = int(np.argmin(values))
-        if values[best] < float(agg.weighted("value-start", floor)):
-            return ranked_candidates(config, state)[best]
-        return state.x.copy()
 
     def aggregate_train(self, config: RunConfig, new: ServerState, agg: Aggregate) -> None:
         super().aggregate_train(config, new, agg)

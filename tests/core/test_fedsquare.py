@@ -105,3 +105,24 @@ def test_fzoos_square_surrogates() -> None:
     values = [row["value"] for row in run.history]
     assert all(b <= a for a, b in zip(values, values[1:-1])) and run.num_queries == sum(
         o.num_queries for o in p.objectives)
+
+
+def test_fzoos_square_fits_its_surrogate_on_floored_values() -> None:
+    from fedzoo import protocol
+    from fedzoo.objectives.base import CallableObjective
+
+    # f = sum(x) - 200 lies below the floor 0 everywhere: the floored values are all 0, so
+    # the uploaded surrogate is flat; without the floor it tracks sum(x) (positive weights)
+    objective = CallableObjective(lambda X: X.sum(axis=1) - 200.0, 64)
+    weights = {}
+    for floor in ("", "0"):
+        config = RunConfig.from_mapping({"method": "fzoos-square", "square-shape": "8x8", "square-candidates": 5,
+                                         "square-p-init": 0.3, "seed": 1, "value-floor": floor})
+        server = protocol.server_init(config, np.full(64, 0.5))
+        msg = protocol.train_message(config, server)
+        _, reply = protocol.client_train(config, objective, protocol.new_client_state(config, 64), msg,
+                                         client_id=0)
+        assert np.all(reply["square-values"] < -100.0)  # the replies stay raw
+        weights[floor] = np.asarray(reply["square-weights"])
+    np.testing.assert_allclose(weights["0"], 0.0, atol=1e-9)
+    assert np.abs(weights[""]).max() > 1e-3 and weights[""].sum() > 0
