@@ -39,6 +39,7 @@ FD_ESTIMATORS = tuple(finite_difference.FD_ESTIMATORS)
 AGGREGATIONS = tuple(aggregation.AGGREGATORS)
 GAMMA_SCHEDULES = ("auto", *corrections.GAMMA_SCHEDULES)
 STEP_CONTROLS = step_control.STEP_CONTROLS
+STEP_START = step_control.STEP_START
 
 
 def method_names() -> tuple[str, ...]:
@@ -128,7 +129,8 @@ class RunConfig:
     clip_factor: float = field(default=2.0, metadata={"kind": "positive", "doc": "clip: norms capped at this multiple of the median norm"})
     step_control: str = field(default="auto", metadata={"kind": "choice", "choices": STEP_CONTROLS, "doc": "server-side step control from reported values: incumbent (keep the best reported point, shrink the local lr on a rejected step), none, or auto (the method's choice)"})
     step_shrink: float = field(default=0.5, metadata={"kind": "unit", "doc": "incumbent step control: lr scale factor after a rejected step"})
-    step_grow: float = field(default=1.0, metadata={"kind": "positive", "doc": "incumbent step control: lr scale factor after an accepted step (capped at scale 1)"})
+    step_grow: float = field(default=1.0, metadata={"kind": "positive", "doc": "incumbent step control: lr scale factor after an accepted step (capped at the start scale)"})
+    step_start: float = field(default=STEP_START, metadata={"kind": "positive", "doc": "incumbent step control: the lr scale of the first round (clients step with lr x step-start, shrunk by step-shrink on every rejected step; 1 = the plain lr)"})
     server_lr: float = field(default=1.0, metadata={"kind": "positive", "doc": "server step eta (1 = weighted average)"})
     # finite differences (fedzo, fedprox, scaffold1/2)
     fd_estimator: str = field(default="rgf", metadata={"kind": "choice", "choices": FD_ESTIMATORS, "doc": "finite-difference estimator"})

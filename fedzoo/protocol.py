@@ -326,7 +326,7 @@ def train_message(config: RunConfig, state: ServerState) -> Payload:
     msg: Payload = {"x": state.x.copy(), "round": state.round + 1}
     msg.update(get_method(config.method).train_message(config, state))
     if step_control.active(config):
-        msg["lr-scale"] = state.lr_scale
+        msg["lr-scale"] = config.step_start * state.lr_scale
     return msg
 
 

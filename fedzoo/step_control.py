@@ -10,7 +10,9 @@ later), or the final evaluation at x_R. ``step-control``:
   whose reported value is below F* becomes the incumbent, and the local learning rate
   scale s grows by ``step-grow`` (at most 1); a point reported above F* is rejected:
   the global point goes back to x* and s shrinks by ``step-shrink``. Clients step with
-  ``lr x s`` (the train message's ``lr-scale``). Re-evaluating x* itself changes
+  ``lr x step-start x s`` (the train message's ``lr-scale`` is ``step-start x s``):
+  with ``step-start`` > 1 the steps start wide, the way an evolution strategy's first
+  samples do, and every rejected step halves them. Re-evaluating x* itself changes
   nothing. The point a run returns is therefore the best one reported, and history.csv's
   last row is F there.
 * ``auto`` (default): the method's own choice (:attr:`Method.step_control`).
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from fedzoo.state import ServerState
 
 STEP_CONTROLS = ("auto", "none", "incumbent")
+#: ``step-start``: the first round's lr scale (a trust region that starts wide).
+STEP_START = 30.0
 
 
 def active(config: RunConfig) -> bool:
@@ -52,7 +56,7 @@ def judge(config: RunConfig, state: ServerState, x: np.ndarray, value: float) ->
     """Update the incumbent of ``state`` with F(x) = value; False if x is rejected."""
     if state.best_x is None or value < state.best_value:
         state.best_x, state.best_value = np.asarray(x, dtype=np.float64).copy(), float(value)
-        state.lr_scale = min(1.0, state.lr_scale * config.step_grow)
+        state.lr_scale = min(1.0, state.lr_scale * config.step_grow)  # relative to step-start
         return True
     if np.array_equal(x, state.best_x):  # the incumbent again: nothing new
         return True

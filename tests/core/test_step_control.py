@@ -60,7 +60,7 @@ def test_the_returned_point_is_the_best_reported_and_the_last_row_is_f_there(met
 
 def test_a_large_lr_is_tamed_where_the_paper_rule_drifts():
     p = make_problem("quadratic", dim=10, clients=3, heterogeneity=0.5, seed=0)
-    base = {**SMALL_RUN, "method": "fedzo", "rounds": 12, "lr": 0.3}
+    base = {**SMALL_RUN, "method": "fedzo", "rounds": 12, "lr": 0.3, "step-start": 1}
     plain = run_federation(p, RunConfig.from_mapping({**base, "step-control": "none"}), workers=1)
     ctrl = run_federation(p, RunConfig.from_mapping({**base, "step-control": "incumbent"}), workers=1)
     values = [r["value"] for r in ctrl.history]
@@ -69,3 +69,32 @@ def test_a_large_lr_is_tamed_where_the_paper_rule_drifts():
     # a rejected step costs one round: the point goes back to the incumbent at once
     back = [i for i in range(2, len(values)) if values[i] == values[i - 2] and values[i - 1] > values[i]]
     assert back
+
+
+def test_step_start_scales_the_first_rounds_and_every_rejection_halves_it():
+    cfg = RunConfig.from_mapping({"method": "fedzo", "step-control": "incumbent", "step-start": 8,
+                                  "step-grow": 2.0})
+    st = protocol.server_init(cfg, np.full(3, 0.5))
+    assert protocol.train_message(cfg, st)["lr-scale"] == 8.0
+    assert step_control.judge(cfg, st, st.x, 2.0)
+    assert protocol.train_message(cfg, st)["lr-scale"] == 8.0  # growth is capped at the start
+    assert not step_control.judge(cfg, st, np.full(3, 0.4), 3.0)
+    assert not step_control.judge(cfg, st, np.full(3, 0.3), 2.5)
+    assert protocol.train_message(cfg, st)["lr-scale"] == 2.0
+    assert step_control.judge(cfg, st, np.full(3, 0.6), 1.0)
+    assert protocol.train_message(cfg, st)["lr-scale"] == 4.0
+    # without step control the option changes nothing: no lr-scale is sent
+    off = cfg.replace(step_control="none")
+    assert "lr-scale" not in protocol.train_message(off, protocol.server_init(off, np.full(3, 0.5)))
+
+
+def test_step_start_is_the_same_as_a_larger_lr_with_step_control():
+    p = make_problem("quadratic", dim=10, clients=3, heterogeneity=0.5, seed=1)
+    base = {**SMALL_RUN, "method": "fedzo", "rounds": 6, "step-control": "incumbent"}
+    wide = run_federation(p, RunConfig.from_mapping({**base, "lr": 0.01, "step-start": 10}), workers=1)
+    plain = run_federation(p, RunConfig.from_mapping({**base, "lr": 0.1, "step-start": 1}), workers=1)
+    small = run_federation(p, RunConfig.from_mapping({**base, "lr": 0.01, "step-start": 1}), workers=1)
+    np.testing.assert_array_equal(wide.x, plain.x)
+    assert not np.array_equal(wide.x, small.x)
+    with pytest.raises(Exception, match="step-start"):
+        RunConfig.from_mapping({"step-start": 0})
