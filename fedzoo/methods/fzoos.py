@@ -208,7 +208,9 @@ class FZooS(FZooSPaper):
       best point reported, goes back to it when a round made things worse and halves the
       clients' local learning rate then (:mod:`fedzoo.step_control`). No extra query.
       Without it the paper's FZooS drifts upwards once Adam's fixed step outgrows the
-      distance to the optimum.
+      distance to the optimum. The steps start wide (``step-start`` = 30, a step
+      control option every method gets with it): 30× lr, halved on every rejected
+      round, which carries the run over the ripples of multimodal objectives.
     * γ_t = γ at every local step (``gamma-schedule = constant``) instead of γ/t: the
       paper's schedule fades the correction within a round, which heterogeneous clients
       (large C) need throughout; the step control removes the cost a constant γ had on
@@ -219,8 +221,8 @@ class FZooS(FZooSPaper):
     """
 
     name = "fzoos"
-    summary = ("fzoos-paper + server-side step control from reported values (incumbent, lr halving) "
-               "and a constant correction weight; train + sync")
+    summary = ("fzoos-paper + server-side step control from reported values (incumbent, wide first steps, "
+               "lr halving) and a constant correction weight; train + sync")
     rank = 10
     step_control = "incumbent"
     gamma_schedule = "constant"

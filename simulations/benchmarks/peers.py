@@ -17,8 +17,10 @@ methods with one and two exchanges per round are compared on both axes:
 
 Variants under their own labels run a method with other options (``VARIANTS``): the step
 control that ``fzoos`` uses by default offered to the baselines (``fedzo+inc`` is fedzo
-with ``step-control = incumbent``), and the ablations ``fzoos+inverse`` (the paper's
-γ/t) and ``fzoos+nostep`` (no step control; ``fzoos-paper`` lacks both).
+with ``step-control = incumbent`` and its default wide start ``step-start`` = 30;
+``fedzo+inc1`` the same with ``step-start`` = 1, the plain lr), and the ablations
+``fzoos+inverse`` (the paper's γ/t), ``fzoos+nostep`` (no step control; ``fzoos-paper``
+lacks both) and ``fzoos+narrow`` (``step-start`` = 1, i.e. ``fzoos`` before 4 Dec).
 
     python simulations/benchmarks/peers.py --out runs/peers                 # everything
     python simulations/benchmarks/peers.py --out runs/peers-q --problems quadratic:0.5 \
@@ -45,9 +47,15 @@ from typing import Any
 PROBLEMS = ("quadratic:0.5", "quadratic:5", "quadratic:50", "ackley:0.5", "levy:0.5",
             "paper-ackley:0.5", "paper-levy:0.5")
 METHODS = ("fzoos", "fzoos-paper", "zord", "fedzo", "fedprox", "scaffold1", "scaffold2", "fedcma",
-           "fedzo+inc", "fedprox+inc", "scaffold1+inc", "scaffold2+inc")
+           "fedzo+inc", "fedprox+inc", "scaffold1+inc", "scaffold2+inc", "fedzo+inc1", "fedprox+inc1",
+           "scaffold1+inc1", "scaffold2+inc1")
 VARIANTS = {
-    "+inc": {"step-control": "incumbent"},  # FZooS's step control offered to a baseline
+    "+inc": {"step-control": "incumbent"},  # FZooS's step control (wide start included) offered to a baseline
+    "+inc1": {"step-control": "incumbent", "step-start": 1.0},  # the same without the wide start
+    "+narrow": {"step-start": 1.0},  # fzoos without the wide start (ablation; fzoos before 4 Dec)
+    "+start3": {"step-start": 3.0},  # the wide start's screen (BENCHMARKS §8)
+    "+start10": {"step-start": 10.0},
+    "+start100": {"step-start": 100.0},
     "+inverse": {"gamma-schedule": "inverse"},  # fzoos with the paper's gamma/t (ablation)
     "+nostep": {"step-control": "none"},  # fzoos without step control (ablation)
 }

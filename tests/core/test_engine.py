@@ -263,9 +263,11 @@ def test_history_buffer_drops_the_oldest_points():
 def test_fzoos_local_gradients_beat_rgf_along_a_real_run():
     """The paper's Fig. 5 claim, measured: per-local-step cosine to the client's true
     gradient of the surrogate gradient vs RGF with Q = 20 (full values in BENCHMARKS.md
-    from simulations/benchmarks/gradient_quality.py)."""
+    from simulations/benchmarks/gradient_quality.py). The paper's method, and ``fzoos``
+    with its wide first steps (step-start 30: the points move far from the queried ones,
+    so its surrogate gradients are rougher in these first rounds, still above RGF)."""
     p = make_problem("quadratic", dim=100, clients=3, heterogeneity=5.0, seed=0)
-    cos = {"fzoos": [], "fedzo": []}
+    cos = {"fzoos-paper": [], "fzoos": [], "fedzo": []}
 
     def observer(method):
         def see(cid, t, x, g, g_hat):
@@ -276,10 +278,11 @@ def test_fzoos_local_gradients_beat_rgf_along_a_real_run():
     for method in cos:
         cfg = RunConfig.from_mapping({"method": method, "rounds": 4, "rff-features": 1000})
         run_federation(p, cfg, observer=observer(method), workers=1)
-    fz = np.mean(cos["fzoos"][len(cos["fzoos"]) // 4:])  # after round 1
+    fz, wide = (np.mean(cos[m][len(cos[m]) // 4:]) for m in ("fzoos-paper", "fzoos"))  # after round 1
     rgf = np.mean(cos["fedzo"])
     assert rgf == pytest.approx(np.sqrt(20 / 100), abs=0.1)  # RGF: ~sqrt(Q/d)
     assert fz > rgf + 0.2
+    assert fz > wide > rgf + 0.05  # measured: 0.98, 0.57, 0.45
 
 
 @pytest.mark.parametrize("method", ["fzoos", "scaffold2", "fedzo"])
