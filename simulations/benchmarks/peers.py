@@ -56,6 +56,8 @@ VARIANTS = {
     "+start3": {"step-start": 3.0},  # the wide start's screen (BENCHMARKS §8)
     "+start10": {"step-start": 10.0},
     "+start100": {"step-start": 100.0},
+    "+grow12": {"step-grow": 1.2},  # a trust region that widens again after accepted rounds (§8)
+    "+grow15": {"step-grow": 1.5},
     "+inverse": {"gamma-schedule": "inverse"},  # fzoos with the paper's gamma/t (ablation)
     "+nostep": {"step-control": "none"},  # fzoos without step control (ablation)
 }
