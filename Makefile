@@ -24,7 +24,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fedzoo compare --problem quadratic --dim 300 --clients 5 --heterogeneity 0.5 \
 		--rounds 50 --local-steps 10 --seed 0 \
-		--methods fzoos,fedzo,fedprox,scaffold1,scaffold2 --out runs/demo
+		--methods fzoos,fedzo,fedprox,scaffold1,scaffold2 --out runs/demo --overwrite
 
 ## The whole suite, end-to-end tests with real processes included.
 test: $(STAMP)

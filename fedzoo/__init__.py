@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "minimize": "fedzoo.api",
+    "compare": "fedzoo.comparison",
+    "Comparison": "fedzoo.comparison",
     "METHODS": "fedzoo.config",
     "RunConfig": "fedzoo.config",
     "RunResult": "fedzoo.engine",

@@ -21,6 +21,7 @@ and over Flower (one driver).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -58,13 +59,16 @@ class QueryBudget:
     config: RunConfig
     dim: int
     unreported: dict[int, int] = field(default_factory=dict)
+    #: clients counted only through refused replies so far: their first-exchange bound
+    #: (an initial design) may still be due (a failed exchange keeps the state before it)
+    never_accepted: set[int] = field(default_factory=set)
 
     def round_bound(self, clients: Iterable[int], replied_before: Mapping[int, int]) -> int:
         """The most queries round r can cost with these clients asked."""
         has_sync = get_method(self.config.method).has_sync
         total = 0
         for cid in clients:
-            first = cid not in replied_before
+            first = cid not in replied_before or cid in self.never_accepted
             total += exchange_bound(self.config, self.dim, TRAIN, first)
             if has_sync:
                 total += exchange_bound(self.config, self.dim, SYNC, False)
@@ -75,13 +79,57 @@ class QueryBudget:
         return spent + sum(self.unreported.values()) + extra <= self.budget
 
     def note(self, kind: str, asked: Iterable[int], accepted: Iterable[int],
-             replied_before: Mapping[int, int]) -> None:
+             replied_before: Mapping[int, int], counted: Iterable[int] = ()) -> None:
         """After an exchange: a client without an accepted reply may have spent up to its
-        bound (charged with its next accepted reply, which clears it)."""
-        ok = set(accepted)
+        bound (charged with its next accepted reply, which clears it), unless the counts
+        of its refused reply were charged (``counted``)."""
+        ok, known = set(accepted), set(counted)
         for cid in asked:
             if cid in ok:
                 self.unreported.pop(cid, None)
+                self.never_accepted.discard(cid)
+            elif cid in known:
+                self.unreported.pop(cid, None)
+                if cid not in replied_before:
+                    self.never_accepted.add(cid)
             else:
-                bound = exchange_bound(self.config, self.dim, kind, cid not in replied_before)
+                bound = exchange_bound(self.config, self.dim, kind,
+                                       cid not in replied_before or cid in self.never_accepted)
                 self.unreported[cid] = self.unreported.get(cid, 0) + bound
+
+
+def rounds_for_budget(config: RunConfig, dim: int, num_clients: int, budget: int,
+                      final_evaluation: bool = True) -> int:
+    """The rounds a run with ``budget`` queries is set up for when no ``rounds`` is given:
+    as many as fit with every round at its worst case (the same bounds as the stop rule,
+    every client asked, the first round's initial designs and a final evaluation
+    included), at least 1 and at most :data:`fedzoo.limits.MAX_ROUNDS`.
+
+    Methods whose schedules span the run (e.g. fedsquare's square sizes) span these
+    rounds. The budget stays the binding limit: the run may stop earlier, never later
+    (:class:`QueryBudget`), and it ends within it whatever the rounds.
+
+    Raises:
+        ConfigError: the budget cannot pay for one round (and its final evaluation).
+    """
+    from fedzoo.limits import MAX_ROUNDS
+
+    has_sync = get_method(config.method).has_sync
+    clients = max(1, math.ceil(config.fraction * num_clients))
+
+    def round_cost(first: bool) -> int:
+        cost = exchange_bound(config, dim, TRAIN, first)
+        if has_sync:
+            cost += exchange_bound(config, dim, SYNC, False)
+        return cost * clients
+
+    reserve = num_clients if final_evaluation and not has_sync else 0
+    first, later = round_cost(True), round_cost(False)
+    if budget < first + reserve:
+        raise ConfigError(
+            f"A query budget of {budget} cannot pay for one round of {config.method!r} on "
+            f"{num_clients} client(s) in dimension {dim}: the first round may cost up to "
+            f"{first + reserve} queries (every client's initial exchange"
+            + (", plus one final evaluation per client" if reserve else "")
+            + f"); expected a budget of at least {first + reserve}.")
+    return int(min(MAX_ROUNDS, 1 + (budget - first - reserve) // max(later, 1)))

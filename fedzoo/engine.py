@@ -10,6 +10,7 @@ against counting wrappers around the objectives.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -45,20 +46,31 @@ class RunResult:
     """Outcome of a run.
 
     Attributes:
-        x: final global point.
+        x: final global point (under incumbent step control, the best point reported).
         history: rows of history.csv (dicts).
-        num_queries: total black-box evaluations over all clients.
+        num_queries: total black-box evaluations over all clients: exactly the points
+            their objectives were handed, refused replies included.
         summary: the content of summary.json.
+        best_x: the global point with the lowest *reported* F (sum_i p_i f_i from the
+            clients' own queries) over the run, start point included; ``best_value`` and
+            ``best_round`` say which. With incumbent step control it is ``x``.
     """
 
     x: np.ndarray
     history: list[dict[str, Any]]
     num_queries: int
     summary: dict[str, Any]
+    best_x: np.ndarray | None = None
+    best_value: float = math.nan
+    best_round: int = -1
 
     @property
     def value(self) -> float:
         return float(self.history[-1]["value"])
+
+
+#: ``on-client-error``: what a client whose exchange raises does to an in-process run.
+ON_CLIENT_ERROR = ("skip", "fail")
 
 
 class ThreadTransport:
@@ -66,35 +78,67 @@ class ThreadTransport:
 
     Clients run in the pool when there is one (numpy releases the GIL in the heavy
     parts); each client only touches its own state, so the result does not depend on
-    the number of threads. A client whose function raises fails the run
-    (:class:`~fedzoo.errors.ObjectiveError` naming the client, exchange and round).
+    the number of threads.
+
+    A client whose function raises (a failing objective, NaN values, an exhausted
+    objective budget) is handled by ``on_client_error``:
+
+    * ``skip`` (default): as over Flower, the client is left out of the exchange (its
+      state is the one from before it, with the queries the failed exchange made added
+      to its running total) and the transport returns a
+      :class:`~fedzoo.protocol.FailedReply` carrying the error and exactly the points
+      its objective was handed, which the server charges; the round needs
+      ``min-replies`` as usual. If *every* client asked fails in one exchange the round
+      driver records the round (its queries counted) and ends the run with the first
+      error (nothing could work: usually a bug shared by all objectives, which another
+      round would only repeat; :func:`fedzoo.rounds.raise_if_all_failed`).
+    * ``fail``: the first failure ends the run
+      (:class:`~fedzoo.errors.ObjectiveError` naming the client, exchange and round).
     """
 
     FUNCTIONS = {TRAIN: protocol.client_train, SYNC: protocol.client_sync, EVALUATE: protocol.client_evaluate}
 
     def __init__(self, config: RunConfig, problem: FederatedProblem, states: list[ClientState],
-                 pool: ThreadPoolExecutor | None, observer: protocol.StepObserver | None = None) -> None:
+                 pool: ThreadPoolExecutor | None, observer: protocol.StepObserver | None = None,
+                 on_client_error: str = "skip") -> None:
         self.config, self.problem, self.states, self.pool = config, problem, states, pool
         self.observer = observer
+        if on_client_error not in ON_CLIENT_ERROR:
+            raise ConfigError(f"on_client_error = {on_client_error!r} is not allowed; expected one of "
+                              f"{list(ON_CLIENT_ERROR)}.")
+        self.on_client_error = on_client_error
 
     def exchange(self, kind: str, message: dict[str, Any], round_: int,
-                 clients: list[int]) -> tuple[dict[int, dict[str, Any]], int, int]:
+                 clients: list[int]) -> tuple[dict[int, Any], int, int]:
         fn = self.FUNCTIONS[kind]
         kwargs = {"observer": self.observer} if kind == TRAIN else {}
+        skip = self.on_client_error == "skip"
 
-        def one(cid: int) -> tuple[ClientState, dict[str, Any]]:
+        def one(cid: int) -> tuple[ClientState, Any]:
+            objective, state = self.problem.objectives[cid], self.states[cid]
+            saved = {k: np.array(v, copy=True) for k, v in state.to_arrays().items()} if skip else None
+            total_before, handed_before = state.total_queries, _handed(objective)
             try:
-                return fn(self.config, self.problem.objectives[cid], self.states[cid], message, cid, **kwargs)
+                return fn(self.config, objective, state, message, cid, **kwargs)
             except FedZooError as err:
-                raise ObjectiveError(f"client {cid} failed in the {kind} exchange of round {round_}: {err}") from err
+                error = ObjectiveError(f"client {cid} failed in the {kind} exchange of round {round_}: {err}")
+                if saved is None:
+                    raise error from err
+                queries = max(state.total_queries - total_before, _handed(objective) - handed_before)
+                before = ClientState.from_arrays(saved, self.config)
+                before.total_queries = total_before + queries
+                log.warning("%s; left out of this exchange (on-client-error = skip), its %d "
+                            "queries counted", error, queries)
+                return before, protocol.FailedReply(str(error), {
+                    "num-queries": queries, "total-queries": before.total_queries})
 
         pool = self.pool
         results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
-        replies: dict[int, dict[str, Any]] = {}
+        replies: dict[int, Any] = {}
         for cid, (state, reply) in zip(clients, results):
             self.states[cid], replies[cid] = state, reply
         down = payload_nbytes(message) * len(clients)
-        up = sum(payload_nbytes(r) for r in replies.values())
+        up = sum(payload_nbytes(r) for r in replies.values() if not isinstance(r, protocol.FailedReply))
         return replies, down, up
 
     def before_round(self, round_: int, first: bool) -> None:
@@ -117,6 +161,7 @@ def run_federation(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     query_budget: int | None = None,
+    on_client_error: str = "skip",
 ) -> RunResult:
     """Run ``config.rounds`` rounds of ``config.method`` on ``problem`` in this process.
 
@@ -142,6 +187,12 @@ def run_federation(
             an uninterrupted run's (``wall_s`` aside).
         query_budget: a hard limit on the queries of the run, final evaluation included:
             no round starts that could pass it (:mod:`fedzoo.budget`).
+        on_client_error: ``skip`` (default) or ``fail``: what a client whose exchange
+            raises does (:class:`ThreadTransport`).
+
+    If the run stops with an exception (a failure, Ctrl-C), the exception carries the
+    rounds completed so far as ``err.partial`` (a :class:`RunResult`), and ``out_dir``
+    holds them with a ``failed`` / ``interrupted`` summary.
 
     ``out_dir`` and ``checkpoint_dir``, where they exist, are locked for the run
     (:func:`fedzoo.checkpoint.directory_lock`): a second run writing there is refused.
@@ -151,7 +202,13 @@ def run_federation(
     with blas_threads(1), directory_lock(out_dir, checkpoint_dir), \
             ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
         return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
-                    round_callback, checkpoint_dir, resume, query_budget)
+                    round_callback, checkpoint_dir, resume, query_budget, on_client_error)
+
+
+def _handed(objective: Any) -> int:
+    """Points handed to ``objective`` so far (``Objective.num_queries``; 0 if it has none)."""
+    count = getattr(objective, "num_queries", 0)
+    return count if isinstance(count, int) else 0
 
 
 class _no_pool:  # noqa: N801 - a null context manager yielding no pool
@@ -174,6 +231,7 @@ def _run(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     query_budget: int | None = None,
+    on_client_error: str = "skip",
 ) -> RunResult:
     t_start = time.perf_counter()
     config.check_limits(problem.dim, problem.num_clients)
@@ -204,12 +262,16 @@ def _run(
     if out_dir is not None:  # refused before round 1 if the results could not be written
         prepare_out_dir(out_dir, overwrite=True)
 
+    best = _BestPoint(server.x)
+
     def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
+        best.see(r, state.x, rec.rows)
         if progress is not None:
             progress(row, config.rounds)
         return round_callback is not None and bool(round_callback(r, state.x.copy(), row))
 
-    driver = RoundDriver(config, ThreadTransport(config, problem, states, pool, observer), weights, rec,
+    transport = ThreadTransport(config, problem, states, pool, observer, on_client_error)
+    driver = RoundDriver(config, transport, weights, rec,
                          server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta,
                          query_budget=int(query_budget or 0))
     info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,
@@ -217,7 +279,7 @@ def _run(
 
     def save(status: str = "completed", error: str | None = None) -> dict[str, Any]:
         summ = summary(rec.rows, config.to_dict(), info, "inprocess", time.perf_counter() - t_start,
-                       status=status, error=error)
+                       status=status, error=error, query_budget=int(query_budget or 0))
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)
@@ -225,14 +287,49 @@ def _run(
             write_summary(summ, out / "summary.json")
         return summ
 
+    def result(summ: dict[str, Any]) -> RunResult:
+        best.see(int(rec.rows[-1]["round"]), driver.server.x, rec.rows)
+        return RunResult(driver.server.x.copy(), rec.rows, int(rec.rows[-1]["queries"]), summ,
+                         best.x, best.value, best.round)
+
     try:
-        server = driver.run(done + 1, final_evaluation=final_evaluation)
+        driver.run(done + 1, final_evaluation=final_evaluation)
     except BaseException as err:  # keep the rounds completed so far, then re-raise
         interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
+        summ = {}
         try:
-            save("interrupted" if interrupted else "failed", f"{type(err).__name__}: {err}")
+            summ = save("interrupted" if interrupted else "failed", f"{type(err).__name__}: {err}")
         except Exception as save_err:  # noqa: BLE001 - the run's own error matters more
             log.error("could not save the partial results in %s: %s", out_dir, save_err)
+        try:
+            err.partial = result(summ)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - e.g. an exception type that takes no attributes
+            pass
         raise
-    summ = save()
-    return RunResult(server.x.copy(), rec.rows, int(rec.rows[-1]["queries"]), summ)
+    return result(save())
+
+
+class _BestPoint:
+    """The global point with the lowest reported F seen so far.
+
+    A row's reported value may arrive a round later (single-exchange methods report
+    F(x_r) with round r+1's train replies), so the points of rows still waiting for
+    theirs are kept until it arrives."""
+
+    def __init__(self, x0: np.ndarray) -> None:
+        self.pending: dict[int, np.ndarray] = {0: x0.copy()}
+        self.x: np.ndarray | None = None
+        self.value, self.round = math.nan, -1
+
+    def see(self, r: int, x: np.ndarray, rows: list[dict[str, Any]]) -> None:
+        self.pending.setdefault(r, x.copy())
+        by_round = {int(row["round"]): row for row in rows[-3:]}
+        for pr in sorted(self.pending):
+            row = by_round.get(pr)
+            value = math.nan if row is None else float(row["reported_value"])
+            if math.isfinite(value):
+                if not value >= self.value:  # also when self.value is NaN
+                    self.x, self.value, self.round = self.pending[pr], value, pr
+                del self.pending[pr]
+            elif pr < r - 1:  # never reported (a failed round): drop it
+                del self.pending[pr]

@@ -18,8 +18,12 @@ A round r (docs/design.md §2):
    exchange methods use it to report f_i(x_R). It costs N counted queries.
 
 Every reply also carries ``total-queries``, the client's running total; the server
-charges each exchange the difference to the client's last accepted total
-(:func:`account_queries`), so queries behind a lost or rejected reply are never dropped.
+charges each exchange the difference to the client's last counted total
+(:func:`account_queries`), so queries behind a lost reply are counted with the client's
+next reply. A reply rejected for its content still has its two counts charged when they
+are valid on their own (a client whose values are all refused is still counted), and a
+transport that knows what a failed client queried (in process: every point its
+objective was handed) reports it as a :class:`FailedReply`, charged the same way.
 Both counts are bounded by what the method's exchanges can make (:func:`query_limit`,
 :func:`total_query_limit`), values and arrays by what an honest client can compute
 (:mod:`fedzoo.limits`); a reply beyond them is rejected like a malformed one.
@@ -62,7 +66,7 @@ from fedzoo.payload import ArraySpec, Payload, ScalarSpec, validate
 from fedzoo.state import ClientState, ServerState, Session
 
 __all__ = [
-    "COUNT_SPEC", "EVALUATE_REPLY_SPEC", "Aggregate", "ClientState", "ServerState", "Session",
+    "COUNT_SPEC", "EVALUATE_REPLY_SPEC", "Aggregate", "FailedReply", "ClientState", "ServerState", "Session",
     "account_queries", "aggregate_evaluate", "aggregate_sync", "aggregate_train", "client_evaluate",
     "client_query_counts", "client_sync", "client_train", "collect", "evaluate_message",
     "max_reply_elements", "new_client_state", "query_limit", "round_rng", "sample_clients",
@@ -341,14 +345,30 @@ def evaluate_message(state: ServerState) -> Payload:
     return {"x": state.x.copy()}
 
 
+@dataclass(frozen=True)
+class FailedReply:
+    """What a transport returns for a client whose exchange raised (``on-client-error =
+    skip``): the error and the two counts of what it queried (``num-queries``: points its
+    objective was handed in this exchange; ``total-queries``: its running total after
+    them). Never aggregated; only its counts are charged (:func:`collect`)."""
+
+    error: str
+    counts: Payload
+
+
 @dataclass
 class Aggregate:
     """Valid replies of one exchange and their renormalised weights.
 
+    ``rejected``: client id -> why its reply was refused; ``failed``: client id -> the
+    error of a client whose exchange raised (:class:`FailedReply`); ``counted``: the
+    counts (``num-queries``, ``total-queries``) of rejected and failed clients whose
+    counts are valid on their own, charged like an accepted reply's.
     ``num_queries``: the queries of this exchange, as :func:`account_queries` counts them
     from the clients' running totals (set by the aggregate functions);
     ``queries_by_client``: the same count per client (client id -> queries charged, one
-    entry per accepted reply), summing to ``num_queries``; ``moved_to``: set when step
+    entry per counted reply, accepted or not), summing to ``num_queries``;
+    ``refused_queries``: the part of it behind rejected or failed replies, per client; ``moved_to``: set when step
     control rejected the evaluated point and moved the global point back to the
     incumbent (its reported value).
     """
@@ -356,8 +376,11 @@ class Aggregate:
     replies: dict[int, Payload]
     weights: dict[int, float]
     rejected: dict[int, str]
+    failed: dict[int, str] = field(default_factory=dict)
+    counted: dict[int, Payload] = field(default_factory=dict)
     num_queries: int = 0
     queries_by_client: dict[int, int] = field(default_factory=dict)
+    refused_queries: dict[int, int] = field(default_factory=dict)
     moved_to: float | None = None
 
     def reported(self, key: str = "value") -> float:
@@ -386,18 +409,39 @@ class Aggregate:
 def collect(
     replies: Mapping[int, Any], weights: Mapping[int, float], spec: Mapping[str, ArraySpec | ScalarSpec], what: str
 ) -> Aggregate:
-    """Validate every reply; drop invalid ones (logged) and renormalise the weights."""
+    """Validate every reply; drop invalid ones (logged) and renormalise the weights.
+
+    A refused reply (rejected, or a :class:`FailedReply`) is left out of the aggregation,
+    but its ``num-queries`` and ``total-queries`` are kept for :func:`account_queries`
+    when they pass the spec's own rules for them (integers within the method's bounds):
+    the points a client's objective was given are counted whatever its values were."""
     valid: dict[int, Payload] = {}
     rejected: dict[int, str] = {}
+    failed: dict[int, str] = {}
+    counted: dict[int, Payload] = {}
+    count_spec = {k: spec[k] for k in COUNT_SPEC if k in spec}
     for cid, reply in replies.items():
-        try:
-            valid[cid] = validate(reply, spec, source=f"{what} reply of client {cid}")
-        except PayloadError as err:
-            rejected[cid] = str(err)
-            log.warning("rejected %s", err)
+        source = f"{what} reply of client {cid}"
+        if isinstance(reply, FailedReply):
+            failed[cid] = reply.error
+            body: Any = reply.counts
+        else:
+            try:
+                valid[cid] = validate(reply, spec, source=source)
+                continue
+            except PayloadError as err:
+                rejected[cid] = str(err)
+                log.warning("rejected %s", err)
+            body = reply
+        if isinstance(body, Mapping) and all(k in body for k in count_spec):
+            try:
+                counted[cid] = validate({k: body[k] for k in count_spec}, count_spec,
+                                        source=f"{source} (its query counts)")
+            except PayloadError as err:
+                log.warning("not counted: %s", err)
     total = sum(weights[c] for c in valid)
     norm = {c: weights[c] / total for c in valid} if total > 0 else {}
-    return Aggregate(valid, norm, rejected)
+    return Aggregate(valid, norm, rejected, failed, counted)
 
 
 def aggregate_train(
@@ -476,8 +520,8 @@ def account_queries(totals: dict[int, int], agg: Aggregate) -> int:
     charged.
     """
     charged = 0
-    agg.queries_by_client = {}
-    for cid, reply in agg.replies.items():
+    agg.queries_by_client, agg.refused_queries = {}, {}
+    for cid, reply in [*agg.replies.items(), *agg.counted.items()]:
         total, own = int(reply["total-queries"]), int(reply["num-queries"])
         before = totals.get(cid, 0)
         if total < before:
@@ -490,6 +534,8 @@ def account_queries(totals: dict[int, int], agg: Aggregate) -> int:
         agg.queries_by_client[cid] = max(total - before, own)
         charged += agg.queries_by_client[cid]
         totals[cid] = total
+        if cid not in agg.replies:
+            agg.refused_queries[cid] = agg.queries_by_client[cid]
     return charged
 
 

@@ -204,6 +204,35 @@ def queries_by_client(rows: list[dict[str, Any]]) -> dict[str, int] | None:
     return {str(c): totals[c] for c in sorted(totals)}
 
 
+def refused_queries_by_client(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Queries charged behind rejected or failed replies, per client, over the rows (the
+    ``<exchange>-refused-queries=id:n`` notes); they are part of ``queries_by_client``."""
+    totals: dict[int, int] = {}
+    for row in rows:
+        for note in str(row.get("notes", "") or "").split(";"):
+            what, _, pairs = note.partition("=")
+            if what.endswith("-refused-queries"):
+                for pair in pairs.split(","):
+                    cid, n = pair.split(":")
+                    totals[int(cid)] = totals.get(int(cid), 0) + int(n)
+    return {str(c): totals[c] for c in sorted(totals)}
+
+
+def client_failures(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Rounds in which each client's exchange raised and was skipped (``<exchange>-failed``
+    notes), by client id (as strings)."""
+    out: dict[int, list[int]] = {}
+    for row in rows:
+        for note in str(row.get("notes", "") or "").split(";"):
+            what, _, ids = note.partition("=")
+            if what.endswith("-failed"):
+                for cid in ids.split(","):
+                    rounds = out.setdefault(int(cid), [])
+                    if int(row["round"]) not in rounds:
+                        rounds.append(int(row["round"]))
+    return {str(c): out[c] for c in sorted(out)}
+
+
 def versions() -> dict[str, str]:
     import scipy
 
@@ -215,12 +244,15 @@ def versions() -> dict[str, str]:
 
 def summary(
     rows: list[dict[str, Any]], config: dict[str, Any], problem: dict[str, Any], engine: str, wall_s: float,
-    *, status: str = "completed", error: str | None = None,
+    *, status: str = "completed", error: str | None = None, query_budget: int = 0,
 ) -> dict[str, Any]:
     """The content of summary.json; ``status``: ``completed``, or ``failed`` /
     ``interrupted`` (the rows are those of the rounds completed, ``error`` says why).
     A run with a failed round (history ``status``) is ``failed`` too, and
-    ``failed_rounds`` lists those rounds."""
+    ``failed_rounds`` lists those rounds. ``query_budget``: the run's hard query budget
+    (0: none); ``refused_queries_by_client`` the queries behind rejected or failed
+    replies (counted in ``queries_by_client`` too), ``client_failures`` the rounds in
+    which a client's exchange raised and was skipped."""
     from fedzoo.provenance import provenance
 
     failed = failed_rounds(rows)
@@ -243,7 +275,10 @@ def summary(
         "best_value": min(r["value"] for r in rows if math.isfinite(r["value"])) if any(
             math.isfinite(r["value"]) for r in rows) else math.nan,
         "total_queries": last["queries"],
+        "query_budget": int(query_budget or 0),
         "queries_by_client": queries_by_client(rows),
+        "refused_queries_by_client": refused_queries_by_client(rows),
+        "client_failures": client_failures(rows),
         "total_bytes": last["bytes_up"] + last["bytes_down"],
         "bytes_up": last["bytes_up"],
         "bytes_down": last["bytes_down"],

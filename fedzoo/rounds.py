@@ -127,7 +127,7 @@ class RoundDriver:
         replies, down, up = self.transport.exchange(TRAIN, msg, r, clients)
         self.server, agg = protocol.aggregate_train(config, self.server, replies, self.weights)
         if self._budget is not None:
-            self._budget.note(TRAIN, clients, agg.replies, before)
+            self._budget.note(TRAIN, clients, agg.replies, before, agg.counted)
         queries = agg.num_queries
         if agg.replies:
             rec.report(r - 1, agg.weighted("value-start"))
@@ -137,7 +137,7 @@ class RoundDriver:
             sreplies, sdown, sup = self.transport.exchange(SYNC, smsg, r, clients)
             self.server, sagg = protocol.aggregate_sync(config, self.server, sreplies, self.weights)
             if self._budget is not None:
-                self._budget.note(SYNC, clients, sagg.replies, self.server.query_totals)
+                self._budget.note(SYNC, clients, sagg.replies, self.server.query_totals, sagg.counted)
             down, up, queries = down + sdown, up + sup, queries + sagg.num_queries
         failed = len(agg.replies) < config.min_replies
         notes = exchange_notes(TRAIN, clients, replies, agg)
@@ -161,6 +161,9 @@ class RoundDriver:
             r, config.rounds, value_text(rec.rows), row["queries"], row["clients"],
             len(clients), row["participants"], row["wall_s"],
         )
+        raise_if_all_failed(TRAIN, r, clients, agg)
+        if sagg is not None:
+            raise_if_all_failed(SYNC, r, clients, sagg)
         return row
 
     def run(self, first: int = 1, *, final_evaluation: bool = True) -> ServerState:
@@ -223,18 +226,40 @@ class RoundDriver:
             rec.move_last(self.server.x)
         if agg.replies:
             rec.report(last, agg.reported())
+        raise_if_all_failed(EVALUATE, last, sorted(self.weights), agg)
+
+
+def raise_if_all_failed(kind: str, round_: int, asked: list[int], agg: protocol.Aggregate) -> None:
+    """End the run when every client asked failed in an exchange (their exchanges raised:
+    :class:`~fedzoo.protocol.FailedReply`, ``on-client-error = skip``), after the round
+    was recorded with their queries: nothing could work, and another round would only
+    repeat it."""
+    if asked and len(agg.failed) == len(asked):
+        from fedzoo.errors import ObjectiveError
+
+        first = agg.failed[min(agg.failed)]
+        raise ObjectiveError(f"every client asked failed in the {kind} exchange of round {round_} "
+                             f"(on-client-error = skip leaves out single clients, not all); the "
+                             f"first: {first}")
 
 
 def exchange_notes(kind: str, asked: list[int], replies: Mapping[int, Any],
                    agg: protocol.Aggregate) -> list[str]:
     """History notes of one exchange: ``<kind>-rejected=ids`` (replies that failed
-    validation), ``<kind>-missing=ids`` (asked, no reply) and, for train,
-    ``correction-dropped=ids`` (clients that stepped without the global correction)."""
+    validation), ``<kind>-failed=ids`` (clients whose exchange raised, left out with
+    ``on-client-error = skip``), ``<kind>-missing=ids`` (asked, no reply),
+    ``<kind>-refused-queries=id:n,...`` (queries charged behind rejected or failed
+    replies: counted, not aggregated) and, for train, ``correction-dropped=ids``
+    (clients that stepped without the global correction)."""
     notes = []
     missing = sorted(set(asked) - set(replies))
-    for what, ids in (("rejected", sorted(agg.rejected)), ("missing", missing)):
+    for what, ids in (("rejected", sorted(agg.rejected)), ("failed", sorted(agg.failed)),
+                      ("missing", missing)):
         if ids:
             notes.append(f"{kind}-{what}=" + ",".join(map(str, ids)))
+    refused = {c: n for c, n in sorted(agg.refused_queries.items()) if n}
+    if refused:
+        notes.append(f"{kind}-refused-queries=" + ",".join(f"{c}:{n}" for c, n in refused.items()))
     dropped = sorted(c for c, reply in agg.replies.items() if reply.get(protocol.CORRECTION_DROPPED))
     if dropped:
         notes.append("correction-dropped=" + ",".join(map(str, dropped)))

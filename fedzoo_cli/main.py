@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo._threads import single_threaded_blas_env
+from fedzoo.comparison import TARGET_LEVELS, comparison_table, comparison_table_seeds  # numpy-free
+from fedzoo.comparison import spread as _spread
 from fedzoo_cli.common import add_config_args, config_from_args
 
-BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
+__all__ = ["TARGET_LEVELS", "_spread", "comparison_table", "comparison_table_seeds", "main"]
 
 
 def exact_gradients(method: str) -> bool:
@@ -83,6 +84,8 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
                       "problem-seed": args.problem_seed if args.problem_seed is not None else config.seed}
+        if getattr(args, "budget", None):
+            run_config["query-budget"] = int(args.budget)
         if getattr(args, "checkpoint", False):
             run_config.update(_flower_persistence(out))
         if tensorboard is not None:
@@ -109,7 +112,9 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
     try:
         result = run_federation(problem, config, out_dir=out, progress=progress,
                                 workers=getattr(args, "workers", None),
-                                checkpoint_dir=out if getattr(args, "checkpoint", False) else None)
+                                checkpoint_dir=out if getattr(args, "checkpoint", False) else None,
+                                query_budget=getattr(args, "budget", None),
+                                on_client_error=getattr(args, "on_client_error", "skip"))
         if reporter is not None:
             reporter.finish(result.history)
     except BaseException:
@@ -255,14 +260,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args, flag_names=True)
     _check_problem(args)
     _check_clients(config, args.clients, args.dim)
+    config = _budget_rounds(args, config)
     problem = _problem_from_args(args) if args.engine == "inprocess" else None  # checked first
     out = _check_out(args)
     tensorboard = Path(args.tensorboard) if getattr(args, "tensorboard", None) else None
     rows = _run_one(args, config, out, config.method, tensorboard, problem)
     last = rows[-1]
+    budget = f" of the budget of {args.budget}" if getattr(args, "budget", None) else ""
     print(f"{config.method}: final value {last['value']:.6g} after {last['round']} rounds, "
-          f"{last['queries']} queries; wrote {out / 'history.csv'} and {out / 'summary.json'}")
+          f"{last['queries']} queries{budget}; wrote {out / 'history.csv'} and {out / 'summary.json'}")
     return _failed_run(rows, out)
+
+
+def _budget_rounds(args: argparse.Namespace, config: Any) -> Any:
+    """With --budget B and no --rounds: the rounds B pays for (fedzoo.budget.rounds_for_budget),
+    so the method's schedules span the budget; the budget itself is the hard limit."""
+    from fedzoo.errors import ConfigError
+
+    budget = getattr(args, "budget", None)
+    if budget is None:
+        return config
+    if budget < 1:
+        raise ConfigError(f"--budget {budget} is not allowed; expected a number of client queries >= 1.")
+    if getattr(args, "rounds", None) is not None:
+        return config
+    from fedzoo.budget import rounds_for_budget
+
+    try:
+        rounds = rounds_for_budget(config, args.dim, args.clients, budget)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("A query budget", "--budget")) from err
+    return config.replace(rounds=rounds)
 
 
 def _flower_persistence(out: Path) -> dict[str, Any]:
@@ -365,67 +393,28 @@ def _check_resume_flags(args: argparse.Namespace, meta: dict[str, Any], out: Pat
             "resume), or start a new run with --out.")
 
 
-#: Targets of the comparison table: the fraction q of the way from F(x0) to the best
-#: final value any method reached (F* may be unknown), besides the best baseline's final.
-TARGET_LEVELS = (0.5, 0.9, 0.99)
-
-
-def comparison_table(
-    histories: dict[str, list[dict[str, Any]]], baselines: Sequence[str] = BASELINES
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Rows (method, final value, queries to several targets, s/round) and the targets.
-
-    Targets: ``best-baseline`` (the best final value of the baselines present) and
-    ``q=0.5`` / ``q=0.9`` / ``q=0.99``: F(x0) - q (F(x0) - best final of all methods).
-    Each ``queries to`` entry is the cumulative queries at the first round at or below
-    the target (None: never). ``gradients`` says what a method's local steps use:
-    ``zeroth-order`` (queries only) or ``exact (reference)`` for methods that read exact
-    gradients (synthetic problems only), an upper bound, not a zeroth-order method.
-    """
-    import numpy as np
-
-    from fedzoo.results import queries_to_reach
-
-    finals = {m: rows[-1]["value"] for m, rows in histories.items()}
-    base = [finals[m] for m in histories if m in baselines and math.isfinite(finals[m])]
-    targets: dict[str, float] = {}
-    if base:
-        targets["best-baseline"] = min(base)
-    start = next(iter(histories.values()))[0]["value"]
-    best = min((v for v in finals.values() if math.isfinite(v)), default=math.nan)
-    if math.isfinite(start) and math.isfinite(best) and best < start:
-        for q in TARGET_LEVELS:
-            targets[f"q={q:g}"] = start - q * (start - best)
-    table = []
-    for method, rows in histories.items():
-        row = {
-            "method": method,
-            "final_value": finals[method],
-            "total_queries": rows[-1]["queries"],
-        }
-        for name, value in targets.items():
-            row[f"queries_to_{name}"] = queries_to_reach(rows, value)
-        row["seconds_per_round"] = float(np.median([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else 0.0
-        row["gradients"] = "exact (reference)" if exact_gradients(method) else "zeroth-order"
-        table.append(row)
-    return table, targets
-
-
-def explain(table: list[dict[str, Any]], targets: dict[str, float]) -> list[str]:
+def explain(table: list[dict[str, Any]], targets: dict[str, float], budget: int | None = None) -> list[str]:
     """A few sentences, from the table's own numbers, on what the comparison shows."""
+    from fedzoo.comparison import budget_lines
+
     if not table:
         return []
-    rows = {r["method"]: r for r in table}
     lines = []
+    if budget:
+        lines.append(f"Every method had the same budget of {budget} client queries (the axis equalised).")
+    else:
+        lines.append("Every method ran the same rounds, not the same queries (per-round costs differ "
+                     "between methods): give --budget to compare at equal client queries.")
     ranked = sorted(table, key=lambda r: r["final_value"])
     lines.append(f"Lowest final value: {ranked[0]['method']} ({ranked[0]['final_value']:.6g}); "
                  f"highest: {ranked[-1]['method']} ({ranked[-1]['final_value']:.6g}).")
-    if "best-baseline" in targets:
-        key = "queries_to_best-baseline"
+    lines += [line[0].upper() + line[1:] + "." for line in budget_lines(table, budget)]
+    if "runner-up" in targets:
+        key = "queries_to_runner-up"
         reached = sorted((r[key], r["method"]) for r in table if r[key] is not None)
         if reached:
             q, m = reached[0]
-            lines.append(f"The best baseline's final value {targets['best-baseline']:.6g} was first "
+            lines.append(f"The runner-up's final value {targets['runner-up']:.6g} was first "
                          f"reached by {m} after {q} client queries"
                          + (f"; {', '.join(f'{n} after {k}' for k, n in reached[1:])}." if len(reached) > 1
                             else "; no other method reached it."))
@@ -435,10 +424,9 @@ def explain(table: list[dict[str, Any]], targets: dict[str, float]) -> list[str]
         if len(fast) > 1:
             lines.append(f"90% of the way from F(x0) to the best final value ({targets['q=0.9']:.6g}): "
                          + ", ".join(f"{m} {q}" for q, m in fast) + " queries.")
-    if "fzoos" in rows and len(rows) > 1:
-        lines.append("Queries count every black-box call (exploration, the new global point and "
-                     "final evaluations included); fzoos makes two exchanges per round, the "
-                     "baselines one: see BENCHMARKS.md for the comparison at equal exchanges.")
+    lines.append("Queries count every black-box call (exploration, the new global point and "
+                 "final evaluations included); exchanges count message rounds (two per round for "
+                 "methods with a sync exchange): comparison.csv has both axes.")
     return lines
 
 
@@ -462,63 +450,6 @@ def parse_seeds(text: str) -> list[int]:
         raise ConfigError(f"--seeds {text!r} is not allowed; expected distinct integers >= 0, "
                           "comma-separated (e.g. 0,1,2 or 0-4).")
     return seeds
-
-
-def _spread(values: Sequence[float | int | None]) -> tuple[Any, Any, Any, int]:
-    """(median, min, max, how many are not None) of per-seed values; None = never.
-
-    The median counts a None as +infinity (so it is None when most seeds never got
-    there); min is over the seeds that got there, max is None when one did not.
-    """
-    import numpy as np
-
-    got = [v for v in values if v is not None]
-    if not got:
-        return None, None, None, 0
-    ranked = sorted(got) + [math.inf] * (len(values) - len(got))
-    med = float(np.median(ranked))
-    as_int = all(isinstance(v, int) for v in got)
-    median = None if not math.isfinite(med) else (round(med) if as_int and med.is_integer() else med)
-    return median, min(got), max(got) if len(got) == len(values) else None, len(got)
-
-
-def comparison_table_seeds(
-    histories: dict[str, list[list[dict[str, Any]]]], seeds: Sequence[int],
-    baselines: Sequence[str] = BASELINES,
-) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
-    """:func:`comparison_table` over several seeds: per method the median, min and max of
-    the final value and of the queries to each target (targets are set per seed, from
-    that seed's runs; ``reached``: seeds that got there), median s/round.
-
-    Returns the rows and the targets (name -> one value per seed).
-    """
-    import numpy as np
-
-    per_seed = [comparison_table({m: runs[i] for m, runs in histories.items()}, baselines)
-                for i in range(len(seeds))]
-    names: list[str] = []
-    for _, targets in per_seed:
-        names += [k for k in targets if k not in names]
-    table = []
-    for j, method in enumerate(histories):
-        rows = [tab[j] for tab, _ in per_seed]
-        med, lo, hi, _ = _spread([r["final_value"] for r in rows])
-        row: dict[str, Any] = {"method": method, "seeds": ";".join(map(str, seeds)),
-                               "final_value_median": med, "final_value_min": lo,
-                               "final_value_max": hi,
-                               "total_queries_median": _spread([r["total_queries"] for r in rows])[0]}
-        for name in names:
-            qs = [r.get(f"queries_to_{name}") for r in rows]
-            qmed, qlo, qhi, got = _spread(qs)
-            row[f"queries_to_{name}_median"] = qmed
-            row[f"queries_to_{name}_min"] = qlo
-            row[f"queries_to_{name}_max"] = qhi
-            row[f"queries_to_{name}_reached"] = f"{got}/{len(rows)}"
-        row["seconds_per_round"] = float(np.median([r["seconds_per_round"] for r in rows]))
-        row["gradients"] = rows[0]["gradients"]
-        table.append(row)
-    targets = {name: [t.get(name, math.nan) for _, t in per_seed] for name in names}
-    return table, targets
 
 
 def _range_text(med: Any, lo: Any, hi: Any, fmt: str = "") -> str:
@@ -554,6 +485,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             extra = {} if seed is None else {"seed": seed}
             configs[method, seed] = config_from_args(args, flag_names=True, method=method, **extra)
             _check_clients(configs[method, seed], args.clients)
+            configs[method, seed] = _budget_rounds(args, configs[method, seed])
     for seed in seeds or [None]:  # the problem checked before any run (each run builds its own)
         _problem_from_args(args if seed is None else argparse.Namespace(**{**vars(args), "seed": seed}))
     out = _check_out(args)
@@ -586,30 +518,39 @@ def _report_single(args: argparse.Namespace, methods: list[str],
     """Table, comparison.csv and comparison.png of a single-seed comparison."""
     import csv
 
-    table, targets = comparison_table(histories)
+    budget = getattr(args, "budget", None)
+    table, targets = comparison_table(histories, budget)
     with open(out / "comparison.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(table[0]))
         w.writeheader()
         w.writerows(table)
-    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; targets: "
+    problem = _problem_from_args(args)
+    print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; "
+          + _axis_text(args) + "; targets (over all methods): "
           + ", ".join(f"{k} {v:.6g}" for k, v in targets.items()))
+    print("values are F(x), the objective itself (F* = "
+          + ("unknown" if problem.optimum_value is None else f"{problem.optimum_value:.6g}")
+          + "; the plot shows F - F* where F* is known)")
     width = max([10, *(len(method_label(m)) for m in methods)])
+    fracs = [k for k in table[0] if k.startswith("best_at_")]
     heads = [f"to {k}" for k in targets]
-    print(f"{'method':<{width}} {'final value':>12} {'queries':>9} "
+    print(f"{'method':<{width}} {'final value':>12} {'queries':>9} {'exch':>5} "
+          + " ".join(f"{'best@' + k[8:]:>11}" for k in fracs) + " "
           + " ".join(f"{h:>17}" for h in heads) + f" {'s/round':>8}")
     for row in table:
         cells = []
         for k in targets:
-            qt = row[f"queries_to_{k}"]
-            cells.append(f"{(str(qt) if qt is not None else '-'):>17}")
+            qt, et = row[f"queries_to_{k}"], row[f"exchanges_to_{k}"]
+            cells.append(f"{(f'{qt} ({et})' if qt is not None else '-'):>17}")
+        best = " ".join(f"{(format(row[k], '.5g') if row[k] is not None else '-'):>11}" for k in fracs)
         print(f"{method_label(row['method']):<{width}} {row['final_value']:>12.6g} {row['total_queries']:>9} "
-              + " ".join(cells) + f" {row['seconds_per_round']:>8.3f}")
-    print("('to X': client queries until the value first reached target X; '-': never)")
-    _closing_lines(methods, table, targets)
+              f"{row['exchanges']:>5} {best} " + " ".join(cells) + f" {row['seconds_per_round']:>8.3f}")
+    print("('best@p%': the lowest value within p% of the " + ("budget" if budget else "largest spend")
+          + "; 'to X': client queries (exchanges) until the value first reached target X; '-': never)")
+    _closing_lines(methods, table, targets, budget)
     print(f"\nwrote {out / 'comparison.csv'}", flush=True)
     from fedzoo.plots import plot_comparison
 
-    problem = _problem_from_args(args)
     _plot(out, lambda path: plot_comparison(
         histories, path, optimum=problem.optimum_value,
         title=f"{args.problem}, d={args.dim}, N={args.clients}, C={args.heterogeneity}",
@@ -617,12 +558,21 @@ def _report_single(args: argparse.Namespace, methods: list[str],
     return 0
 
 
-def _closing_lines(methods: list[str], table: list[dict[str, Any]], targets: dict[str, Any]) -> None:
+def _axis_text(args: argparse.Namespace) -> str:
+    budget = getattr(args, "budget", None)
+    if budget:
+        return f"equal budgets: {budget} client queries per method"
+    rounds = getattr(args, "rounds", None)
+    return f"equal rounds ({rounds if rounds is not None else 50}) per method, not equal queries"
+
+
+def _closing_lines(methods: list[str], table: list[dict[str, Any]], targets: dict[str, Any],
+                   budget: int | None = None) -> None:
     if any(exact_gradients(m) for m in methods):
         print("(exact gradients): a first-order reference on the synthetic problem, not a "
               "zeroth-order method; its queries count exact gradients")
     print("\nWhat this shows:")
-    for line in explain(table, targets):
+    for line in explain(table, targets, budget):
         print(f"  {line}")
 
 
@@ -648,12 +598,13 @@ def _report_seeds(args: argparse.Namespace, methods: list[str], seeds: list[int]
     from fedzoo.objectives import make_problem
     from fedzoo.plots import plot_comparison_seeds
 
-    table, targets = comparison_table_seeds(runs, seeds)
+    budget = getattr(args, "budget", None)
+    table, targets = comparison_table_seeds(runs, seeds, budget)
     _write_table(out / "comparison.csv", table)
     same_problem = args.problem_seed is not None
     print(f"\n{args.problem} d={args.dim} N={args.clients} C={args.heterogeneity}; seeds "
           f"{','.join(map(str, seeds))} ({'one problem' if same_problem else 'problem seed = run seed'}); "
-          "median [min-max] over the seeds")
+          + _axis_text(args) + "; median [min-max] over the seeds")
     print("targets per seed: " + "; ".join(
         f"{k} " + "/".join(f"{v:.4g}" for v in vals) for k, vals in targets.items()))
     width = max([10, *(len(method_label(m)) for m in methods)])
@@ -674,8 +625,10 @@ def _report_seeds(args: argparse.Namespace, methods: list[str], seeds: list[int]
     print("('to X': client queries until the value first reached target X, median [min-max] over "
           "the seeds; '-': never; 'never' as max: some seed never did; targets are set per seed)")
     medians = [{"method": r["method"], "final_value": r["final_value_median"],
+                "total_queries": r["total_queries_median"],
+                **{k[:-7]: r[k] for k in r if k.startswith("best_at_") and k.endswith("_median")},
                 **{f"queries_to_{k}": r[f"queries_to_{k}_median"] for k in targets}} for r in table]
-    _closing_lines(methods, medians, {k: float(np.nanmedian(v)) for k, v in targets.items()})
+    _closing_lines(methods, medians, {k: float(np.nanmedian(v)) for k, v in targets.items()}, budget)
     print(f"  (medians over {len(seeds)} seeds; ranges and reached counts in comparison.csv)")
     print(f"\nwrote {out / 'comparison.csv'}", flush=True)
 
@@ -709,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "engine: the clients also keep their state under --out/client-state)")
     p_run.add_argument("--resume", metavar="DIR",
                        help="continue the checkpointed run in DIR up to --rounds rounds in total")
+    _add_budget_args(p_run)
     p_run.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     p_run.add_argument("--overwrite", action="store_true",
                        help="write into a non-empty --out (its results are replaced)")
@@ -727,6 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "default fzoos,fedzo,fedprox,scaffold1,scaffold2)")
     p_cmp.add_argument("--out", required=True, help="output directory")
     p_cmp.add_argument("--engine", choices=("inprocess", "flower"), default="inprocess")
+    _add_budget_args(p_cmp, compare=True)
     p_cmp.add_argument("--workers", type=int, default=None, help="client threads (default: cores)")
     p_cmp.add_argument("--seeds", metavar="LIST",
                        help="run every method for every seed (e.g. 0,1,2 or 0-4) into "
@@ -754,6 +709,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_attack_commands(sub)
     return parser
+
+
+def _add_budget_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
+    p.add_argument("--budget", type=int, default=None, metavar="B",
+                   help=("every method gets the same hard budget of B client queries (the fair "
+                         "comparison; without it every method runs the same --rounds)" if compare else
+                         "a hard budget of B client queries (all clients, every query counted): the "
+                         "run never spends past it")
+                   + "; without --rounds, the rounds B pays for")
+    p.add_argument("--on-client-error", choices=("skip", "fail"), default="skip",
+                   help="in-process engine: a client whose objective raises is left out of that "
+                        "exchange, its queries counted (skip, the Flower engine's rule; default), or "
+                        "ends the run (fail)")
 
 
 def _missing(what: str) -> int:

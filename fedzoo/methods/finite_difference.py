@@ -54,14 +54,15 @@ class FedZO(Method):
         return FD_ESTIMATORS[c.fd_estimator](ctx.session.query, x, fx, ctx.rng, c.rgf_directions, c.fd_step)
 
     def estimate_queries(self, config: RunConfig, dim: int) -> int:
-        """Queries of one gradient estimate: Q (rgf) or d (coordinate)."""
-        return dim if config.fd_estimator == "coordinate" else config.rgf_directions
+        """Queries of one gradient estimate: Q (rgf; at most d orthonormal directions) or d
+        (coordinate)."""
+        return dim if config.fd_estimator == "coordinate" else min(config.rgf_directions, dim)
 
     def query_bound(self, config: RunConfig, dim: int, kind: str, first: bool) -> int | None:
         """train: f_i(x_{r-1}), T estimates and the T - 1 new iterates; sync: f_i(x_r)
         and one RGF estimate (SCAFFOLD-1)."""
         if kind == "sync":
-            return 1 + config.rgf_directions
+            return 1 + min(config.rgf_directions, dim)
         T = config.local_steps
         return 1 + T * self.estimate_queries(config, dim) + (T - 1)
 

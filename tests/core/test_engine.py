@@ -177,8 +177,15 @@ def test_a_failing_black_box_stops_the_run_with_a_clear_error():
     def bad(X):
         return np.where(X[:, 0] > 0.5, np.nan, 0.0)
 
-    with pytest.raises(ObjectiveError, match="client 1 .* non-finite"):
-        fedzoo.minimize([lambda X: X.sum(1), bad], np.full(3, 0.7), method="fedzo", rounds=2)
+    with pytest.raises(ObjectiveError, match="client 1 .* non-finite") as info:
+        fedzoo.minimize([lambda X: X.sum(1), bad], np.full(3, 0.7), method="fedzo", rounds=2,
+                        on_client_error="fail")
+    assert [r["round"] for r in info.value.partial.history] == [0]  # the rows completed
+    # skip (the default): client 1 is left out, named in the notes, its query counted
+    res = fedzoo.minimize([lambda X: X.sum(1), bad], np.full(3, 0.7), method="fedzo", rounds=2)
+    assert "train-failed=1" in res.history[1]["notes"]
+    assert res.summary["client_failures"] == {"1": [1, 2]}
+    assert res.summary["queries_by_client"]["1"] >= 2
 
 
 def test_fo_needs_exact_gradients():

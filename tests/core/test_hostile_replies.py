@@ -29,7 +29,7 @@ from fedzoo.errors import ConfigError, PayloadError
 from fedzoo.limits import MAX_ABS_ARRAY, MAX_ABS_VALUE
 from fedzoo.objectives import CallableObjective, FederatedProblem
 from fedzoo.payload import ArraySpec, ScalarSpec, validate
-from fedzoo.results import read_history
+from fedzoo.results import client_queries_of, read_history
 from fedzoo.surrogates.rff import RandomFourierFeatures, fit_rff_weights, weight_bound
 from fedzoo_cli.main import main
 from tests.settings import LIGHT
@@ -180,7 +180,12 @@ def test_a_round_in_which_no_client_could_work_fails_the_run(tamper, tmp_path):
     res = run_federation(problem(3), cfg, workers=1, out_dir=tmp_path)
     rows = read_history(tmp_path / "history.csv")
     assert [r["status"] for r in rows] == ["ok"] + ["failed"] * 4
-    assert all(r["notes"] == "train-rejected=0,1,2" and r["clients"] == 0 for r in rows[1:])
+    assert all(r["notes"].startswith("train-rejected=0,1,2;train-refused-queries=0:")
+               and r["clients"] == 0 for r in rows[1:])
+    # the rejected replies' queries are still counted, per client, in every file
+    assert all(sum(client_queries_of(r).values()) == r["queries"] - p["queries"]
+               for p, r in zip(rows, rows[1:]))
+    assert res.num_queries == rows[-1]["queries"] > 0
     assert np.array_equal(res.x, problem(3).x0)  # the global point could not move
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["failed_rounds"] == [1, 2, 3, 4]

@@ -129,9 +129,11 @@ def test_a_failing_objective_leaves_the_completed_rounds_on_disk(method, tmp_pat
     # client 1 fails on its first batch after the queries it made in rounds 1 and 2
     limit = sum(client_queries_of(row).get(1, 0) for row in probe.history[1:3])
     out = tmp_path / "run"
-    with pytest.raises(ObjectiveError, match="instrument went offline"):
+    with pytest.raises(ObjectiveError, match="instrument went offline") as info:
         fedzoo.minimize([lambda X: ((X - 0.3) ** 2).sum(1), _fails_in_round(limit)], np.full(4, 0.5),
-                        method=method, rounds=5, local_steps=2, out_dir=out, **opts)
+                        method=method, rounds=5, local_steps=2, out_dir=out, on_client_error="fail",
+                        **opts)
+    assert [r["round"] for r in info.value.partial.history] == [0, 1, 2]
     rows = read_history(out / "history.csv")
     summary = json.loads((out / "summary.json").read_text())
     assert [r["round"] for r in rows] == [0, 1, 2]
