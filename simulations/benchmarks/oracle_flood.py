@@ -24,6 +24,10 @@ Scenarios (``--scenarios``):
   token. Reported: idle RSS (after a warm-up), peak RSS (``VmHWM``), retained RSS after
   each flood, the refusals, and the authorised calls served during the floods (count,
   failures, median and slowest latency).
+* ``slow-link``: what the server's fixed HTTP/2 receive window (no BDP probing) costs an
+  authorised caller: 5 Evaluate calls of 2 000 x 300 points (4.8 MB) through a proxy
+  that delays every chunk ``--link-delay-s`` (default 25 ms each way). Compare with a
+  checkout whose ``oracle_server.py`` sets ``grpc.http2.bdp_probe`` to 1 (``--code``).
 
 Before / after a change, run the same script against another checkout of the code::
 
@@ -313,6 +317,100 @@ def run_unauth(code: Path, workdir: Path, scenario: str, floods: int) -> list[st
     return lines
 
 
+# --------------------------------------------------------------------------------------
+# The price of a fixed HTTP/2 window: authorised big batches over a slow link
+# --------------------------------------------------------------------------------------
+class DelayProxy:
+    """A TCP proxy on 127.0.0.1 that holds every chunk ``delay_s`` seconds before passing
+    it on, both ways (a round trip of 2 x delay_s), run by an asyncio loop in a thread."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        import asyncio
+
+        self.asyncio, self.target, self.delay = asyncio, target_port, delay_s
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait()
+
+    async def _pipe(self, reader, writer) -> None:
+        queue = self.asyncio.Queue()
+
+        async def pump_in() -> None:
+            while True:
+                data = await reader.read(65536)
+                await queue.put((time.monotonic() + self.delay, data))
+                if not data:
+                    return
+
+        async def pump_out() -> None:
+            while True:
+                due, data = await queue.get()
+                await self.asyncio.sleep(max(due - time.monotonic(), 0))
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        await self.asyncio.gather(pump_in(), pump_out(), return_exceptions=True)
+
+    async def _handle(self, reader, writer) -> None:
+        try:
+            up_reader, up_writer = await self.asyncio.open_connection("127.0.0.1", self.target)
+            await self.asyncio.gather(self._pipe(reader, up_writer),
+                                      self._pipe(up_reader, writer))  # fmt: skip
+        except (self.asyncio.CancelledError, OSError):
+            writer.close()
+
+    def _run(self, started: threading.Event) -> None:
+        self.asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            self.asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        started.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        def cancel_all() -> None:
+            for task in self.asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_later(0.2, self.loop.stop)  # let the tasks finish cancelling
+
+        self.loop.call_soon_threadsafe(cancel_all)
+        self.thread.join(timeout=5)
+
+
+def run_slow_link(code: Path, workdir: Path, delay_s: float, calls: int = 5) -> list[str]:
+    """Authorised Evaluate calls of 2 000 x 300 points (4.8 MB) through a DelayProxy."""
+    token = secrets.token_hex(32)
+    objective = ("--problem", "quadratic", "--dim", "300", "--clients", "5",
+                 "--client-id", "2", "--max-batch", "2000")  # fmt: skip
+    server = Server(code, workdir, env={"FEDZOO_ORACLE_TOKEN": token}, objective=objective)
+    proxy = DelayProxy(int(server.address.rsplit(":", 1)[1]), delay_s)
+    metadata = (("authorization", f"Bearer {token}"),)
+    from client.oracle import with_doubles
+
+    request = with_doubles(oracle_pb2.EvaluateRequest, "x", np.full(600_000, 0.5), n=2000, d=300)
+    seconds = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as channel:
+            stub = oracle_pb2_grpc.OracleStub(channel)
+            stub.Evaluate(oracle_pb2.EvaluateRequest(x=[0.5] * 300, n=1, d=300),
+                          timeout=60, metadata=metadata)  # fmt: skip
+            for _ in range(calls):
+                start = time.perf_counter()
+                stub.Evaluate(request, timeout=120, metadata=metadata)
+                seconds.append(time.perf_counter() - start)
+    finally:
+        proxy.stop()
+        server.stop()
+    times = " ".join(f"{t:.2f}" for t in seconds)
+    return [f"slow-link: round trip {2000 * delay_s:.0f} ms, 4.8 MB batches (s): {times}"]
+
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(
@@ -323,6 +421,8 @@ def main() -> int:
                     "no-token-big-replies")  # fmt: skip
     ap.add_argument("--floods", type=int, default=3,
                     help="unauth-* scenarios: floods in a row against one server")  # fmt: skip
+    ap.add_argument("--link-delay-s", type=float, default=0.025,
+                    help="slow-link: one-way delay of the proxy")  # fmt: skip
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--id-chars", type=int, default=1_000_000)
@@ -344,6 +444,10 @@ def main() -> int:
           f"{'base MiB':>9s} {'peak MiB':>9s} {'end MiB':>8s} {'s':>6s}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="oracle-flood-") as tmp:
         for scenario in args.scenarios.split(","):
+            if scenario == "slow-link":
+                for line in run_slow_link(code, Path(tmp), args.link_delay_s):
+                    print(line, flush=True)
+                continue
             if scenario in UNAUTH:
                 for line in run_unauth(code, Path(tmp), scenario, args.floods):
                     print(line, flush=True)
