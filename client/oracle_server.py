@@ -8,8 +8,12 @@ fedzoo errors to gRPC status codes (see ``proto/oracle.proto``):
 cause                                       status                charged
 ==========================================  ====================  ===================
 bad shape, n > max_batch, non-finite point,  INVALID_ARGUMENT      no
-point outside the unit box
+point outside the unit box, a request that
+protobuf cannot decode
 batch exceeds the query budget              RESOURCE_EXHAUSTED    no
+message over the size limit (gRPC's own,    RESOURCE_EXHAUSTED    no
+no ``fedzoo-error``)
+no or wrong token                           UNAUTHENTICATED       no
 objective raised / returned NaN or the      INTERNAL              yes (it was called)
 wrong number of values
 ==========================================  ====================  ===================
@@ -29,7 +33,10 @@ the evaluation lock is not evaluated and not charged.
 
 Open networks (threat model in ``proto/README.md``): with a shared ``token`` every call
 must carry the metadata ``authorization: Bearer <token>`` (compared in constant time) or
-it is refused with ``UNAUTHENTICATED`` before anything is decoded or charged; with
+it is refused with ``UNAUTHENTICATED`` by :class:`AuthGate`, an interceptor that reads the
+call's headers before its body is received: the body of a refused call is never read,
+decoded or charged, nor buffered beyond gRPC's default HTTP/2 stream window (the server
+turns off the window growth by BDP probing); with
 ``tls_client_ca`` (mutual TLS) callers must present a certificate signed by that CA. A
 server bound to anything but a loopback address refuses to start without one of the two.
 """
