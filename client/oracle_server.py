@@ -546,6 +546,7 @@ class AuthGate(grpc.ServerInterceptor):
         self._lock = threading.Lock()
         refusals = futures.ThreadPoolExecutor(1, thread_name_prefix="oracle-refuse")
         refuse = self._refuse
+
         # A function (not a bound method) can carry the attribute gRPC looks for.
         def behaviour(request_iterator: Any, context: grpc.ServicerContext) -> Any:
             return refuse(context)

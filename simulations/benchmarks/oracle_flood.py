@@ -24,6 +24,8 @@ Scenarios (``--scenarios``):
   token. Reported: idle RSS (after a warm-up), peak RSS (``VmHWM``), retained RSS after
   each flood, the refusals, and the authorised calls served during the floods (count,
   failures, median and slowest latency).
+* ``oversize-d10``: the d = 10 server flooded *with* the token by 16 callers x 3 calls of
+  50 MiB (twelve times its message limit): gRPC refuses them from the length prefix.
 * ``slow-link``: what the server's fixed HTTP/2 receive window (no BDP probing) costs an
   authorised caller: 5 Evaluate calls of 2 000 x 300 points (4.8 MB) through a proxy
   that delays every chunk ``--link-delay-s`` (default 25 ms each way). Compare with a
@@ -194,6 +196,8 @@ UNAUTH = {
     # scenario: (dim, callers, calls per caller, message bytes or None: the server's limit)
     "unauth-d10": (10, 60, 10, 4_190_171),
     "unauth-d300": (300, 32, 2, None),
+    # with the token, 50 MiB messages (12x the d = 10 limit): refused by gRPC's size limit
+    "oversize-d10": (10, 16, 3, 50 * MIB),
 }
 EVALUATE = "/fedzoo.oracle.v1.Oracle/Evaluate"
 
@@ -244,9 +248,11 @@ class Authorised:
         self.channel.close()
 
 
-def raw_flood(address: str, payload: bytes, callers: int, calls: int) -> dict[str, int]:
+def raw_flood(
+    address: str, payload: bytes, callers: int, calls: int, metadata=None
+) -> dict[str, int]:
     """``callers`` threads (each its own channel) send ``calls`` Evaluate calls each with
-    the serialised ``payload`` and no token; return {status: count}."""
+    the serialised ``payload`` (and ``metadata``: none, no token); return {status: count}."""
     options = [("grpc.max_send_message_length", len(payload) + MIB)]
     outcomes: dict[str, int] = {}
     lock = threading.Lock()
@@ -256,7 +262,7 @@ def raw_flood(address: str, payload: bytes, callers: int, calls: int) -> dict[st
             call = channel.unary_unary(EVALUATE)  # bytes in, bytes out
             for _ in range(calls):
                 try:
-                    call(payload, timeout=120)
+                    call(payload, timeout=120, metadata=metadata)
                     name = "OK"
                 except grpc.RpcError as err:
                     name = err.code().name
@@ -278,6 +284,9 @@ def run_unauth(code: Path, workdir: Path, scenario: str, floods: int) -> list[st
     objective = ("--problem", "quadratic", "--dim", str(dim), "--clients", "5",
                  "--client-id", "2")  # fmt: skip
     server = Server(code, workdir, env={"FEDZOO_ORACLE_TOKEN": token}, objective=objective)
+    flood_metadata = (
+        (("authorization", f"Bearer {token}"),) if scenario.startswith("oversize") else None
+    )
     lines = []
     try:
         with Authorised(server.address, token, dim) as warm:  # warm-up: one call
@@ -287,12 +296,13 @@ def run_unauth(code: Path, workdir: Path, scenario: str, floods: int) -> list[st
         idle = proc_status(server.proc.pid)["VmRSS"]
         lines.append(
             f"{scenario}: dim {dim}, {callers} callers x {calls} calls x {len(payload)} bytes "
-            f"without the token, {floods} floods; idle RSS {idle / MIB:.1f} MiB"
+            f"{'with' if flood_metadata else 'without'} the token, {floods} floods; idle RSS "
+            f"{idle / MIB:.1f} MiB"
         )
         for k in range(floods):
             with Authorised(server.address, token, dim) as ok:
                 start = time.perf_counter()
-                outcomes = raw_flood(server.address, payload, callers, calls)
+                outcomes = raw_flood(server.address, payload, callers, calls, flood_metadata)
                 elapsed = time.perf_counter() - start
             time.sleep(0.5)
             status = proc_status(server.proc.pid)

@@ -178,9 +178,8 @@ def test_the_gate_refuses_before_the_request_is_deserialised(spied):
     address, seen, objective = spied
     for metadata in (None, bearer("wrong-token-0123456789abcdef"), bearer(TOKEN[:-1])):
         for payload in (request_bytes(2), request_bytes(1, pad=BIG)):
-            assert raw_call(address, payload, metadata).code() == (
-                grpc.StatusCode.UNAUTHENTICATED
-            )
+            code = raw_call(address, payload, metadata).code()
+            assert code == grpc.StatusCode.UNAUTHENTICATED
     assert seen == [] and objective.num_queries == 0
     with grpc.insecure_channel(address) as channel:
         reply = channel.unary_unary(
@@ -190,4 +189,3 @@ def test_the_gate_refuses_before_the_request_is_deserialised(spied):
     err = raw_call(address, GARBAGE, bearer())  # the spy raises: still INVALID_ARGUMENT
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert seen[-1] == len(GARBAGE) and objective.num_queries == 2
-
