@@ -8,8 +8,12 @@ fedzoo errors to gRPC status codes (see ``proto/oracle.proto``):
 cause                                       status                charged
 ==========================================  ====================  ===================
 bad shape, n > max_batch, non-finite point,  INVALID_ARGUMENT      no
-point outside the unit box
+point outside the unit box, a request that
+protobuf cannot decode
 batch exceeds the query budget              RESOURCE_EXHAUSTED    no
+message over the size limit (gRPC's own,    RESOURCE_EXHAUSTED    no
+no ``fedzoo-error``)
+no or wrong token                           UNAUTHENTICATED       no
 objective raised / returned NaN or the      INTERNAL              yes (it was called)
 wrong number of values
 ==========================================  ====================  ===================
@@ -29,7 +33,10 @@ the evaluation lock is not evaluated and not charged.
 
 Open networks (threat model in ``proto/README.md``): with a shared ``token`` every call
 must carry the metadata ``authorization: Bearer <token>`` (compared in constant time) or
-it is refused with ``UNAUTHENTICATED`` before anything is decoded or charged; with
+it is refused with ``UNAUTHENTICATED`` by :class:`AuthGate`, an interceptor that reads the
+call's headers before its body is received: the body of a refused call is never read,
+decoded or charged, nor buffered beyond gRPC's default HTTP/2 stream window (the server
+turns off the window growth by BDP probing); with
 ``tls_client_ca`` (mutual TLS) callers must present a certificate signed by that CA. A
 server bound to anything but a loopback address refuses to start without one of the two.
 """
@@ -107,6 +114,31 @@ def record_bytes_limit(max_batch: int) -> int:
     """The most bytes one kept outcome may be charged: a reply of ``max_batch`` values,
     the longest request_id (4 bytes per character at worst) and the bookkeeping."""
     return 8 * max_batch + 64 + 4 * MAX_REQUEST_ID_CHARS + _RECORD_OVERHEAD
+
+
+UNAUTHENTICATED_DETAILS = (
+    "This oracle requires a shared token: send the metadata 'authorization: Bearer <token>' "
+    f"(RemoteOracle: token=, token_file= or the {TOKEN_ENV} environment variable). Nothing "
+    "was evaluated or charged."
+)
+
+
+def _token_matches(metadata: Any, token_digest: bytes | None) -> tuple[bool, bool]:
+    """(whether ``metadata`` carries ``authorization: Bearer <token>`` with the token of
+    ``token_digest``, whether it carried an ``authorization`` entry at all)."""
+    presented = ""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            presented = value
+            break
+    if token_digest is None:
+        return True, bool(presented)
+    scheme, _, credential = presented.strip().partition(" ")
+    digest = hashlib.sha256(credential.strip().encode("utf-8", "replace")).digest()
+    # compare_digest on fixed-length digests: the time taken says nothing about the
+    # token, not even its length.
+    ok = hmac.compare_digest(digest, token_digest) and scheme.lower() == "bearer"
+    return ok, bool(presented)
 
 
 @dataclass
@@ -305,29 +337,27 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
         return as_points(X, dim)
 
     def _authenticate(self, context: grpc.ServicerContext) -> None:
-        """Abort with UNAUTHENTICATED unless the call carries the shared token."""
+        """Abort with UNAUTHENTICATED unless the call carries the shared token.
+
+        A second line of defence: behind :class:`AuthGate` (as :func:`start_oracle_server`
+        serves it) a call without the token never gets here, nor is its request read."""
         if self._token_digest is None:
             return
-        presented = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str):
-                presented = value
-                break
-        scheme, _, credential = presented.strip().partition(" ")
-        digest = hashlib.sha256(credential.strip().encode("utf-8", "replace")).digest()
-        # compare_digest on fixed-length digests: the time taken says nothing about the
-        # token, not even its length.
-        if hmac.compare_digest(digest, self._token_digest) and scheme.lower() == "bearer":
+        ok, presented = _token_matches(context.invocation_metadata(), self._token_digest)
+        if ok:
             return
-        self._log_refusal(context, "no token" if not presented else "a wrong token")
+        self._log_refusal(context, "a wrong token" if presented else "no token")
         self._abort(
             context,
             grpc.StatusCode.UNAUTHENTICATED,
-            "This oracle requires a shared token: send the metadata "
-            "'authorization: Bearer <token>' (RemoteOracle: token=, token_file= or the "
-            f"{TOKEN_ENV} environment variable). Nothing was evaluated or charged.",
+            UNAUTHENTICATED_DETAILS,
             "AuthenticationError",
         )
+
+    def gate(self) -> AuthGate:
+        """The interceptor that authenticates calls before their request is read (and
+        answers undecodable requests with INVALID_ARGUMENT); pass it to grpc.server."""
+        return AuthGate(self._token_digest, self._log_refusal)
 
     def _log_refusal(self, context: grpc.ServicerContext, what: str) -> None:
         """Log refused calls, at most one line per 10 s (a flood must not flood the log)."""
@@ -454,6 +484,106 @@ class OracleServicer(oracle_pb2_grpc.OracleServicer):
                 self._records_bytes -= record.nbytes
 
 
+# --------------------------------------------------------------------------------------
+# The gate: authentication from the call's headers, before any request byte is read
+# --------------------------------------------------------------------------------------
+class _Undecodable:
+    """What the lenient deserializer returns for bytes that are not a request message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserialize: Any) -> Any:
+    """``deserialize``, returning :class:`_Undecodable` instead of raising (gRPC would
+    answer an exception here with ``INTERNAL``, the code for "objective failed, charged")."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as err:  # DecodeError, and whatever protobuf raises instead
+            return _Undecodable(err)
+
+    return parse
+
+
+def _refuse_undecodable(behavior: Any) -> Any:
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            context.set_trailing_metadata(((ERROR_METADATA_KEY, "PayloadError"),))
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "The request is not a valid fedzoo.oracle.v1 message (protobuf could not "
+                f"decode it: {type(request.error).__name__}); expected a serialised request "
+                "of this service's oracle.proto. Nothing was evaluated or charged.",
+            )
+        return behavior(request, context)
+
+    return run
+
+
+class AuthGate(grpc.ServerInterceptor):
+    """Checks the shared token in a call's headers before its request is read.
+
+    gRPC hands an interceptor the call's metadata (HTTP/2 headers, which arrive before the
+    body) before the request message is received. A call without the token gets a
+    handler that reads nothing: it is a client-streaming handler whose behaviour aborts
+    with ``UNAUTHENTICATED`` without pulling a message, so gRPC never starts receiving the
+    body (HTTP/2 flow control stops the caller after a stream window) and nothing is
+    decoded, evaluated or charged. Refusals run on their own thread, so they neither wait
+    behind evaluations nor take threads from authenticated callers.
+
+    Authenticated calls get the service's handler with a deserializer that turns bytes
+    protobuf cannot decode into ``INVALID_ARGUMENT`` (gRPC's own answer is ``INTERNAL``).
+    """
+
+    def __init__(self, token_digest: bytes | None, on_refusal: Any) -> None:
+        self._token_digest = token_digest
+        self._on_refusal = on_refusal
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._lock = threading.Lock()
+        refusals = futures.ThreadPoolExecutor(1, thread_name_prefix="oracle-refuse")
+        refuse = self._refuse
+
+        # A function (not a bound method) can carry the attribute gRPC looks for.
+        def behaviour(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+            return refuse(context)
+
+        behaviour.experimental_thread_pool = refusals  # type: ignore[attr-defined]
+        self._refusal_handler = grpc.stream_unary_rpc_method_handler(
+            behaviour, request_deserializer=None, response_serializer=None
+        )
+
+    def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        ok, _ = _token_matches(handler_call_details.invocation_metadata, self._token_digest)
+        if not ok:
+            return self._refusal_handler
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = continuation(handler_call_details)
+            if handler is None or handler.request_streaming or handler.response_streaming:
+                return handler
+            handler = grpc.unary_unary_rpc_method_handler(
+                _refuse_undecodable(handler.unary_unary),
+                request_deserializer=_lenient(handler.request_deserializer),
+                response_serializer=handler.response_serializer,
+            )
+            with self._lock:
+                self._handlers[method] = handler
+        return handler
+
+    def _refuse(self, context: grpc.ServicerContext) -> None:
+        _, presented = _token_matches(context.invocation_metadata(), self._token_digest)
+        self._on_refusal(context, "a wrong token" if presented else "no token")
+        context.set_trailing_metadata(((ERROR_METADATA_KEY, "AuthenticationError"),))
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_DETAILS)
+
+
 def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -560,10 +690,17 @@ def start_oracle_server(
     limit = message_limit(servicer.max_batch, objective.dim)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=int(max_workers), thread_name_prefix="oracle"),
+        interceptors=[servicer.gate()],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
+            # Without this, gRPC grows every HTTP/2 stream's receive window from its
+            # bandwidth-delay estimate (MiBs on a fast link) and buffers that much of each
+            # call's body before anyone reads it: a refused caller's bytes included (a flood
+            # of 600 unauthenticated 4 MB calls: +390 MiB with it, +2 MiB without; see
+            # proto/README.md). A call being read still gets its whole message.
+            ("grpc.http2.bdp_probe", 0),
         ],
         maximum_concurrent_rpcs=int(max_concurrent_rpcs),
     )

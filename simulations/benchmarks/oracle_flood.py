@@ -15,6 +15,21 @@ Scenarios (``--scenarios``):
   64 x 4 MB.
 * ``no-token``: the ``long-ids`` and ``big-replies`` floods against a server that
   requires a token, sent without it (only for code that has ``--token-file``).
+* ``unauth-d10`` / ``unauth-d300`` (the red team's floods of fedzoo issue 24): a token
+  server ``--problem quadratic --dim 10 --clients 5 --client-id 2`` (``--dim 300``),
+  flooded without the token by 60 callers x 10 ``Evaluate`` calls of 4 190 171 bytes
+  (d = 10), or 32 callers x 2 calls of the largest message the server accepts
+  (d = 300: 8 x max_batch x d + 64 KiB, about 23 MiB), ``--floods`` times in a row;
+  meanwhile one authorised client calls ``Evaluate`` (8 points) in a loop with the
+  token. Reported: idle RSS (after a warm-up), peak RSS (``VmHWM``), retained RSS after
+  each flood, the refusals, and the authorised calls served during the floods (count,
+  failures, median and slowest latency).
+* ``oversize-d10``: the d = 10 server flooded *with* the token by 16 callers x 3 calls of
+  50 MiB (twelve times its message limit): gRPC refuses them from the length prefix.
+* ``slow-link``: what the server's fixed HTTP/2 receive window (no BDP probing) costs an
+  authorised caller: 5 Evaluate calls of 2 000 x 300 points (4.8 MB) through a proxy
+  that delays every chunk ``--link-delay-s`` (default 25 ms each way). Compare with a
+  checkout whose ``oracle_server.py`` sets ``grpc.http2.bdp_probe`` to 1 (``--code``).
 
 Before / after a change, run the same script against another checkout of the code::
 
@@ -31,12 +46,14 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import numpy as np
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,15 +75,22 @@ def proc_status(pid: int) -> dict[str, int]:
 class Server:
     """An ``oracle serve`` process run from the checkout ``code``."""
 
-    def __init__(self, code: Path, workdir: Path, *args: str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        code: Path,
+        workdir: Path,
+        *args: str,
+        env: dict[str, str],
+        objective: tuple[str, ...] = ("--callable", BLACK_BOX, "--dim", "1"),
+    ) -> None:
         port_file = workdir / f"port-{uuid.uuid4().hex}"
         child_env = {k: v for k, v in os.environ.items() if k != "FEDZOO_ORACLE_TOKEN"}
         child_env.update(env)
         child_env["PYTHONPATH"] = os.pathsep.join([str(code), str(REPO / "proto")])
         self.log = open(workdir / f"server-{port_file.name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.oracle_cli", "serve", "--callable", BLACK_BOX,
-             "--dim", "1", "--port", "0", "--port-file", str(port_file), *args],
+            [sys.executable, "-m", "client.oracle_cli", "serve", *objective,
+             "--port", "0", "--port-file", str(port_file), *args],
             cwd=code, env=child_env, stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -165,6 +189,238 @@ def run(
         "seconds": elapsed,
     }
 
+# --------------------------------------------------------------------------------------
+# Unauthenticated floods of big messages, with an authorised client calling meanwhile
+# --------------------------------------------------------------------------------------
+UNAUTH = {
+    # scenario: (dim, callers, calls per caller, message bytes or None: the server's limit)
+    "unauth-d10": (10, 60, 10, 4_190_171),
+    "unauth-d300": (300, 32, 2, None),
+    # with the token, 50 MiB messages (12x the d = 10 limit): refused by gRPC's size limit
+    "oversize-d10": (10, 16, 3, 50 * MIB),
+}
+EVALUATE = "/fedzoo.oracle.v1.Oracle/Evaluate"
+
+
+def request_bytes(dim: int, size: int) -> bytes:
+    """A well-formed serialised EvaluateRequest of ``size`` bytes (give or take 16):
+    packed doubles in the unit box, n x dim of them plus padding in request_id."""
+    from client.oracle import with_doubles
+
+    count = (size - 64) // 8
+    n = count // dim
+    message = with_doubles(oracle_pb2.EvaluateRequest, "x", np.full(count, 0.5), n=n, d=dim)
+    message.request_id = "p" * max(size - message.ByteSize() - 3, 0)
+    return message.SerializeToString()
+
+
+class Authorised:
+    """One client with the token calling Evaluate (8 points) in a loop until stopped."""
+
+    def __init__(self, address: str, token: str, dim: int) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = oracle_pb2_grpc.OracleStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.request = oracle_pb2.EvaluateRequest(x=[0.5] * (8 * dim), n=8, d=dim)
+        self.latencies: list[float] = []
+        self.failures: dict[str, int] = {}
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            start = time.perf_counter()
+            try:
+                self.stub.Evaluate(self.request, timeout=60, metadata=self.metadata)
+                self.latencies.append(time.perf_counter() - start)
+            except grpc.RpcError as err:
+                name = err.code().name
+                self.failures[name] = self.failures.get(name, 0) + 1
+            time.sleep(0.05)
+
+    def __enter__(self) -> Authorised:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.thread.join()
+        self.channel.close()
+
+
+def raw_flood(
+    address: str, payload: bytes, callers: int, calls: int, metadata=None
+) -> dict[str, int]:
+    """``callers`` threads (each its own channel) send ``calls`` Evaluate calls each with
+    the serialised ``payload`` (and ``metadata``: none, no token); return {status: count}."""
+    options = [("grpc.max_send_message_length", len(payload) + MIB)]
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def caller(_: int) -> None:
+        with grpc.insecure_channel(address, options=options) as channel:
+            call = channel.unary_unary(EVALUATE)  # bytes in, bytes out
+            for _ in range(calls):
+                try:
+                    call(payload, timeout=120, metadata=metadata)
+                    name = "OK"
+                except grpc.RpcError as err:
+                    name = err.code().name
+                with lock:
+                    outcomes[name] = outcomes.get(name, 0) + 1
+
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(caller, range(callers)))
+    return outcomes
+
+
+def run_unauth(code: Path, workdir: Path, scenario: str, floods: int) -> list[str]:
+    from client.oracle_server import DEFAULT_MAX_BATCH, message_limit
+
+    dim, callers, calls, size = UNAUTH[scenario]
+    size = size or message_limit(DEFAULT_MAX_BATCH, dim) - 4096
+    payload = request_bytes(dim, size)
+    token = secrets.token_hex(32)
+    objective = ("--problem", "quadratic", "--dim", str(dim), "--clients", "5",
+                 "--client-id", "2")  # fmt: skip
+    server = Server(code, workdir, env={"FEDZOO_ORACLE_TOKEN": token}, objective=objective)
+    flood_metadata = (
+        (("authorization", f"Bearer {token}"),) if scenario.startswith("oversize") else None
+    )
+    lines = []
+    try:
+        with Authorised(server.address, token, dim) as warm:  # warm-up: one call
+            while not warm.latencies and not warm.failures:
+                time.sleep(0.01)
+        time.sleep(0.5)
+        idle = proc_status(server.proc.pid)["VmRSS"]
+        lines.append(
+            f"{scenario}: dim {dim}, {callers} callers x {calls} calls x {len(payload)} bytes "
+            f"{'with' if flood_metadata else 'without'} the token, {floods} floods; idle RSS "
+            f"{idle / MIB:.1f} MiB"
+        )
+        for k in range(floods):
+            with Authorised(server.address, token, dim) as ok:
+                start = time.perf_counter()
+                outcomes = raw_flood(server.address, payload, callers, calls, flood_metadata)
+                elapsed = time.perf_counter() - start
+            time.sleep(0.5)
+            status = proc_status(server.proc.pid)
+            lat = sorted(ok.latencies)
+            served = (
+                f"{len(lat)} ok, median {1000 * lat[len(lat) // 2]:.0f} ms, "
+                f"max {1000 * lat[-1]:.0f} ms"
+                if lat
+                else "0 ok"
+            )
+            failed = ",".join(f"{k2}:{v}" for k2, v in sorted(ok.failures.items())) or "none"
+            refused = ",".join(f"{k2}:{v}" for k2, v in sorted(outcomes.items()))
+            lines.append(
+                f"  flood {k + 1}: {refused} in {elapsed:.1f} s; peak RSS "
+                f"{status['VmHWM'] / MIB:.1f} MiB (+{(status['VmHWM'] - idle) / MIB:.1f}), "
+                f"retained {status['VmRSS'] / MIB:.1f} MiB "
+                f"(+{(status['VmRSS'] - idle) / MIB:.1f}); authorised client: {served}, "
+                f"failed {failed}"
+            )
+    finally:
+        server.stop()
+    return lines
+
+
+# --------------------------------------------------------------------------------------
+# The price of a fixed HTTP/2 window: authorised big batches over a slow link
+# --------------------------------------------------------------------------------------
+class DelayProxy:
+    """A TCP proxy on 127.0.0.1 that holds every chunk ``delay_s`` seconds before passing
+    it on, both ways (a round trip of 2 x delay_s), run by an asyncio loop in a thread."""
+
+    def __init__(self, target_port: int, delay_s: float) -> None:
+        import asyncio
+
+        self.asyncio, self.target, self.delay = asyncio, target_port, delay_s
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(started,), daemon=True)
+        self.thread.start()
+        started.wait()
+
+    async def _pipe(self, reader, writer) -> None:
+        queue = self.asyncio.Queue()
+
+        async def pump_in() -> None:
+            while True:
+                data = await reader.read(65536)
+                await queue.put((time.monotonic() + self.delay, data))
+                if not data:
+                    return
+
+        async def pump_out() -> None:
+            while True:
+                due, data = await queue.get()
+                await self.asyncio.sleep(max(due - time.monotonic(), 0))
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        await self.asyncio.gather(pump_in(), pump_out(), return_exceptions=True)
+
+    async def _handle(self, reader, writer) -> None:
+        try:
+            up_reader, up_writer = await self.asyncio.open_connection("127.0.0.1", self.target)
+            await self.asyncio.gather(self._pipe(reader, up_writer),
+                                      self._pipe(up_reader, writer))  # fmt: skip
+        except (self.asyncio.CancelledError, OSError):
+            writer.close()
+
+    def _run(self, started: threading.Event) -> None:
+        self.asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            self.asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        started.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        def cancel_all() -> None:
+            for task in self.asyncio.all_tasks(self.loop):
+                task.cancel()
+            self.loop.call_later(0.2, self.loop.stop)  # let the tasks finish cancelling
+
+        self.loop.call_soon_threadsafe(cancel_all)
+        self.thread.join(timeout=5)
+
+
+def run_slow_link(code: Path, workdir: Path, delay_s: float, calls: int = 5) -> list[str]:
+    """Authorised Evaluate calls of 2 000 x 300 points (4.8 MB) through a DelayProxy."""
+    token = secrets.token_hex(32)
+    objective = ("--problem", "quadratic", "--dim", "300", "--clients", "5",
+                 "--client-id", "2", "--max-batch", "2000")  # fmt: skip
+    server = Server(code, workdir, env={"FEDZOO_ORACLE_TOKEN": token}, objective=objective)
+    proxy = DelayProxy(int(server.address.rsplit(":", 1)[1]), delay_s)
+    metadata = (("authorization", f"Bearer {token}"),)
+    from client.oracle import with_doubles
+
+    request = with_doubles(oracle_pb2.EvaluateRequest, "x", np.full(600_000, 0.5), n=2000, d=300)
+    seconds = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{proxy.port}") as channel:
+            stub = oracle_pb2_grpc.OracleStub(channel)
+            stub.Evaluate(oracle_pb2.EvaluateRequest(x=[0.5] * 300, n=1, d=300),
+                          timeout=60, metadata=metadata)  # fmt: skip
+            for _ in range(calls):
+                start = time.perf_counter()
+                stub.Evaluate(request, timeout=120, metadata=metadata)
+                seconds.append(time.perf_counter() - start)
+    finally:
+        proxy.stop()
+        server.stop()
+    times = " ".join(f"{t:.2f}" for t in seconds)
+    return [f"slow-link: round trip {2000 * delay_s:.0f} ms, 4.8 MB batches (s): {times}"]
+
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(
@@ -173,6 +429,10 @@ def main() -> int:
     ap.add_argument("--code", type=Path, default=REPO, help="checkout whose server is run")
     ap.add_argument("--scenarios", default="long-ids,big-replies,no-token-long-ids,"
                     "no-token-big-replies")  # fmt: skip
+    ap.add_argument("--floods", type=int, default=3,
+                    help="unauth-* scenarios: floods in a row against one server")  # fmt: skip
+    ap.add_argument("--link-delay-s", type=float, default=0.025,
+                    help="slow-link: one-way delay of the proxy")  # fmt: skip
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--id-chars", type=int, default=1_000_000)
@@ -194,6 +454,14 @@ def main() -> int:
           f"{'base MiB':>9s} {'peak MiB':>9s} {'end MiB':>8s} {'s':>6s}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="oracle-flood-") as tmp:
         for scenario in args.scenarios.split(","):
+            if scenario == "slow-link":
+                for line in run_slow_link(code, Path(tmp), args.link_delay_s):
+                    print(line, flush=True)
+                continue
+            if scenario in UNAUTH:
+                for line in run_unauth(code, Path(tmp), scenario, args.floods):
+                    print(line, flush=True)
+                continue
             if scenario.startswith("no-token") and not has_token:
                 print(f"{scenario:22s} (skipped: this code has no --token-file)")
                 continue
