@@ -101,9 +101,11 @@ class QueryBudget:
 def rounds_for_budget(config: RunConfig, dim: int, num_clients: int, budget: int,
                       final_evaluation: bool = True) -> int:
     """The rounds a run with ``budget`` queries is set up for when no ``rounds`` is given:
-    as many as fit with every round at its worst case (the same bounds as the stop rule,
-    every client asked, the first round's initial designs and a final evaluation
-    included), at least 1 and at most :data:`fedzoo.limits.MAX_ROUNDS`.
+    as many as fit with every round at its declared bound (the stop rule's bounds, the
+    first round's initial designs and a final evaluation included), less the query at
+    x_{r-1} after round 1 when every client takes part in every round (the client knows
+    that value: it queried the point the server moved to), at least 1 and at most
+    :data:`fedzoo.limits.MAX_ROUNDS`.
 
     Methods whose schedules span the run (e.g. fedsquare's square sizes) span these
     rounds. The budget stays the binding limit: the run may stop earlier, never later
@@ -116,12 +118,15 @@ def rounds_for_budget(config: RunConfig, dim: int, num_clients: int, budget: int
 
     has_sync = get_method(config.method).has_sync
     clients = max(1, math.ceil(config.fraction * num_clients))
+    # after round 1, with every client asked every round, f_i(x_{r-1}) is known to the
+    # client (it queried the point the server moved to): one query less than the bound
+    cached = 1 if clients == num_clients else 0
 
     def round_cost(first: bool) -> int:
-        cost = exchange_bound(config, dim, TRAIN, first)
+        cost = exchange_bound(config, dim, TRAIN, first) - (0 if first else cached)
         if has_sync:
             cost += exchange_bound(config, dim, SYNC, False)
-        return cost * clients
+        return max(cost, 1) * clients
 
     reserve = num_clients if final_evaluation and not has_sync else 0
     first, later = round_cost(True), round_cost(False)
