@@ -120,6 +120,9 @@ def minimize(
         for hook in hooks:
             hook(row, total)
 
+    if reporter is not None:
+        on_progress.start = reporter.start  # type: ignore[attr-defined]
+
     try:
         with invocation(call):
             result = run_federation(problem, config, out_dir=out_dir,

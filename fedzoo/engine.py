@@ -169,7 +169,8 @@ def run_federation(
         problem: clients' objectives, weights and x0.
         config: the validated run configuration.
         out_dir: if given, history.csv and summary.json are written there.
-        progress: called with (row, total_rounds) after every round.
+        progress: called with (row, total_rounds) after every round; if it has a
+            ``start`` attribute, that is called with row 0 (the start point) first.
         final_evaluation: for single-exchange methods, query f_i(x_R) once at the end so
             the last row has a reported value (N counted queries).
         observer: passed to :func:`fedzoo.protocol.client_train` (per-step diagnostics).
@@ -263,6 +264,9 @@ def _run(
         prepare_out_dir(out_dir, overwrite=True)
 
     best = _BestPoint(server.x)
+    start = getattr(progress, "start", None)
+    if callable(start) and not done:
+        start(rec.rows[0])  # e.g. TensorBoard's step 0
 
     def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
         best.see(r, state.x, rec.rows)

@@ -8,7 +8,11 @@ round driver's ``on_round`` hook: the engine's ``progress`` callback and the Ser
 * ``reported_value``: sum_i p_i f_i(x_r) from the clients' own queries;
 * ``queries/total`` (cumulative) and ``queries/client_<id>`` (this round's, per client);
 * ``bytes/up`` and ``bytes/down`` (cumulative payload bytes);
-* ``time/seconds_per_round``; ``clients/replies`` (valid train replies aggregated).
+* ``time/seconds_per_round``; ``clients/replies`` (valid train replies aggregated);
+* ``value_vs_queries``: F(x_r) again, at step = cumulative client queries (the
+  value-against-queries curve: compare methods at equal queries in one chart).
+
+Row 0 (the start point, step 0) is written by :meth:`TensorBoardReporter.start`.
 
 A row's reported value is often known only a round later (single-exchange methods learn
 F(x_{r-1}) from round r's replies; the final evaluation reports the last row): the value
@@ -68,7 +72,12 @@ class TensorBoardReporter:
         self._pending: list[dict[str, Any]] = []  # rows whose value tags are not all written
         self._next = dict.fromkeys(VALUE_TAGS, 0)  # per tag: its first pending row
         self._written: dict[int, dict[str, float]] = {}  # round -> the tags' last values
+        self._last_row: dict[str, Any] | None = None  # its value_vs_queries not written yet
         self._closed = False
+
+    def start(self, row: dict[str, Any]) -> None:
+        """Row 0, the start point (called before round 1)."""
+        self.round(row)
 
     def progress(self, row: dict[str, Any], total: int) -> None:
         """The engine's ``progress`` callback signature."""
@@ -76,6 +85,8 @@ class TensorBoardReporter:
 
     def round(self, row: dict[str, Any]) -> None:
         """Row ``row`` (a live history row: later reports update it) ended."""
+        self._value_vs_queries()  # the previous row's count and value are final now
+        self._last_row = row
         self._write_counts(row)
         self._pending.append(row)
         self._flush_values(final=False)
@@ -88,6 +99,7 @@ class TensorBoardReporter:
         if rows and int(rows[-1]["round"]) in self._written:
             self._write_counts(rows[-1], only_changed=True)
         self._flush_values(final=True)
+        self._value_vs_queries()
         self.writer.flush()
 
     def close(self) -> None:
@@ -96,9 +108,16 @@ class TensorBoardReporter:
             return
         self._closed = True
         self._flush_values(final=True)
+        self._value_vs_queries()
         self.writer.close()
 
     # -- internals ---------------------------------------------------------------------
+    def _value_vs_queries(self) -> None:
+        """``value_vs_queries`` of the last row seen, at step = its cumulative queries (a
+        row's count is final once the next row exists, or after the final evaluation)."""
+        row, self._last_row = self._last_row, None
+        if row is not None and math.isfinite(float(row["value"])):
+            self.writer.add_scalar("value_vs_queries", float(row["value"]), int(row["queries"]))
     def _scalar(self, tag: str, value: float, step: int, only_changed: bool = False) -> None:
         if not math.isfinite(value):
             return

@@ -109,6 +109,7 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
     progress = _progress(label)
     if reporter is not None:
         progress.also.append(reporter.progress)
+        progress.on_start.append(reporter.start)
     try:
         result = run_federation(problem, config, out_dir=out, progress=progress,
                                 workers=getattr(args, "workers", None),

@@ -34,6 +34,8 @@ class RoundProgress:
     def __init__(self, label: str, *, stream: TextIO | None = None, bar: bool | None = None,
                  also: Sequence[Callable[[dict[str, Any], int], None]] = ()) -> None:
         self.label, self.stream, self.also = label, stream or sys.stderr, list(also)
+        #: called with row 0 before round 1 (the engine calls :meth:`start`)
+        self.on_start: list[Callable[[dict[str, Any]], None]] = []
         if bar is None:
             isatty = getattr(self.stream, "isatty", None)
             bar = bool(isatty and isatty())
@@ -47,6 +49,10 @@ class RoundProgress:
             return None
         return tqdm(total=total, desc=self.label, unit="round", file=self.stream,
                     dynamic_ncols=True, leave=True)
+
+    def start(self, row: dict[str, Any]) -> None:
+        for fn in self.on_start:
+            fn(row)
 
     def __call__(self, row: dict[str, Any], total: int) -> None:
         for fn in self.also:

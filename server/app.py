@@ -516,6 +516,7 @@ def run_server(
         from fedzoo.tensorboard_log import TensorBoardReporter
 
         reporter = TensorBoardReporter(Path(settings.tensorboard_dir).expanduser().resolve())
+        reporter.start(rec.rows[0])
 
     def on_round(r: int, state: protocol.ServerState, row: dict[str, Any]) -> None:
         if reporter is not None:

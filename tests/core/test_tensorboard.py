@@ -32,17 +32,24 @@ def scalars(logdir) -> dict[str, list[tuple[int, float]]]:
 
 
 def check_against_history(tags, rows) -> None:
-    """The tags hold the history rows' numbers (float32 in the event files)."""
+    """The tags hold the history rows' numbers (float32 in the event files), row 0 (the
+    start point, step 0) included; ``value_vs_queries`` holds the values at step =
+    cumulative queries."""
     rounds = [r for r in rows if r["round"] > 0]
-    steps = [r["round"] for r in rounds]
-    assert [s for s, _ in tags["queries/total"]] == steps
-    for tag, col in (("queries/total", "queries"), ("bytes/up", "bytes_up"), ("bytes/down", "bytes_down"),
-                     ("time/seconds_per_round", "wall_s"), ("clients/replies", "clients")):
+    assert [s for s, _ in tags["queries/total"]] == [r["round"] for r in rows]  # from step 0
+    for tag, col in (("queries/total", "queries"), ("bytes/up", "bytes_up"), ("bytes/down", "bytes_down")):
+        assert [v for _, v in tags[tag]] == pytest.approx([float(r[col]) for r in rows], rel=1e-6), tag
+    for tag, col in (("time/seconds_per_round", "wall_s"), ("clients/replies", "clients")):
         assert [v for _, v in tags[tag]] == pytest.approx([float(r[col]) for r in rounds], rel=1e-6), tag
     for tag, col in (("value", "value"), ("reported_value", "reported_value")):
-        want = [(r["round"], r[col]) for r in rounds if math.isfinite(r[col])]
+        want = [(r["round"], r[col]) for r in rows if math.isfinite(r[col])]
         assert [s for s, _ in tags[tag]] == [s for s, _ in want], tag
         assert [v for _, v in tags[tag]] == pytest.approx([v for _, v in want], rel=1e-6), tag
+    by_queries = {}
+    for r in rows:
+        if math.isfinite(r["value"]):
+            by_queries[int(r["queries"])] = r["value"]  # the last row at a count wins
+    assert dict(tags["value_vs_queries"]) == pytest.approx(by_queries, rel=1e-6)
     cids = sorted({c for r in rounds for c in client_queries_of(r)})
     assert cids and all(f"queries/client_{c}" in tags for c in cids)
     for cid in cids:
@@ -75,7 +82,7 @@ def test_minimize_tensorboard_dir_logs_reported_values_of_custom_objectives(tmp_
                              tensorboard_dir=tmp_path / "tb")
     tags = scalars(tmp_path / "tb")
     check_against_history(tags, result.history)
-    assert [s for s, _ in tags["value"]] == [1, 2, 3]  # reported a round later, written in order
+    assert [s for s, _ in tags["value"]] == [0, 1, 2, 3]  # reported a round later, written in order
 
 
 def test_the_reporter_writes_late_reports_in_step_order_and_skips_unreported_rows(tmp_path):
