@@ -91,6 +91,9 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
         if tensorboard is not None:
             run_config["tensorboard-dir"] = str(tensorboard.expanduser().resolve())
         progress = _progress(label)
+        print(f"[{label}] starting Flower: a private SuperLink, the simulation runtime (Ray) "
+              f"and {args.clients} virtual SuperNode(s); round 1 follows once they are up "
+              "(about a minute on a small machine) ...", file=sys.stderr, flush=True)
         with HistoryWatcher(out / "history.csv", progress, config.rounds):
             try:
                 run_flower(run_config, out, num_clients=args.clients)

@@ -136,10 +136,28 @@ def deploy(
     """Run one deployment; return summary.json (see the module docstring)."""
     run_config = {**run_config, "num-clients": num_clients}
     parse_run_config(run_config)  # fail before any process starts
+    from fedzoo_cli.main import HistoryWatcher
+    from fedzoo_cli.progress import RoundProgress
+
+    def say(text: str) -> None:
+        print(f"[deploy {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
     with Session(workdir, simulation=False, tls=True, node_auth=True) as session:
+        say("starting the SuperLink (TLS, node authentication) ...")
         session.start_superlink()
+        say(f"starting {num_clients} SuperNode(s)"
+            + (f" (client {oracle_client} behind its own oracle process)" if oracle_client is not None else "")
+            + " and registering their keys ...")
         start_federation(session, run_config, num_clients=num_clients, oracle_client=oracle_client)
-        return session.run(run_config, out_dir.resolve(), timeout_s=timeout_s)
+        say(f"submitting the run ({run_config.get('method')}, {run_config.get('rounds')} rounds); "
+            "the ServerApp waits for every node, then the rounds follow:")
+        progress = RoundProgress(str(run_config.get("method", "run")), bar=False)
+        out = out_dir.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        with HistoryWatcher(out / "history.csv", progress, int(run_config.get("rounds", 0))):
+            summary = session.run(run_config, out, timeout_s=timeout_s)
+        say("run finished; stopping the processes ...")
+        return summary
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
