@@ -51,19 +51,52 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem")
-    g.add_argument("--problem", default="quadratic", help="quadratic, ackley or levy (default quadratic)")
+    g.add_argument("--problem", default="quadratic",
+                   help="a synthetic problem (quadratic, ackley, levy, paper-ackley, paper-levy; "
+                        "default quadratic) or your own objectives as 'package.module:function', a "
+                        "factory called as function(partition_id=i, num_clients=N, **--objective-"
+                        "options) for each client i, returning f_i(X) -> y or an Objective (start "
+                        "point: the centre of the box)")
+    g.add_argument("--objective-options", default="", metavar="JSON",
+                   help="keyword options of a --problem factory, a JSON object (default none)")
     g.add_argument("--dim", type=int, default=300, help="dimension d (default 300)")
     g.add_argument("--clients", type=int, default=5, help="number of clients N (default 5)")
     g.add_argument("--heterogeneity", type=float, default=0.5, help="heterogeneity C (default 0.5)")
     g.add_argument("--problem-seed", type=int, default=None, help="problem seed (default: --seed)")
 
 
+def _is_factory(name: str) -> bool:
+    """--problem names a user's objective factory ('package.module:function')."""
+    return ":" in name
+
+
 def _problem_from_args(args: argparse.Namespace) -> Any:
     from fedzoo.objectives import make_problem
 
+    if _is_factory(args.problem):
+        return _factory_problem(args.problem, getattr(args, "objective_options", ""), args.dim,
+                                args.clients)
     seed = args.problem_seed if args.problem_seed is not None else (args.seed or 0)
     return make_problem(args.problem, dim=args.dim, clients=args.clients,
                         heterogeneity=args.heterogeneity, seed=seed)
+
+
+def _factory_problem(spec: str, options_text: str, dim: int, clients: int) -> Any:
+    """The clients' objectives from a factory, loaded as the Flower ClientApp loads
+    ``objective-factory`` (:func:`fedzoo.objectives.loading.objective_from_factory`);
+    x0 the centre of the box, uniform weights."""
+    import numpy as np
+
+    from fedzoo.objectives.loading import objective_from_factory, parse_objective_options
+    from fedzoo.objectives.problems import problem_from_callables
+
+    options = parse_objective_options(options_text or "", what="--objective-options")
+    objectives = [objective_from_factory(spec, options, partition_id=i, num_clients=clients, dim=dim,
+                                         what="--problem") for i in range(clients)]
+    problem = problem_from_callables(objectives, np.full(dim, 0.5), name=spec)
+    problem.info.update({"dim": dim, "clients": clients, "factory": spec,
+                         "objective-options": options_text or ""})
+    return problem
 
 
 def _progress(label: str) -> Any:
@@ -84,6 +117,9 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
                       "problem-seed": args.problem_seed if args.problem_seed is not None else config.seed}
+        if _is_factory(args.problem):  # the ClientApps build it with the same loader
+            run_config.update({"problem": "custom", "objective-factory": args.problem,
+                               "objective-options": getattr(args, "objective_options", "") or ""})
         if getattr(args, "budget", None):
             run_config["query-budget"] = int(args.budget)
         if getattr(args, "checkpoint", False):
@@ -331,8 +367,12 @@ def _resume(args: argparse.Namespace) -> int:
               f"{last['round']} rounds, {last['queries']} queries; wrote {out}")
         return _failed_run(rows, out)
     info = meta["info"]
-    problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
-                           heterogeneity=info["heterogeneity"], seed=info["seed"])
+    if "factory" in info:
+        problem = _factory_problem(info["factory"], info.get("objective-options", ""), info["dim"],
+                                   info["clients"])
+    else:
+        problem = make_problem(meta["problem"], dim=info["dim"], clients=info["clients"],
+                               heterogeneity=info["heterogeneity"], seed=info["seed"])
     progress = _progress(config.method)
     try:
         result = run_federation(problem, config, out_dir=out, progress=progress,

@@ -186,3 +186,28 @@ def test_cli_compare_budget_is_fair_and_says_so(tmp_path, capsys):
     for m in ("fzoos", "fedzo", "fedprox", "fedcma"):
         summary = json.loads((tmp_path / m / "summary.json").read_text())
         assert summary["query_budget"] == 2000
+
+
+def test_cli_runs_a_users_objective_factory_with_a_budget(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_lab.py").write_text(
+        "import numpy as np\n"
+        "SEEN = {}\n"
+        "def clients(partition_id, num_clients, shift=0.3):\n"
+        "    def f(X):\n"
+        "        SEEN[partition_id] = SEEN.get(partition_id, 0) + len(X)\n"
+        "        return ((np.asarray(X) - shift - 0.1 * partition_id) ** 2).sum(1)\n"
+        "    return f\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "r"
+    argv = ["run", "--problem", "my_lab:clients", "--objective-options", '{"shift": 0.2}',
+            "--dim", "5", "--clients", "3", "--method", "fedzo", "--local-steps", "2",
+            "--budget", "400", "--out", str(out)]
+    assert main(argv) == 0
+    import my_lab
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total_queries"] == sum(my_lab.SEEN.values()) <= 400
+    assert summary["queries_by_client"] == {str(k): v for k, v in sorted(my_lab.SEEN.items())}
+    assert main(["run", "--problem", "my_lab:nothing", "--dim", "5", "--clients", "2",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "has no attribute" in capsys.readouterr().err
