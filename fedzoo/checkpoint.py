@@ -446,7 +446,7 @@ def load_checkpoint(directory: str | Path, *, run_id: str | None = None) -> Chec
                               "(start the run again, or restore a copy).") from err
     except _PARSE_ERRORS as err:
         raise CheckpointError(
-            f"The checkpoint {path} is damaged or malformed and cannot be read ({type(err).__name__}: "
+            f"The checkpoint {path} is damaged and cannot be read ({type(err).__name__}: "
             f"{' '.join(str(err).split())}); it cannot be resumed (start the run again, or restore a copy)."
         ) from err
     expected, source = (run_id, "the run resumed") if run_id is not None else recorded_run_id(directory)
@@ -471,7 +471,7 @@ def _read_checkpoint(path: Path) -> Checkpoint:
             raise CheckpointError("it has no content digest (damaged, or written by a fedzoo older "
                                   "than checkpoint digests, format 1, which cannot be verified)")
         if declared[DIGEST_KEY][0] != np.uint8 or declared[DIGEST_KEY][1] != (32,):
-            raise CheckpointError("its digest is not 32 bytes")
+            raise CheckpointError("its content does not match its SHA-256 digest (the digest is not 32 bytes)")
         header = _parse_header(npz.read("header"))
         config, bounds = checkpoint_bounds(header["meta"], header["round"])
         groups = _groups(list(declared))

@@ -23,7 +23,13 @@ import numpy as np
 from fedzoo import protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
-from fedzoo.checkpoint import check_resume_rounds, directory_lock, load_checkpoint, new_run_id, write_run_id
+from fedzoo.checkpoint import (
+    check_resume_rounds,
+    directory_lock,
+    load_checkpoint,
+    new_run_id,
+    write_run_id,
+)
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.methods import get_method
