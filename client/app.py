@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 

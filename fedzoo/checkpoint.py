@@ -536,10 +536,32 @@ def _verified(arrays: dict[str, np.ndarray], config: Any, bounds: Any) -> Checkp
             except ValueError as err:
                 raise ValueError(f"client {cid}: {err}") from None
         _check_loads(server, [groups[c] for c in range(num_clients)], config)
+        if num_clients:
+            _check_clients_agree(server, [groups[c] for c in range(num_clients)], config)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
     clients = [groups[c] for c in range(num_clients)]
     return Checkpoint(round_, server, clients, rows, meta, header["run_id"])
+
+
+def _check_clients_agree(server: dict[str, np.ndarray], clients: list[dict[str, np.ndarray]],
+                         config: Any) -> None:
+    """In-process checkpoints hold every client: the server's running query totals are the
+    clients' own (a client that fails ends such a run, so no reply is lost), and with
+    ``fraction`` = 1 every client took part in every round, so all hold the same arrays."""
+    ids = server.get("query-total-ids", np.zeros(0, dtype=np.int64)).tolist()
+    totals = dict(zip(ids, server.get("query-totals", np.zeros(0, dtype=np.int64)).tolist()))
+    for cid, arrays in enumerate(clients):
+        own = int(arrays["total-queries"][0])
+        if totals.get(cid, 0) != own:
+            raise ValueError(f"client {cid} counts {own} queries but the server's total for it is "
+                             f"{totals.get(cid, 'missing')}")
+    if float(config.fraction) == 1.0:
+        keys = [sorted(a) for a in clients]
+        for cid, k in enumerate(keys):
+            if k != keys[0]:
+                raise ValueError(f"client {cid} holds the arrays {k}, client 0 {keys[0]} (every "
+                                 "client takes part in every round)")
 
 
 def _check_loads(server: dict[str, np.ndarray], clients: list[dict[str, np.ndarray]], config: Any) -> None:
