@@ -134,7 +134,10 @@ def read_snapshot(path: Path, *, run_id: str | None = None, partition: int | Non
                 if key in declared and declared[key] != want:
                     raise SnapshotError(f"malformed {key} ({declared[key][0]}{declared[key][1]})")
             if check is not None:
-                check({k: v for k, v in declared.items() if k not in reserved})
+                try:
+                    check({k: v for k, v in declared.items() if k not in reserved})
+                except ValueError as err:
+                    raise SnapshotError(str(err)) from None
             arrays = npz.read_all()
     except SnapshotError:
         raise

@@ -165,4 +165,5 @@ def check_round_trip(state: Any, arrays: Mapping[str, np.ndarray], role: str) ->
         a, b = np.asarray(arrays[key]), np.asarray(again[key])
         if a.dtype != b.dtype or a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
             raise ValueError(f"{role} array {key!r} does not load as it was saved "
-                             f"({a.dtype}{a.shape} read, {b.dtype}{b.shape} kept)")
+                             f"({a.dtype}{a.shape} read, {b.dtype}{b.shape} kept"
+                             f"{'' if a.shape != b.shape or a.dtype != b.dtype else ', other values'})")

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 
-from client.persistence import KEEP, StateStore
+from client.persistence import KEEP, SnapshotError, StateStore
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.errors import ConfigError
 from fedzoo.results import participants_of
@@ -179,10 +179,10 @@ def test_snapshots_load_the_latest_before_a_tag_and_stay_bounded(tmp_path):
     # a write for an earlier exchange (a resumed run) drops the diverged future
     store.save((3, 0), {"v": np.array([-1.0])})
     assert store.tags() == [(2, 1), (3, 0)]
-    # a torn snapshot is skipped in favour of the one before it
+    # a torn snapshot is refused, never skipped in favour of the one before it
     store.path((3, 0)).write_bytes(b"not an npz")
-    tag, arrays = store.load_before((4, 0))
-    assert tag == (2, 1) and arrays["v"][0] == 21.0
+    with pytest.raises(SnapshotError, match=r"state-000003-0\.npz is refused"):
+        store.load_before((4, 0))
     # snapshots of another run (another key) are never seen
     assert StateStore(tmp_path, "other", 0).load_before((9, 0)) is None
 
