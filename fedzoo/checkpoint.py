@@ -14,16 +14,24 @@ mid-write leaves its temporary file behind (``.<name>.<pid>.<random>.tmp``); the
 write into the directory removes such files of the writer when they are stale (their
 process is gone, or they are older than :data:`STALE_TEMP_S`), never any other file.
 
-**Integrity** (format 2). A checkpoint carries a SHA-256 of its content (every array's
-name, dtype, shape and bytes, the header included: :func:`content_digest`) and, in its
-header, a digest of the run's identity (``meta`` without ``rounds``: the configuration,
-the problem). :func:`load_checkpoint` refuses, with a :class:`CheckpointError` naming the
-file and the reason, a file that cannot be parsed (truncated, bit-flipped: ``BadZipFile``,
-``zlib.error``, ...), one without a digest (damaged, or written before digests: format 1),
-one whose content or identity does not match its digest, and one whose parts disagree
-(a header round other than its last history row's or its server state's, client arrays
-missing for some of its ``num_clients``, a ``num_clients`` other than its run's). The
-digest is no signature: whoever can write the file can write a consistent one.
+**Integrity** (format 3). A checkpoint carries a SHA-256 of its content (every array's
+name, dtype, shape and bytes, the header included: :func:`content_digest`), in its
+header a digest of the run's identity (``meta`` without ``rounds``: the configuration,
+the problem) and the run's random id (:func:`new_run_id`), which the run also records in
+``<dir>/run-id`` when it starts (:func:`write_run_id`) and in ``summary.json``.
+:func:`load_checkpoint` reads it with bounds before decoding anything
+(:class:`BoundedNpz`: the file's size, its members, the ``.npy`` headers; then the JSON
+header, whose configuration bounds every declared shape, :mod:`fedzoo.statespec`; the
+arrays are then decompressed as streams capped at their declared sizes) and refuses,
+with a :class:`CheckpointError` naming the file and the reason, a file that cannot be
+parsed (truncated, bit-flipped: ``BadZipFile``, ``zlib.error``, ...) or exceeds those
+bounds, one without a digest (damaged, or format 1) or written before run ids (format 2),
+one whose content or identity does not match its digest, one whose parts disagree (rows,
+rounds, client arrays, query totals; :func:`check_rows`, :func:`_verified`), one whose
+states do not build from their arrays and write them back unchanged, and one whose run id
+is not the one its directory records (:func:`recorded_run_id`). The digest is no
+signature: whoever can write the file can write a consistent one (values within the
+bounds resume).
 
 **One writer per run directory.** :func:`directory_lock` holds an exclusive ``flock`` on
 ``<dir>/.fedzoo.lock`` while a run writes there (the engine, the ServerApp); a second

@@ -11,6 +11,7 @@ Files (in ``--out``), each the ``checkpoint.npz`` of a copy of a real 2-round fz
   (1 GiB declared honestly, about 1 MB compressed);
 * ``zip-bomb-lying``: the same, its central directory claiming 1 KiB decompressed.
 
+and ``intact``, the real checkpoint itself (what a load costs, lazy imports included).
 Each is loaded by ``load_checkpoint`` in a child process: wall seconds until it returns
 or raises, the child's peak RSS (``ru_maxrss``), and the outcome (the error's first 120
 characters). ``--baseline`` also loads each file as the loader before bounded reads did
@@ -73,7 +74,7 @@ def make_files(out: Path) -> dict[str, Path]:
                                            "rff-features": 64}), checkpoint_dir=base, workers=1)
     with np.load(base / CHECKPOINT_NAME) as z:
         good = {k: z[k] for k in z.files}
-    files = {}
+    files = {"intact": base}
     for name in ("header-bomb", "zip-bomb", "zip-bomb-lying"):
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
