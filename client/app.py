@@ -114,7 +114,8 @@ def _load_from_store(
     """The state before the exchange ``tag``: the latest snapshot tagged before it,
     checked against the run's configuration (:mod:`fedzoo.statespec`) before and after
     decoding; none: a fresh state, unless ``expect_state`` (the server knows this
-    partition's queries: it has answered before).
+    partition's queries: it has answered before). Without ``expect_state`` a latest
+    snapshot of another run is a leftover of a reused directory and counts as none.
 
     Raises:
         ClientStateError: the snapshot is refused, or missing though expected (one line).
@@ -124,7 +125,8 @@ def _load_from_store(
     pid = store.partition
     bounds = Bounds.of(settings.config, settings.dim, settings.num_clients, tag[0])
     try:
-        found = store.load_before(tag, check=lambda declared: check_declared(declared, "client", bounds))
+        found = store.load_before(tag, check=lambda declared: check_declared(declared, "client", bounds),
+                                  foreign_is_none=not expect_state)
     except SnapshotError as err:
         raise client_state_failure(pid, err) from err
     if found is None:

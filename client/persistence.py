@@ -48,7 +48,9 @@ Rules:
   to an older snapshot would silently continue from another state than the server's. A
   missing snapshot is refused the same way where the server says the partition has state
   (it has answered before: its running query total is known). Damaged files are left on
-  disk for inspection.
+  disk for inspection. Only for a partition that has no state in this run yet (the server
+  has not heard from it) is a latest snapshot of another run a leftover of a reused
+  directory, ignored (logged) rather than refused.
 """
 
 from __future__ import annotations
@@ -89,6 +91,10 @@ def phase_of(message_type: str) -> int:
 class SnapshotError(ConfigError):
     """A client snapshot that cannot be used: damaged, malformed, of another run or
     partition, or missing where the server says the partition has state."""
+
+
+class ForeignSnapshotError(SnapshotError):
+    """A snapshot of another run (another run id, or none)."""
 
 
 class CorruptSnapshotError(SnapshotError, ValueError):
@@ -150,9 +156,9 @@ def read_snapshot(path: Path, *, run_id: str | None = None, partition: int | Non
     saved_pid = arrays.pop(PARTITION_KEY, None)
     if run_id is not None:
         if saved_run is None:
-            raise SnapshotError(f"it holds no run id (written before run ids), this run is {run_id}")
+            raise ForeignSnapshotError(f"it holds no run id (written before run ids), this run is {run_id}")
         if saved_run.tobytes().hex() != run_id:
-            raise SnapshotError(f"it belongs to another run (run id {saved_run.tobytes().hex()}, "
+            raise ForeignSnapshotError(f"it belongs to another run (run id {saved_run.tobytes().hex()}, "
                                 f"this run is {run_id})")
     if partition is not None:
         if saved_pid is None:
@@ -198,8 +204,12 @@ class StateStore:
     def path(self, tag: Tag) -> Path:
         return self.directory / f"state-{tag[0]:06d}-{tag[1]}.npz"
 
-    def load_before(self, tag: Tag, check: CheckFn | None = None) -> tuple[Tag, dict[str, np.ndarray]] | None:
+    def load_before(self, tag: Tag, check: CheckFn | None = None,
+                    foreign_is_none: bool = False) -> tuple[Tag, dict[str, np.ndarray]] | None:
         """The latest snapshot tagged before ``tag`` (its tag and arrays), or None.
+
+        ``foreign_is_none``: a latest snapshot of another run counts as none (logged): a
+        leftover in a reused directory, for a client that has no state in this run yet.
 
         Raises:
             SnapshotError: that snapshot cannot be used (:func:`read_snapshot`: damaged,
@@ -211,6 +221,12 @@ class StateStore:
         path = self.path(before[-1])
         try:
             return before[-1], read_snapshot(path, run_id=self.run_id, partition=self.partition, check=check)
+        except ForeignSnapshotError as err:
+            if foreign_is_none:
+                logger.info("ignoring %s, a snapshot of another run (%s): this partition has no "
+                            "state in this run yet", path, err)
+                return None
+            raise SnapshotError(f"The client snapshot {path} is refused: {err}.") from err
         except (SnapshotError, ValueError) as err:
             raise SnapshotError(f"The client snapshot {path} is refused: {err}.") from err
 

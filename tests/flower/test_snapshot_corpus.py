@@ -22,6 +22,7 @@ import pytest
 
 from client.app import _load_from_store, check_saved_states
 from client.persistence import DIGEST_KEY, PARTITION_KEY, RUN_ID_KEY, StateStore, content_digest
+from fedzoo import protocol
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.engine import run_federation
@@ -209,3 +210,25 @@ def test_a_partition_that_never_answered_may_start_fresh(saved, tmp_path):
     server = {**resumed.server, "query-total-ids": np.array([0, 1]), "query-totals": resumed.server["query-totals"][:2]}
     check_saved_states({**rc, "client-state-dir": str(root)},
                        types.SimpleNamespace(server=server, round=2, run_id=RUN))
+
+
+def test_a_leftover_of_another_run_is_ignored_only_where_no_state_is_expected(saved, tmp_path):
+    """A fresh run reusing a client-state directory: a partition the server has not heard
+    from yet (``has-state`` false) starts fresh over another run's leftover snapshot; once
+    it has answered, another run's snapshot is refused."""
+    base, rc, _, _ = saved
+    settings = parse_run_config(rc)
+    store = StateStore(base / "clients", run_key(rc), 0, OTHER)  # this run is OTHER
+    fresh = _load_from_store(store, (3, 0), settings, False)
+    new = protocol.new_client_state(settings.config, settings.dim).to_arrays()
+    assert fresh.total_queries == 0 and sorted(fresh.to_arrays()) == sorted(new)
+    assert all(np.array_equal(fresh.to_arrays()[k], v) for k, v in new.items())
+    with pytest.raises(ClientStateError, match="belongs to another run"):
+        _load_from_store(store, (3, 0), settings, True)
+    # damage is refused either way
+    root = tmp_path / "clients"
+    shutil.copytree(base / "clients", root)
+    torn = StateStore(root, run_key(rc), 0, RUN)
+    torn.path((2, 1)).write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(ClientStateError, match="damaged"):
+        _load_from_store(torn, (3, 0), settings, False)
