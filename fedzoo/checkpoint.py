@@ -283,9 +283,11 @@ _PARSE_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
 
 #: Bounds checked before any array is decoded: the file's size, its members, the bytes
 #: all members declare decompressed, the JSON header's bytes, one ``.npy`` header's bytes.
-MAX_FILE_BYTES = 1 << 30
-MAX_MEMBERS = 4096
-MAX_TOTAL_BYTES = 2 << 30
+#: (Backstops: each array's declared shape is bounded by the run's configuration, and
+#: states by its clients, before anything is decompressed.)
+MAX_FILE_BYTES = 4 << 30
+MAX_MEMBERS = 1 << 16
+MAX_TOTAL_BYTES = 8 << 30
 MAX_HEADER_BYTES = 64 << 20
 _MAX_NPY_HEADER = 10_000
 _READ_CHUNK = 1 << 20
@@ -483,6 +485,9 @@ def _read_checkpoint(path: Path) -> Checkpoint:
         header = _parse_header(npz.read("header"))
         config, bounds = checkpoint_bounds(header["meta"], header["round"])
         groups = _groups(list(declared))
+        beyond = sorted(g for g in groups if g != "server" and int(g[len("client"):]) >= bounds.clients)
+        if beyond:
+            raise CheckpointError(f"it holds states {beyond} but its run has {bounds.clients} clients")
         for group, names in groups.items():
             role = "server" if group == "server" else "client"
             try:

@@ -157,6 +157,8 @@ def corpus(base: Path) -> dict[str, bytes | tuple[bytes, str]]:
     c["query totals of client 7"] = saved({**good, "server/query-total-ids": np.array([0, 1, 7])})
     c["an unknown array"] = saved({**good, "client0/evil": np.zeros(3)})
     c["an unknown group"] = saved({**good, "attacker/x": np.zeros(3)})
+    c["a state of client 5 of 3"] = saved({**good, **{f"client5/{k.split('/', 1)[1]}": v for k, v in good.items()
+                                                       if k.startswith("client0/")}})
     c["server round disagrees"] = saved({**good, "server/round": np.array([5.0])})
     c["a history row dropped"] = saved(edit_header(good, lambda h: h["rows"].pop()))
     c["a row value is text"] = saved(edit_header(good, lambda h: h["rows"][1].update(value="abc")))
@@ -195,7 +197,7 @@ def _pickled(good: dict[str, np.ndarray]) -> bytes:
 def test_every_file_is_refused_in_one_line_or_resumes_as_uninterrupted(runs, tmp_path, capsys):
     base, full = runs
     cases = corpus(base)
-    assert len(cases) == 50
+    assert len(cases) == 51
     outcome = {}
     for i, (name, forged) in enumerate(cases.items()):
         run = tmp_path / f"case{i}"
