@@ -29,23 +29,25 @@ server logs and skips. Which objective a node queries is described in
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from client.objectives import STATE_DIR, load_objective, objective_kind, partition_id
-from client.persistence import StateStore, phase_of
+from client.persistence import SnapshotError, StateStore, phase_of
 from fedzoo import __version__, protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError
-from server.failures import objective_failure
+from server.failures import client_state_failure, objective_failure
 from server.records import (
     EVALUATE,
     STATE_KEY,
     arrays_to_record,
+    content_meta,
     content_to_payload,
     payload_to_content,
     record_to_arrays,
@@ -81,8 +83,10 @@ def save_state(context: Context, state: protocol.ClientState) -> None:
 ClientFn = Callable[..., tuple[protocol.ClientState, dict[str, Any]]]
 
 
-def state_store(context: Context, settings: FlowerSettings, pid: int) -> StateStore | None:
-    """The node's on-disk state (node config ``state-dir``, else ``client-state-dir``)."""
+def state_store(context: Context, settings: FlowerSettings, pid: int,
+                run_id: str | None = None) -> StateStore | None:
+    """The node's on-disk state (node config ``state-dir``, else ``client-state-dir``) for
+    the run ``run_id`` (the id the ServerApp sends; snapshots of other runs are refused)."""
     root = context.node_config.get(STATE_DIR, settings.client_state_dir)
     if root in ("", None):
         return None
@@ -90,7 +94,7 @@ def state_store(context: Context, settings: FlowerSettings, pid: int) -> StateSt
         raise ConfigError(
             f"Node config 'state-dir' = {root!r} is not allowed; expected a directory path."
         )
-    return StateStore(root, run_key(context.run_config), pid)
+    return StateStore(root, run_key(context.run_config), pid, run_id)
 
 
 def exchange_tag(msg: Message) -> tuple[int, int]:
@@ -105,13 +109,60 @@ def exchange_tag(msg: Message) -> tuple[int, int]:
 
 
 def _load_from_store(
-    store: StateStore, tag: tuple[int, int], settings: FlowerSettings
+    store: StateStore, tag: tuple[int, int], settings: FlowerSettings, expect_state: bool = False
 ) -> protocol.ClientState:
-    """The state before the exchange ``tag``: the latest snapshot tagged before it."""
-    found = store.load_before(tag)
+    """The state before the exchange ``tag``: the latest snapshot tagged before it,
+    checked against the run's configuration (:mod:`fedzoo.statespec`) before and after
+    decoding; none: a fresh state, unless ``expect_state`` (the server knows this
+    partition's queries: it has answered before). Without ``expect_state`` a latest
+    snapshot of another run is a leftover of a reused directory and counts as none.
+
+    Raises:
+        ClientStateError: the snapshot is refused, or missing though expected (one line).
+    """
+    from fedzoo.statespec import Bounds, check_declared, check_round_trip, check_values
+
+    pid = store.partition
+    bounds = Bounds.of(settings.config, settings.dim, settings.num_clients, tag[0])
+    try:
+        found = store.load_before(tag, check=lambda declared: check_declared(declared, "client", bounds),
+                                  foreign_is_none=not expect_state)
+    except SnapshotError as err:
+        raise client_state_failure(pid, err) from err
     if found is None:
+        if expect_state:
+            raise client_state_failure(pid, SnapshotError(
+                f"no snapshot before round {tag[0]} in {store.directory}, though it has answered "
+                "before (deleted or moved client state: restore it, or start the run again)"))
         return protocol.new_client_state(settings.config, settings.dim)
-    return protocol.ClientState.from_arrays(found[1], settings.config)
+    try:
+        check_values(found[1], "client", bounds)
+        state = protocol.ClientState.from_arrays(found[1], settings.config)
+        check_round_trip(state, found[1], "client")
+    except Exception as err:  # noqa: BLE001 - any failure to build the state is a refusal
+        raise client_state_failure(pid, SnapshotError(
+            f"The client snapshot {store.path(found[0])} is refused: {type(err).__name__}: {err}")) from err
+    return state
+
+
+def check_saved_states(run_config: Mapping[str, Any], ckpt: Any) -> None:
+    """Before a Flower run resumes ``ckpt`` (a :class:`fedzoo.checkpoint.Checkpoint`):
+    every partition's snapshot under the run-config's ``client-state-dir`` is the one
+    its client will load (:func:`_load_from_store`: this run's, this partition's, within
+    the run's bounds), and a partition the checkpoint knows to have answered has one.
+    What the clients would refuse mid-run is refused here, in one line, before Flower starts.
+
+    Raises:
+        ClientStateError: naming the partition, the file and what is wrong.
+    """
+    settings = parse_run_config(run_config)
+    if not settings.client_state_dir:
+        return
+    answered = {int(c) for c in np.asarray(ckpt.server.get("query-total-ids", [])).tolist()}
+    key = run_key(run_config)
+    for pid in range(settings.num_clients):
+        store = StateStore(settings.client_state_dir, key, pid, ckpt.run_id, create=False)
+        _load_from_store(store, (ckpt.round + 1, 0), settings, pid in answered)
 
 
 def _persist(
@@ -181,11 +232,13 @@ def handle(fn: ClientFn, msg: Message, context: Context) -> Message:
     pid = partition_id(context.node_config, settings)
     objective = load_objective(settings, context.node_config, pid)
     payload = content_to_payload(msg.content, source=f"{msg.metadata.message_type} message")
-    store = state_store(context, settings, pid)
+    meta = content_meta(msg.content)
+    run_id = meta.get("run-id")
+    store = state_store(context, settings, pid, run_id if isinstance(run_id, str) and run_id else None)
     tag: tuple[int, int] | None = None
     if store is not None:
         tag = exchange_tag(msg)
-        state = _load_from_store(store, tag, settings)
+        state = _load_from_store(store, tag, settings, bool(meta.get("has-state", False)))
     else:
         state = load_state(context, settings)
     total_before, handed_before = state.total_queries, _handed(objective)

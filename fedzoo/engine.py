@@ -24,7 +24,13 @@ import numpy as np
 from fedzoo import protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
-from fedzoo.checkpoint import check_resume_rounds, directory_lock, load_checkpoint
+from fedzoo.checkpoint import (
+    check_resume_rounds,
+    directory_lock,
+    load_checkpoint,
+    new_run_id,
+    write_run_id,
+)
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError, FedZooError, ObjectiveError
 from fedzoo.methods import get_method
@@ -246,6 +252,7 @@ def _run(
             "problem": problem.name, "dim": problem.dim, "clients": problem.num_clients,
             "info": {k: v for k, v in problem.info.items() if isinstance(v, (int, float, str))}}
     done = 0
+    run_id = new_run_id()
     if resume:
         if checkpoint_dir is None:
             raise ConfigError("resume needs the directory of the checkpoint to resume from.")
@@ -257,11 +264,17 @@ def _run(
                 f"requested {meta} (only 'rounds' may change on resume)."
             )
         check_resume_rounds(config.rounds, ckpt.round, checkpoint_dir)
+        if len(ckpt.clients) != problem.num_clients:
+            raise ConfigError(f"The checkpoint in {checkpoint_dir} holds {len(ckpt.clients)} client "
+                              f"states, expected {problem.num_clients}.")
         server, done = restore(ckpt, config, rec)
         states[:] = [ClientState.from_arrays(a, config) for a in ckpt.clients]
-        log.info("resuming after round %d from %s", ckpt.round, checkpoint_dir)
+        run_id = ckpt.run_id
+        log.info("resuming run %s after round %d from %s", run_id, ckpt.round, checkpoint_dir)
     if out_dir is not None:  # refused before round 1 if the results could not be written
         prepare_out_dir(out_dir, overwrite=True)
+    if checkpoint_dir is not None:  # the run this directory's checkpoints belong to
+        write_run_id(checkpoint_dir, run_id)
 
     best = _BestPoint(server.x)
     start = getattr(progress, "start", None)
@@ -277,13 +290,14 @@ def _run(
     transport = ThreadTransport(config, problem, states, pool, observer, on_client_error)
     driver = RoundDriver(config, transport, weights, rec,
                          server, on_round=on_round, checkpoint_dir=checkpoint_dir, checkpoint_meta=meta,
-                         query_budget=int(query_budget or 0))
+                         query_budget=int(query_budget or 0), run_id=run_id)
     info = {"name": problem.name, "dim": problem.dim, "clients": problem.num_clients,
             "optimum_value": problem.optimum_value, **problem.info}
 
     def save(status: str = "completed", error: str | None = None) -> dict[str, Any]:
         summ = summary(rec.rows, config.to_dict(), info, "inprocess", time.perf_counter() - t_start,
-                       status=status, error=error, query_budget=int(query_budget or 0))
+                       status=status, error=error, query_budget=int(query_budget or 0),
+                       run_id=run_id)
         if out_dir is not None:
             out = Path(out_dir)
             out.mkdir(parents=True, exist_ok=True)

@@ -245,6 +245,7 @@ def versions() -> dict[str, str]:
 def summary(
     rows: list[dict[str, Any]], config: dict[str, Any], problem: dict[str, Any], engine: str, wall_s: float,
     *, status: str = "completed", error: str | None = None, query_budget: int = 0,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """The content of summary.json; ``status``: ``completed``, or ``failed`` /
     ``interrupted`` (the rows are those of the rounds completed, ``error`` says why).
@@ -264,6 +265,7 @@ def summary(
     return {
         "method": config.get("method"),
         "engine": engine,
+        "run_id": run_id,
         "status": status,
         "error": error,
         "failed_rounds": failed,

@@ -97,7 +97,7 @@ class RoundDriver:
         reserve_evaluation: keep N queries of the budget for a final evaluation that the
             caller runs after :meth:`run` (None: when ``run`` is asked to evaluate).
         checkpoint_dir / checkpoint_meta: write an atomic checkpoint after every round,
-            identified by ``checkpoint_meta`` (plus ``rounds``).
+            identified by ``checkpoint_meta`` (plus ``rounds``) and the run's ``run_id``.
     """
 
     config: RunConfig
@@ -109,6 +109,7 @@ class RoundDriver:
     query_budget: int = 0
     checkpoint_dir: str | Path | None = None
     checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""
     reserve_evaluation: bool | None = None
     _budget: QueryBudget | None = field(default=None, init=False, repr=False)
 
@@ -155,7 +156,7 @@ class RoundDriver:
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir, Checkpoint(
                 r, self.server.to_arrays(), self.transport.client_arrays(), rec.rows,
-                {**self.checkpoint_meta, "rounds": config.rounds}))
+                {**self.checkpoint_meta, "rounds": config.rounds}, self.run_id))
         log.info(
             "round %d/%d: %s queries=%d clients=%d/%d [%s] (%.2fs)",
             r, config.rounds, value_text(rec.rows), row["queries"], row["clients"],

@@ -348,7 +348,8 @@ def _resume(args: argparse.Namespace) -> int:
     from fedzoo.objectives import make_problem
 
     out = Path(args.resume)
-    meta = load_checkpoint(out).meta
+    ckpt = load_checkpoint(out)  # refused here if damaged, malformed or of another run
+    meta = ckpt.meta
     _check_resume_flags(args, meta, out)
     rounds = args.rounds if args.rounds is not None else meta["rounds"]
     config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
@@ -360,6 +361,9 @@ def _resume(args: argparse.Namespace) -> int:
         run_config = {**config.to_dict(), "problem": name, "dim": dim, "num-clients": clients,
                       "heterogeneity": heterogeneity, "problem-seed": problem_seed,
                       "resume": True, **_flower_persistence(out)}
+        from client.app import check_saved_states
+
+        check_saved_states({**run_config, "num-clients": clients}, ckpt)  # before Flower starts
         run_flower(run_config, out, num_clients=clients)
         rows = read_history(out / "history.csv")
         last = rows[-1]

@@ -54,7 +54,14 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedzoo import protocol
-from fedzoo.checkpoint import Checkpoint, check_resume_rounds, directory_lock, load_checkpoint
+from fedzoo.checkpoint import (
+    Checkpoint,
+    check_resume_rounds,
+    directory_lock,
+    load_checkpoint,
+    new_run_id,
+    write_run_id,
+)
 from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.methods import get_method
@@ -64,7 +71,7 @@ from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
 from fedzoo.rounds import SYNC as SYNC_EXCHANGE
 from fedzoo.rounds import TRAIN, RoundDriver, restore
 from server import records
-from server.failures import parse_objective_failure
+from server.failures import parse_client_state_failure, parse_objective_failure
 from server.records import (
     DESCRIBE,
     EVALUATE,
@@ -119,11 +126,13 @@ def grid_is_simulation(grid: Grid) -> bool:
 
 
 def _messages(
-    payload: Payload | None, nodes: Mapping[int, int], message_type: str, group: str, ttl: float
+    payload: Payload | None, nodes: Mapping[int, int], message_type: str, group: str, ttl: float,
+    meta: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> list[Message]:
     out = []
-    for node in nodes.values():
-        content = payload_to_content(payload) if payload is not None else RecordDict()
+    for pid, node in nodes.items():
+        extra = (meta or {}).get(pid)
+        content = payload_to_content(payload, extra) if payload is not None else RecordDict()
         out.append(
             Message(content, dst_node_id=node, message_type=message_type, group_id=group, ttl=ttl)
         )
@@ -295,8 +304,13 @@ def exchange(
     partitions: list[int] | None = None,
     max_elements: int | None = None,
     limits: ReplyLimits | None = None,
+    meta: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[int, Any], int, int]:
     """Send ``payload`` to ``partitions`` (default all); return (replies by partition, down, up).
+
+    ``meta``: transport metadata per partition (``fedzoo.meta``: the run id, whether the
+    partition has state). An error reply saying that a client's saved state is refused
+    (:class:`server.failures.ClientStateError`) ends the run: :class:`FlowerRunError`.
 
     Partitions whose node is offline (no longer listed by the grid) are not sent to.
     Replies are matched to partitions by the message they answer (an error reply the
@@ -319,7 +333,7 @@ def exchange(
             [fed.nodes[p] for p in offline],
         )
     targets = {pid: fed.nodes[pid] for pid in pids if pid not in offline}
-    msgs = _messages(payload, targets, message_type, str(round_), timeout)
+    msgs = _messages(payload, targets, message_type, str(round_), timeout, meta)
     by_pid = dict(zip(targets, msgs))
     replies: dict[int, Any] = {}
     answers = list(grid.send_and_receive(msgs, timeout=timeout)) if msgs else []
@@ -331,6 +345,10 @@ def exchange(
         if pid is None:
             log.warning("ignored a %s reply to a message not sent in this exchange", message_type)
         elif reply.has_error():
+            refused = parse_client_state_failure(reply.error.reason or "")
+            if refused is not None:
+                raise FlowerRunError(f"{refused} (round {round_}); the run ends: its clients must "
+                                     "continue from their own states of this run.")
             log.warning("skipped the %s: %s", what, _error_text(reply))
         elif pid in replies:
             log.warning("skipped a second %s", what)
@@ -448,13 +466,19 @@ class GridTransport:
 
     MESSAGE_TYPES = {TRAIN: records.TRAIN, SYNC_EXCHANGE: SYNC, EVALUATE_EXCHANGE: EVALUATE}
 
-    def __init__(self, grid: Grid, settings: FlowerSettings, fed: Federation, limits: ReplyLimits) -> None:
+    def __init__(self, grid: Grid, settings: FlowerSettings, fed: Federation, limits: ReplyLimits,
+                 run_id: str = "", answered: Any = None) -> None:
         self.grid, self.settings, self.fed, self.limits = grid, settings, fed, limits
+        #: ``answered()``: the partitions whose running query total the server knows (they
+        #: have answered, so they keep state: a client missing its snapshot is refused).
+        self.run_id, self.answered = run_id, answered
 
     def exchange(self, kind: str, message: Payload, round_: int,
                  clients: list[int]) -> tuple[dict[int, Any], int, int]:
+        known = set(self.answered()) if self.answered is not None else set()
+        meta = {pid: {"run-id": self.run_id, "has-state": pid in known} for pid in clients}
         return exchange(self.grid, self.fed, self.MESSAGE_TYPES[kind], message, round_,
-                        self.settings.round_timeout, clients, limits=self.limits)
+                        self.settings.round_timeout, clients, limits=self.limits, meta=meta)
 
     def before_round(self, round_: int, first: bool) -> None:
         if not first:
@@ -496,9 +520,13 @@ def run_server(
     server = protocol.server_init(config, x0)
     rec.start(server.x, settings.num_clients)
     done = 0
+    run_id = new_run_id()
     if ckpt is not None:
         server, done = restore(ckpt, config, rec)
-        log.info("resuming after round %d from %s", done, settings.checkpoint_dir)
+        run_id = ckpt.run_id
+        log.info("resuming run %s after round %d from %s", run_id, done, settings.checkpoint_dir)
+    if settings.checkpoint_dir:  # the run this directory's checkpoints belong to
+        write_run_id(settings.checkpoint_dir, run_id)
     points = _saved_points(settings, out_dir, server, done)
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info(
@@ -526,9 +554,11 @@ def run_server(
         if settings.save_points:
             np.save(out_dir / "points.npy", np.stack(points))
 
+    transport = GridTransport(grid, settings, fed, reply_limits(config, settings.dim), run_id,
+                              lambda: driver.server.query_totals)
     driver = RoundDriver(
         config,
-        GridTransport(grid, settings, fed, reply_limits(config, settings.dim)),
+        transport,
         weights,
         rec,
         server,
@@ -537,6 +567,7 @@ def run_server(
         reserve_evaluation=settings.final_evaluation,
         checkpoint_dir=settings.checkpoint_dir or None,
         checkpoint_meta=checkpoint_meta(settings),
+        run_id=run_id,
     )
     try:
         server = driver.run(done + 1, final_evaluation=False)
@@ -567,7 +598,7 @@ def run_server(
             "clients": settings.num_clients,
             "optimum_value": None,
         }
-    summ = summary(rec.rows, config.to_dict(), info, "flower", wall)
+    summ = summary(rec.rows, config.to_dict(), info, "flower", wall, run_id=run_id)
     summ["resumed_after_round"] = done if settings.resume else None
     summ["flower"] = {
         "simulation": simulation,

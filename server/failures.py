@@ -37,3 +37,26 @@ def parse_objective_failure(reason: str) -> tuple[int, str] | None:
         if match:
             return int(match.group(1)), match.group(2).strip().rstrip(".")
     return None
+
+
+_STATE_PATTERN = re.compile(r"(Partition \d+ cannot use its saved state: .*?)(?:'>)?$")
+
+
+class ClientStateError(ConfigError):
+    """A client's saved state (its snapshot under ``client-state-dir`` / ``state-dir``)
+    is refused: damaged, of another run or partition, or missing where the server says
+    the partition has state. The server ends the run with it (one line)."""
+
+
+def client_state_failure(pid: int, err: BaseException) -> ClientStateError:
+    """The error an exchange handler raises when partition ``pid``'s state is refused."""
+    return ClientStateError(f"Partition {pid} cannot use its saved state: {' '.join(str(err).split())}")
+
+
+def parse_client_state_failure(reason: str) -> str | None:
+    """The one-line message of a :class:`ClientStateError` in an error reply's reason."""
+    for line in reversed([ln.strip() for ln in reason.strip().splitlines() if ln.strip()]):
+        match = _STATE_PATTERN.search(line)
+        if match:
+            return match.group(1).strip()
+    return None

@@ -65,7 +65,7 @@ def test_a_checkpoint_carries_and_passes_its_digests(tmp_path, checkpoint_bytes)
     (tmp_path / CHECKPOINT_NAME).write_bytes(checkpoint_bytes)
     arrays = arrays_of(checkpoint_bytes)
     header = json.loads(str(arrays["header"]))
-    assert header["format"] == 2 and header["identity"] == identity_digest(header["meta"])
+    assert header["format"] == 3 and header["identity"] == identity_digest(header["meta"])
     assert arrays[DIGEST_KEY].shape == (32,)
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.round == 2 and len(ckpt.clients) == 3 and ckpt.rows[-1]["round"] == 2

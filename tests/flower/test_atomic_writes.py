@@ -32,9 +32,19 @@ def dead_pid() -> int:
     return proc.pid
 
 
+RUN_ID = "0123456789abcdef" * 2
+
+
 def small_checkpoint(round_: int) -> Checkpoint:
-    return Checkpoint(round_, {"x": np.full(3, float(round_))}, [{"h": np.arange(4.0)}],
-                      [{"round": round_}], {"config": {"method": "fedzo"}})
+    """A valid checkpoint of a fedzo run (3 clients, dim 3) after ``round_`` rounds."""
+    from fedzoo.results import COLUMNS, INT_COLUMNS, STR_COLUMNS
+
+    rows = [{c: (r if c == "round" else 0 if c in INT_COLUMNS else "" if c in STR_COLUMNS else 1.0)
+             for c in COLUMNS} for r in range(round_ + 1)]
+    client = {"dim": np.array([3.0]), "total-queries": np.array([0], dtype=np.int64)}
+    meta = {"config": {"method": "fedzo"}, "problem": "quadratic", "dim": 3, "clients": 3, "info": {}}
+    return Checkpoint(round_, {"x": np.full(3, float(round_)), "round": np.array([float(round_)])},
+                      [dict(client) for _ in range(3)], rows, meta, RUN_ID)
 
 
 def plant(directory: Path, target: str) -> dict[str, Path]:

@@ -103,13 +103,34 @@ def test_tls_deployment_with_node_auth_and_a_remote_oracle(tmp_path, no_leftover
         )
 
 
-def test_cli_flower_run_checkpoints_and_resumes_like_the_engine(tmp_path, no_leftovers):
+def test_cli_flower_run_checkpoints_and_resumes_like_the_engine(tmp_path, no_leftovers, capsys):
+    import shutil
+
     from fedzoo_cli.main import main
 
     flags = ["--engine", "flower", "--method", "fzoos", "--dim", "10", "--clients", "3",
              "--rff-features", "200", "--local-steps", "4", "--gp-history", "80"]
     out = tmp_path / "flower"
     assert main(["run", *flags, "--rounds", "2", "--checkpoint", "--out", str(out)]) == 0
+    # state that is not this run's: refused in one line (exit 2) before Flower starts
+    for case, words in (("swapped", "holds the state of partition 1, not of partition 0"),
+                        ("deleted", "no snapshot before round 3"),
+                        ("foreign", "belongs to another run")):
+        bad = tmp_path / case
+        shutil.copytree(out, bad)
+        runs = next((bad / "client-state").glob("run-*"))
+        if case == "swapped":
+            (runs / "partition-0").rename(runs / "p0")
+            (runs / "partition-1").rename(runs / "partition-0")
+            (runs / "p0").rename(runs / "partition-1")
+        elif case == "deleted":
+            shutil.rmtree(bad / "client-state")
+        else:  # the directory's run is another one than its checkpoint's
+            (bad / "run-id").write_text("ab" * 16 + "\n")
+        capsys.readouterr()
+        assert main(["run", "--resume", str(bad), "--rounds", "3"]) == 2, case
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert main(["run", "--resume", str(out), "--rounds", "3"]) == 0
     s = parse_run_config({**SMALL, "method": "fzoos", "local-steps": 4, "gp-history": 80})
     ref = run_federation(build_problem(s), s.config, workers=1)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 
 import numpy as np
 import pytest
 
-from client.persistence import KEEP, StateStore
+from client.persistence import KEEP, SnapshotError, StateStore
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.errors import ConfigError
 from fedzoo.results import participants_of
@@ -179,10 +180,10 @@ def test_snapshots_load_the_latest_before_a_tag_and_stay_bounded(tmp_path):
     # a write for an earlier exchange (a resumed run) drops the diverged future
     store.save((3, 0), {"v": np.array([-1.0])})
     assert store.tags() == [(2, 1), (3, 0)]
-    # a torn snapshot is skipped in favour of the one before it
+    # a torn snapshot is refused, never skipped in favour of the one before it
     store.path((3, 0)).write_bytes(b"not an npz")
-    tag, arrays = store.load_before((4, 0))
-    assert tag == (2, 1) and arrays["v"][0] == 21.0
+    with pytest.raises(SnapshotError, match=r"state-000003-0\.npz is refused"):
+        store.load_before((4, 0))
     # snapshots of another run (another key) are never seen
     assert StateStore(tmp_path, "other", 0).load_before((9, 0)) is None
 
@@ -192,3 +193,49 @@ def test_an_unusable_state_dir_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="Cannot create the client state directory"):
         StateStore(blocker, "abc", 0)
+
+
+def _died_after_round_2(tmp_path, method="fzoos"):
+    """A run killed in round 3 (checkpoint after round 2, snapshots), and its reference."""
+    base = {**SMALL, "method": method, "rounds": 3, "local-steps": 2, "gp-history": 60, "sync-points": 8}
+    rc = {**base, "out-dir": str(tmp_path / "out"), "checkpoint-dir": str(tmp_path / "ckpt"),
+          "client-state-dir": str(tmp_path / "clients")}
+    with pytest.raises(ServerDies):
+        run_server(make_grid(rc, tamper=DieAt("train", 3)), parse_run_config(rc))
+    return rc
+
+
+def test_swapped_client_snapshots_end_the_resumed_run_naming_the_partitions(tmp_path):
+    """Not the CLI's check before the start (client.app.check_saved_states), but the
+    clients themselves: partition 0 refuses partition 1's snapshot, the ServerApp ends
+    the run with that line instead of skipping the client."""
+    rc = _died_after_round_2(tmp_path)
+    runs = tmp_path / "clients" / f"run-{run_key(rc)}"
+    (runs / "partition-0").rename(runs / "p0")
+    (runs / "partition-1").rename(runs / "partition-0")
+    (runs / "p0").rename(runs / "partition-1")
+    resumed = {**rc, "resume": True}
+    with pytest.raises(FlowerRunError, match=r"Partition [01] cannot use its saved state: .*holds the "
+                                             r"state of partition [01], not of partition [01]"):
+        run_server(make_grid(resumed), parse_run_config(resumed))
+
+
+def test_deleted_client_state_ends_the_resumed_run(tmp_path):
+    rc = _died_after_round_2(tmp_path)
+    shutil.rmtree(tmp_path / "clients")
+    resumed = {**rc, "resume": True}
+    with pytest.raises(FlowerRunError, match=r"cannot use its saved state: no snapshot before round 3"):
+        run_server(make_grid(resumed), parse_run_config(resumed))
+
+
+def test_a_checkpoint_of_another_run_is_refused_by_its_run_id(tmp_path):
+    """Same options (so the configuration check passes), another run: the run ids differ."""
+    rc = _died_after_round_2(tmp_path / "a")
+    other = _died_after_round_2(tmp_path / "b")
+    (tmp_path / "a" / "ckpt" / "checkpoint.npz").write_bytes((tmp_path / "b" / "ckpt" / "checkpoint.npz").read_bytes())
+    resumed = {**rc, "resume": True}
+    grid = make_grid(resumed)
+    with pytest.raises(ConfigError, match=r"belongs to another run: its run id is [0-9a-f]{32}, the run in "):
+        run_server(grid, parse_run_config(resumed))
+    assert grid.sent == []  # refused before any node was asked
+    assert other != rc

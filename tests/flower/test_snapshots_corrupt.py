@@ -1,18 +1,25 @@
-"""Corrupt client snapshots (``client.persistence``) are detected, skipped with a logged
-warning, and the client falls back to the previous good snapshot: a truncated file, flipped
-bits anywhere in the file, and a well-formed file whose array was edited (digest mismatch).
+"""Corrupt client snapshots (``client.persistence``) are detected and refused, naming the
+file (:class:`client.persistence.SnapshotError`): a truncated file, flipped bits anywhere in
+the file, and a well-formed file whose array was edited (digest mismatch). The client never
+falls back to an older snapshot: that would continue silently from a state other than the
+one the server resumes.
 """
 
 from __future__ import annotations
 
 import io
-import logging
-import zipfile
 
 import numpy as np
 import pytest
 
-from client.persistence import DIGEST_KEY, StateStore, content_digest, read_snapshot
+from client.persistence import (
+    DIGEST_KEY,
+    PARTITION_KEY,
+    SnapshotError,
+    StateStore,
+    content_digest,
+    read_snapshot,
+)
 from fedzoo.errors import ConfigError
 
 GOOD = {"v": np.array([21.0]), "history": np.arange(40.0).reshape(8, 5)}
@@ -28,20 +35,9 @@ def store_with_two(tmp_path) -> StateStore:
 
 
 def assert_falls_back(store: StateStore, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="client.persistence"):
-        found = store.load_before((4, 0))
-    assert found is not None
-    tag, arrays = found
-    assert tag == (2, 1)
-    assert sorted(arrays) == sorted(GOOD)
-    for key, value in GOOD.items():
-        np.testing.assert_array_equal(arrays[key], value)
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(
-        "skipping the corrupt client snapshot" in r.getMessage()
-        and "state-000003-0.npz" in r.getMessage()
-        for r in warnings
-    ), [r.getMessage() for r in warnings]
+    """The damaged newest snapshot is refused (never skipped for the older one)."""
+    with pytest.raises(SnapshotError, match=r"state-000003-0\.npz is refused"):
+        store.load_before((4, 0))
 
 
 def test_an_intact_snapshot_round_trips_with_its_digest(tmp_path):
@@ -51,7 +47,8 @@ def test_an_intact_snapshot_round_trips_with_its_digest(tmp_path):
     for key, value in NEWEST.items():
         np.testing.assert_array_equal(arrays[key], value)
     with np.load(store.path((3, 0))) as raw:
-        assert raw[DIGEST_KEY].tobytes() == content_digest(NEWEST)
+        assert raw[DIGEST_KEY].tobytes() == content_digest(
+            {**NEWEST, PARTITION_KEY: np.array([0], dtype=np.int64)})
 
 
 @pytest.mark.parametrize("keep", [0, 10, 100, 0.5, 0.9, -1])
@@ -73,7 +70,7 @@ def test_bit_flips_in_the_array_data_are_skipped(tmp_path, caplog):
     offset = bytes(data).index(NEWEST["history"].tobytes())  # npz is stored uncompressed
     data[offset + 17] ^= 0x04
     path.write_bytes(bytes(data))
-    with pytest.raises(zipfile.BadZipFile):  # what used to escape the old except clause
+    with pytest.raises(SnapshotError, match="BadZipFile"):  # what used to escape the old except clause
         read_snapshot(path)
     assert_falls_back(store, caplog)
 
@@ -81,27 +78,28 @@ def test_bit_flips_in_the_array_data_are_skipped(tmp_path, caplog):
 def test_a_bit_flip_anywhere_never_crashes_and_never_yields_wrong_arrays(tmp_path):
     """Flip one bit at each of many offsets (headers, data, central directory): the load
     returns either the newest snapshot with exactly its arrays (the flipped bit was in a
-    field nothing reads, e.g. a timestamp) or the previous good one; it never raises."""
+    field nothing reads, e.g. a timestamp) or refuses it naming the file; nothing else."""
     store = store_with_two(tmp_path)
     path = store.path((3, 0))
     original = path.read_bytes()
     offsets = sorted({*range(0, len(original), max(len(original) // 97, 1)),
                       *range(max(len(original) - 64, 0), len(original))})  # fmt: skip
-    fallbacks = 0
+    refused = 0
     for offset in offsets:
         damaged = bytearray(original)
         damaged[offset] ^= 1 << (offset % 8)
         path.write_bytes(bytes(damaged))
-        found = store.load_before((4, 0))
-        assert found is not None, offset
-        tag, arrays = found
-        expected = NEWEST if tag == (3, 0) else GOOD
-        assert tag in ((3, 0), (2, 1)), offset
-        assert sorted(arrays) == sorted(expected), offset
-        for key, value in expected.items():
-            np.testing.assert_array_equal(arrays[key], value, err_msg=f"offset {offset}")
-        fallbacks += tag == (2, 1)
-    assert fallbacks > len(offsets) // 2  # most flips are detected, not harmless
+        try:
+            found = store.load_before((4, 0))
+        except SnapshotError as err:
+            assert "state-000003-0.npz is refused" in str(err), offset
+            refused += 1
+            continue
+        assert found is not None and found[0] == (3, 0), offset
+        assert sorted(found[1]) == sorted(NEWEST), offset
+        for key, value in NEWEST.items():
+            np.testing.assert_array_equal(found[1][key], value, err_msg=f"offset {offset}")
+    assert refused > len(offsets) // 2  # most flips are detected, not harmless
 
 
 def _rewrite(path, arrays) -> None:
@@ -146,13 +144,12 @@ def test_names_dtypes_and_shapes_are_covered_by_the_digest(tmp_path, caplog, edi
     assert_falls_back(store, caplog)
 
 
-def test_all_snapshots_corrupt_means_a_fresh_start(tmp_path, caplog):
+def test_all_snapshots_corrupt_is_refused_not_a_fresh_start(tmp_path):
     store = store_with_two(tmp_path)
     for tag in store.tags():
         store.path(tag).write_bytes(b"PK\x03\x04 torn")
-    with caplog.at_level(logging.WARNING, logger="client.persistence"):
-        assert store.load_before((4, 0)) is None
-    assert sum("skipping the corrupt" in r.getMessage() for r in caplog.records) == 2
+    with pytest.raises(SnapshotError, match="damaged"):
+        store.load_before((4, 0))
 
 
 def test_a_snapshot_without_a_digest_is_skipped(tmp_path, caplog):
@@ -160,8 +157,8 @@ def test_a_snapshot_without_a_digest_is_skipped(tmp_path, caplog):
     digest's entry is lost), so a file without a digest is never trusted."""
     store = store_with_two(tmp_path)
     _rewrite(store.path((3, 0)), NEWEST)  # well-formed, arrays intact, no digest
-    assert_falls_back(store, caplog)
-    assert any("no content digest" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SnapshotError, match="no content digest"):
+        store.load_before((4, 0))
 
 
 def test_the_digest_key_is_reserved(tmp_path):
