@@ -105,7 +105,7 @@ def test_the_float32_correction_falls_back_to_float64_beyond_its_range():
 def test_query_counts_are_bounded_per_exchange_and_in_total():
     cfg = RunConfig.from_mapping({**FAST, "method": "fedzo"})
     train = protocol.query_limit(cfg, 4, "train")
-    assert train == 1 + 2 * min(cfg.rgf_directions, 99) + 1  # f(x), T estimates, T - 1 iterates
+    assert train == 1 + 2 * min(cfg.rgf_directions, 4) + 1  # f(x), T estimates (Q <= d), T - 1 iterates
     assert protocol.total_query_limit(cfg, 4, 3) == 3 * train + 1
     state = protocol.server_init(cfg, np.full(4, 0.5))
     good = {"x": np.full(4, 0.4), "num-queries": train, "total-queries": train, "value-start": 1.0}
