@@ -229,10 +229,11 @@ def attack_image(
     direct classifier evaluations, not queries.
     """
     from fedzoo.engine import run_federation
+    from fedzoo.methods import get_method
     from fedzoo_attack.objectives import attack_problem
 
-    if config.method == "fo":
-        raise ConfigError("Method 'fo' needs exact gradients; the attack is a black box.")
+    if get_method(config.method).exact_gradients:
+        raise ConfigError(f"Method {config.method!r} needs exact gradients; the attack is a black box.")
     budget = check_budget(budget)
     if num_classes is None:
         num_classes = int(getattr(models, "meta", {}).get("num_classes", 10))

@@ -22,8 +22,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from fedzoo.config import METHODS
 from fedzoo.errors import ConfigError, UnknownNameError
+from fedzoo.methods import methods as registered_methods
 from fedzoo_cli.common import add_config_args, config_from_args, stderr
 
 ROUNDS_CAP_WITH_BUDGET = 1000
@@ -37,16 +37,16 @@ def rounds_for_budget(budget: int) -> int:
     from fedzoo.limits import MAX_ROUNDS
 
     return min(max(ROUNDS_CAP_WITH_BUDGET, int(budget)), MAX_ROUNDS)
-# Every registered method except the exact-gradient upper bound (the attack is a black box).
-ATTACK_METHODS = tuple(m for m in METHODS if m != "fo")
-#: Names that run another method in an attack: FZooS made fit for L-inf attacks (its
-#: corrected local steps as Square-Attack steps on the ball's vertices; BENCHMARKS.md §6).
-#: The gradient FZooS stays available as ``fzoos-paper`` (or ``fzoos-paper
-#: --step-control incumbent --gamma-schedule constant``, which is ``fzoos``).
-ATTACK_ALIASES = {"fzoos": "fzoos-vertex"}
-#: The attack's own defaults for a method, used unless the flag is given (chosen on the
-#: repo's seeds 0-2; recorded in summary.json as ``method_options``).
-ATTACK_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {"fzoos-vertex": {"local-steps": 5}}
+# Every registered method except exact-gradient references (the attack is a black box).
+ATTACK_METHODS = tuple(m.name for m in registered_methods() if not m.exact_gradients)
+#: Names that run another method in an attack (each method's ``attack_variant``): fzoos
+#: runs fzoos-vertex, FZooS made fit for L-inf attacks (BENCHMARKS.md §6). The gradient
+#: FZooS stays available as ``fzoos-paper``.
+ATTACK_ALIASES = {m.name: m.attack_variant for m in registered_methods() if m.attack_variant}
+#: The attack's own defaults for a method (its ``attack_defaults``), used unless the flag
+#: is given (recorded in summary.json as ``method_options``).
+ATTACK_METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    m.name: dict(m.attack_defaults) for m in registered_methods() if m.attack_defaults}
 #: ``fedzoo attack prepare``: the first two words of its command line.
 PREPARE = ("attack", "prepare")
 

@@ -36,16 +36,23 @@ def method_label(method: str) -> str:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    """Every registered method: what it does, its exchanges and the options it reads."""
+    """Every registered method: what it does, its module, its exchanges and the options it
+    reads, with their defaults (all from the registry and RunConfig)."""
+    import dataclasses
+
+    from fedzoo.config import RunConfig
     from fedzoo.methods import methods
 
-    shared = "rounds, local-steps, seed, optimizer, lr, fraction, min-replies, aggregation, server-lr, step-control"
+    defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(RunConfig)}
+    shared = ("rounds", "local-steps", "seed", "optimizer", "lr", "fraction", "min-replies",
+              "aggregation", "clip-factor", "server-lr", "step-control")
     for m in methods():
         exchanges = "train + sync" if m.has_sync else "train"
-        print(f"{m.name}\n    {m.summary}\n    exchanges per round: {exchanges}; "
-              f"step-control auto = {m.step_control}")
-        print(f"    options: {', '.join(m.options) if m.options else '(only the shared ones)'}")
-    print(f"\nshared by every method: {shared}")
+        print(f"{m.name}  ({type(m).__module__})\n    {m.summary}\n    exchanges per round: "
+              f"{exchanges}; step-control auto = {m.step_control}")
+        opts = ", ".join(f"{k}={defaults.get(k)!r}" for k in m.options)
+        print(f"    options: {opts if opts else '(only the shared ones)'}")
+    print("\nshared by every method: " + ", ".join(f"{k}={defaults[k]!r}" for k in shared))
     return 0
 
 

@@ -34,8 +34,10 @@ Federation keys:
 * ``objective-options``: the factory's keyword arguments as a JSON object in a string
   (``'{"image": 853, "epsilon": 0.3}'``); "" = none. Checked here for syntax; what they
   mean is checked by the factory, on the clients, before round 1.
-* ``query-budget``: if > 0, the run ends after the round in which the clients' queries
-  reach it (all clients, every exchange).
+* ``query-budget``: if > 0, a hard limit on the clients' queries (all clients, every
+  exchange, the final evaluation included): the round driver never starts a round whose
+  declared worst case could pass it (:mod:`fedzoo.budget`), the same rule as
+  ``fedzoo run --budget`` and ``fedzoo.minimize(budget=)``.
 * ``final-evaluation``: ask every client for f_i(x_R) at the end when the last round has
   no reported value (methods without a sync exchange; N counted queries).
 * ``save-points``: write the global point of every round to ``points.npy`` in

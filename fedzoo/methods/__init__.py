@@ -7,9 +7,9 @@ a method"). Everything that lists methods — the ``method`` option's allowed va
 CLI's choices and help, the API docs, the Flower run-config checks — asks
 :func:`method_names`.
 
-Built-in families: :mod:`fedzoo.methods.fzoos` (fzoos, fzoos-lagged),
-:mod:`fedzoo.methods.zord` (zord), :mod:`fedzoo.methods.finite_difference` (fedzo,
-fedprox, scaffold1, scaffold2, fo).
+The built-in modules are listed by ``fedzoo methods`` (each method with its module) and
+found by :func:`method_names`; this docstring does not repeat the list, which would
+drift.
 """
 
 from __future__ import annotations

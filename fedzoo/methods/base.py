@@ -37,6 +37,7 @@ registered by its ``name``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -89,7 +90,12 @@ class Method:
         summary: one line for ``--help``, the API docs and the README's table.
         rank: position in listings (lower first; built-ins use 10..90).
         has_sync: a second exchange at the new global point in every round.
-        exact_gradients: needs objectives with an exact ``gradient`` (references only).
+        exact_gradients: needs objectives with an exact ``gradient`` (references only;
+            never offered where the objective is a black box, e.g. the attack).
+        attack_variant: in a federated L-inf attack, the registered method run when this
+            one is asked for ("" = itself); recorded in the attack's summary.
+        attack_defaults: option defaults (kebab-case) an attack uses for this method
+            unless the user gives them.
         step_control: what ``step-control = auto`` means for this method
             (:mod:`fedzoo.step_control`).
         options: the :class:`~fedzoo.config.RunConfig` options the method reads beyond
@@ -105,6 +111,8 @@ class Method:
     has_sync: ClassVar[bool] = False
     exact_gradients: ClassVar[bool] = False
     step_control: ClassVar[str] = "none"
+    attack_variant: ClassVar[str] = ""
+    attack_defaults: ClassVar[Mapping[str, Any]] = {}
     options: ClassVar[tuple[str, ...]] = ()
     client_state: ClassVar[type[ClientState]] = ClientState
     server_state: ClassVar[type[ServerState]] = ServerState

@@ -221,6 +221,9 @@ class FZooS(FZooSPaper):
     """
 
     name = "fzoos"
+    #: in an L-inf attack, FZooS's corrected local steps as Square-Attack steps on the
+    #: ball's vertices (BENCHMARKS.md §6); the gradient FZooS stays ``fzoos-paper``
+    attack_variant = "fzoos-vertex"
     summary = ("fzoos-paper + server-side step control from reported values (incumbent, wide first steps, "
                "lr halving) and a constant correction weight; train + sync")
     rank = 10

@@ -167,6 +167,8 @@ class FZooSVertex(Method):
     """FZooS's corrected local steps as Square-Attack steps on the L∞ ball's vertices."""
 
     name = "fzoos-vertex"
+    #: chosen on the repo's seeds 0-2 (BENCHMARKS.md §6)
+    attack_defaults = {"local-steps": 5}
     summary = ("FZooS for L-inf attacks: local-steps Square-Attack steps per client on the ball's vertices, "
                "each kept if f_i's change plus gamma x (global - own surrogate) change is negative; the "
                "server merges the squares its global surrogate predicts to help and moves only to evaluated, "

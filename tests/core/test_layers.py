@@ -157,3 +157,29 @@ def test_the_scanner_sees_function_level_and_relative_imports(tmp_path):
     (pkg / "__init__.py").write_text("from .mod import f\nfrom .. import x\n")
     found = imported_modules("fedzoo.sub", pkg / "__init__.py")
     assert sorted(m for m, _ in found) == ["fedzoo", "fedzoo.sub.mod"]
+
+
+def test_no_method_name_is_compared_outside_the_method_modules():
+    """Capabilities, not names: code outside ``fedzoo/methods/`` never compares a method
+    name (``== "fo"``, ``in ("fzoos", ...)``, a dict keyed by a method name); it asks the
+    registry (``exact_gradients``, ``has_sync``, ``attack_variant``, ...)."""
+    from fedzoo.methods import method_names
+
+    names = set(method_names())
+    found = []
+    for package in ("fedzoo", "fedzoo_attack", "server", "client", "launch", "fedzoo_cli"):
+        for path in sorted((ROOT / PACKAGES[package]).rglob("*.py")):
+            if path.is_relative_to(ROOT / "fedzoo" / "methods"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                consts = []
+                if isinstance(node, ast.Compare):
+                    for side in (node.left, *node.comparators):
+                        elts = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+                        consts += [e for e in elts if isinstance(e, ast.Constant)]
+                elif isinstance(node, ast.Dict):
+                    consts += [k for k in node.keys if isinstance(k, ast.Constant)]
+                for c in consts:
+                    if isinstance(c.value, str) and c.value in names:
+                        found.append(f"{path.relative_to(ROOT)}:{c.lineno} {c.value!r}")
+    assert not found, found
