@@ -183,5 +183,5 @@ def test_methods_lists_every_registered_method_with_its_options(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     for m in methods():
-        assert f"{m.name}\n    {m.summary}" in out
-    assert "gp-history" in out and "prox-mu" in out
+        assert f"{m.name}  ({type(m).__module__})\n    {m.summary}" in out
+    assert "gp-history=300" in out and "prox-mu=1.0" in out  # options with their defaults
