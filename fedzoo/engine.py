@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from fedzoo.methods import get_method
 from fedzoo.objectives.problems import FederatedProblem
 from fedzoo.outdir import prepare_out_dir
 from fedzoo.payload import payload_nbytes
-from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from fedzoo.results import HistoryFile, HistoryRecorder, summary, write_history, write_summary
 from fedzoo.rounds import EVALUATE, SYNC, TRAIN, RoundDriver, restore
 from fedzoo.state import ClientState, ServerState
 
@@ -89,7 +89,8 @@ class ThreadTransport:
                 raise ObjectiveError(f"client {cid} failed in the {kind} exchange of round {round_}: {err}") from err
 
         pool = self.pool
-        results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
+        results = _wait_all([pool.submit(one, cid) for cid in clients]) if pool is not None \
+            else [one(cid) for cid in clients]
         replies: dict[int, dict[str, Any]] = {}
         for cid, (state, reply) in zip(clients, results):
             self.states[cid], replies[cid] = state, reply
@@ -102,6 +103,26 @@ class ThreadTransport:
 
     def client_arrays(self) -> list[dict[str, Any]]:
         return [st.to_arrays() for st in self.states]
+
+
+#: Seconds the main thread waits on client threads at a time: a Ctrl-C (or SIGTERM) is
+#: handled between two waits even while a client's objective hangs.
+WAIT_SLICE_S = 0.25
+
+
+def _wait_all(futures: list[Future]) -> list[Any]:
+    """The futures' results in order, waited for in slices of :data:`WAIT_SLICE_S` (a
+    signal reaches the main thread at once whatever the clients do); the first failure
+    in order is raised. On any exception the futures not started are cancelled."""
+    try:
+        pending = set(futures)
+        while pending:
+            pending = wait(pending, timeout=WAIT_SLICE_S).not_done
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 def run_federation(
@@ -145,21 +166,28 @@ def run_federation(
 
     ``out_dir`` and ``checkpoint_dir``, where they exist, are locked for the run
     (:func:`fedzoo.checkpoint.directory_lock`): a second run writing there is refused.
+
+    With ``out_dir``, history.csv is on disk from the start (header and row 0) and gets
+    each round's row as the round ends, fsync'd (:class:`fedzoo.results.HistoryFile`):
+    a killed run leaves every round it finished. Clients work in threads (one with
+    ``workers=1``) while this thread waits: a KeyboardInterrupt or SystemExit ends the
+    run at once even while an objective hangs (summary.json status ``interrupted``), and
+    the pool is left without waiting for a hung client (its thread cannot be stopped;
+    the ``fedzoo`` command then ends the process).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     retain_freed_memory()  # many medium temporaries per step: reuse heap pages
-    with blas_threads(1), directory_lock(out_dir, checkpoint_dir), \
-            ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
-        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
-                    round_callback, checkpoint_dir, resume, query_budget)
-
-
-class _no_pool:  # noqa: N801 - a null context manager yielding no pool
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="fedzoo-client")
+    interrupted = False
+    try:
+        with blas_threads(1), directory_lock(out_dir, checkpoint_dir):
+            return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
+                        round_callback, checkpoint_dir, resume, query_budget)
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True
+        raise
+    finally:  # interrupted: do not wait for a client that may never return
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def _run(
@@ -201,10 +229,15 @@ def _run(
         server, done = restore(ckpt, config, rec)
         states[:] = [ClientState.from_arrays(a, config) for a in ckpt.clients]
         log.info("resuming after round %d from %s", ckpt.round, checkpoint_dir)
+    history = None
     if out_dir is not None:  # refused before round 1 if the results could not be written
         prepare_out_dir(out_dir, overwrite=True)
+        history = HistoryFile(Path(out_dir) / "history.csv")
+        history.sync(rec.rows)  # the header and row 0 (the rows of a resumed run)
 
     def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
+        if history is not None:  # this round's row on disk before anything else
+            history.sync(rec.rows)
         if progress is not None:
             progress(row, config.rounds)
         return round_callback is not None and bool(round_callback(r, state.x.copy(), row))

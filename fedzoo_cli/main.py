@@ -8,6 +8,7 @@ in :mod:`fedzoo_cli.attack`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo._threads import single_threaded_blas_env
+from fedzoo.errors import os_error_text
 from fedzoo_cli.common import add_config_args, config_from_args
 
 BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
@@ -112,17 +114,69 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
                                 checkpoint_dir=out if getattr(args, "checkpoint", False) else None)
         if reporter is not None:
             reporter.finish(result.history)
-    except BaseException:
+    except BaseException as err:
         progress.close()
-        if (out / "summary.json").is_file():
-            print(f"fedzoo: the rounds completed so far are in {out / 'history.csv'} "
-                  f"(summary.json status: failed)", file=sys.stderr)
-        raise
+        stopped = _stopped(err, out, bool(getattr(args, "checkpoint", False)))
+        if stopped is err:
+            raise
+        raise stopped from err
     finally:
         progress.close()
         if reporter is not None:
             reporter.close()
     return result.history
+
+
+def _saved_note(out: Path, checkpoint: bool) -> str:
+    """What a stopped run left in ``out``: its rounds, summary.json's status, how to go on."""
+    import json
+
+    from fedzoo.checkpoint import CHECKPOINT_NAME
+    from fedzoo.errors import short_path
+    from fedzoo.results import read_history
+
+    where = short_path(out / "history.csv")
+    try:
+        last = int(read_history(out / "history.csv")[-1]["round"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"no results could be saved in {short_path(out)}"
+    try:
+        status = json.loads((out / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        status = "not written"
+    text = (f"the rounds completed so far (1-{last}) are in {where}" if last
+            else f"no round was completed (row 0 is in {where})")
+    text += f" and summary.json has status {status}" if status != "not written" \
+        else " (summary.json could not be written)"
+    if checkpoint and (out / CHECKPOINT_NAME).is_file():
+        text += f"; continue with: fedzoo run --resume {short_path(out)}"
+    return text
+
+
+def _stopped(err: BaseException, out: Path, checkpoint: bool) -> BaseException:
+    """The exception that ends ``fedzoo run`` when its run stopped with ``err``, its
+    message saying what was saved (one line in :func:`main`)."""
+    from fedzoo.errors import FedZooError, ResultsWriteError
+
+    note = _saved_note(out, checkpoint)
+    if isinstance(err, KeyboardInterrupt):
+        return KeyboardInterrupt(f"interrupted (Ctrl-C); {note}.")
+    if isinstance(err, SystemExit):
+        print(f"fedzoo: terminated; {note}.", file=sys.stderr)
+        return err
+    if isinstance(err, OSError):  # the results could not be written (disk full, ...)
+        text = os_error_text(err, action="cannot write" if isinstance(err, ResultsWriteError) else "")
+        if not err.filename:
+            text = f"writing the results in {short_out(out)} failed: {text}"
+        return FedZooError(f"the run stopped: {text} {note[0].upper()}{note[1:]}.")
+    print(f"fedzoo: {note}.", file=sys.stderr)
+    return err
+
+
+def short_out(out: Path) -> str:
+    from fedzoo.errors import short_path
+
+    return repr(short_path(out))
 
 
 class HistoryWatcher:
@@ -784,6 +838,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # reading --config: a file system fault, one line
+        print(f"fedzoo: error: {os_error_text(err)}", file=sys.stderr)
+        return 2
     if getattr(args, "command", None) == "run":
         args.given = _given_flags(_subparser(parser, "run"), argv[argv.index("run") + 1:])
     _terminate_on_sigterm()
@@ -796,6 +853,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: results saved on the way out; no traceback
+        print(f"fedzoo: {err or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        _exit_if_threads_hang(130)
+        return 130
+    except SystemExit as err:  # SIGTERM (see _terminate_on_sigterm)
+        _exit_if_threads_hang(err.code if isinstance(err.code, int) else 1)
+        raise
+    except OSError as err:  # the safety net: a file system fault named in one line
+        print(f"fedzoo: error: {os_error_text(err)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:  # an optional dependency this command needs
         top = (err.name or "").split(".")[0]
@@ -812,6 +879,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 EXTRA_OF = {"torch": "attack", "sklearn": "attack", "mlxtend": "attack", "flwr": "flower",
             "grpc": "flower", "matplotlib": "plot", "cma": "cma", "tensorboardX": "tensorboard",
             "tensorboard": "tensorboard", "tqdm": "progress"}
+
+
+def _exit_if_threads_hang(code: int) -> None:
+    """End the process now with ``code`` when a thread that is not a daemon is still
+    alive (a client whose objective hangs): Python would wait for it at exit, forever.
+    The results were saved before; stdout and stderr are flushed first."""
+    import os
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t.is_alive() and not t.daemon and t is not main_thread for t in threading.enumerate()):
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 def _given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
