@@ -97,19 +97,20 @@ def short_path(path: Any, limit: int = 120) -> str:
     return f"{text[:limit // 2]}...({len(text)} characters)...{text[-limit // 3:]}"
 
 
-def os_error_text(err: OSError, *, action: str = "") -> str:
+def os_error_text(err: OSError, *, action: str = "", with_path: bool = True) -> str:
     """One line on a failed file operation: ``[action] 'path': reason (errno N, NAME); hint``.
 
     ``action`` (e.g. "cannot write") precedes the path; the path is shortened
-    (:func:`short_path`); the hint says what to do for the common errnos.
+    (:func:`short_path`; left out with ``with_path=False``); the hint says what to do
+    for the common errnos.
     """
     import errno as errno_module
 
     name = errno_module.errorcode.get(err.errno or 0, "")
     reason = err.strerror or (str(err.args[0]) if err.args else type(err).__name__)
     code = f" (errno {err.errno}, {name})" if err.errno else ""
-    where = f"{short_path(err.filename)!r}: " if err.filename else ""
-    if err.filename2:
+    where = f"{short_path(err.filename)!r}: " if err.filename and with_path else ""
+    if err.filename2 and with_path:
         where = f"{short_path(err.filename)!r} -> {short_path(err.filename2)!r}: "
     hint = _OS_ERROR_HINTS.get(name)
     return f"{action + ' ' if action else ''}{where}{reason}{code}" + (f"; {hint}." if hint else ".")

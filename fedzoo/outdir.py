@@ -10,10 +10,11 @@ are never replaced by accident.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from fedzoo.errors import ConfigError
+from fedzoo.errors import ConfigError, os_error_text, short_path
 
 
 class OutDirError(ConfigError):
@@ -42,27 +43,38 @@ def prepare_out_dir(
         OutDirError: the path is a file, cannot be created, is not writable, or is a
             non-empty directory without ``overwrite``; the message names the path.
     """
-    out = Path(path).expanduser()
     if str(path) == "":
         raise OutDirError(f"{name} is empty; expected a directory path.")
-    if out.exists() and not out.is_dir():
-        raise OutDirError(f"{name} {str(out)!r} is a file, not a directory; expected a directory "
+    out = Path(path).expanduser()
+    shown = repr(short_path(out))
+    try:
+        is_dir = stat.S_ISDIR(out.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        is_dir = None  # not there yet: created below
+    except OSError as err:  # a path too long, a loop of links, no access to a parent, ...
+        raise OutDirError(f"{name} {os_error_text(err)} Expected a directory path that can "
+                          "be created and written.") from err
+    if is_dir is False:
+        raise OutDirError(f"{name} {shown} is a file, not a directory; expected a directory "
                           "for history.csv and summary.json.")
-    if out.is_dir() and not overwrite:
+    if is_dir and not overwrite:
         try:
             entries = sorted(p.name for p in out.iterdir())
         except OSError as err:
-            raise OutDirError(f"{name} {str(out)!r} cannot be read: {err.strerror or err}.") from err
+            raise OutDirError(f"{name} {shown} cannot be read: {err.strerror or err}.") from err
         if entries:
-            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            listed = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise OutDirError(
-                f"{name} {str(out)!r} is not empty ({shown}); a run there could overwrite earlier "
+                f"{name} {shown} is not empty ({listed}); a run there could overwrite earlier "
                 f"results. Choose a new directory, or pass {overwrite_hint} to replace them."
             )
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # a part of the path is a file
+        raise OutDirError(f"{name} {shown} cannot be created: a part of it is a file "
+                          f"({err.filename!r}); expected a directory path.") from err
     except OSError as err:
-        raise OutDirError(f"{name} {str(out)!r} cannot be created: {err.strerror or err}.") from err
+        raise OutDirError(f"{name} {shown} cannot be created: {os_error_text(err, with_path=False)}") from err
     check_writable(out, name)
     return out
 
@@ -76,6 +88,6 @@ def check_writable(out: Path, name: str = "out_dir") -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".fedzoo-write-test-", dir=out)
     except OSError as err:
-        raise OutDirError(f"{name} {str(out)!r} is not writable: {err.strerror or err}.") from err
+        raise OutDirError(f"{name} {short_path(out)!r} is not writable: {os_error_text(err, with_path=False)}") from err
     os.close(fd)
     os.unlink(probe)

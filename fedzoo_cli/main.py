@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo._threads import single_threaded_blas_env
-from fedzoo.errors import os_error_text
+from fedzoo.errors import os_error_text, short_path
 from fedzoo_cli.common import add_config_args, config_from_args
 
 BASELINES = ("fedzo", "fedprox", "scaffold1", "scaffold2")
@@ -174,8 +174,6 @@ def _stopped(err: BaseException, out: Path, checkpoint: bool) -> BaseException:
 
 
 def short_out(out: Path) -> str:
-    from fedzoo.errors import short_path
-
     return repr(short_path(out))
 
 
@@ -333,6 +331,11 @@ def _resume(args: argparse.Namespace) -> int:
     from fedzoo.engine import run_federation
     from fedzoo.objectives import make_problem
 
+    from fedzoo.errors import ConfigError
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers = {args.workers} is not allowed; expected an integer >= 1 "
+                          "(client threads).")
     out = Path(args.resume)
     meta = load_checkpoint(out).meta
     _check_resume_flags(args, meta, out)
@@ -496,8 +499,13 @@ def explain(table: list[dict[str, Any]], targets: dict[str, float]) -> list[str]
     return lines
 
 
+#: The most seeds ``compare --seeds`` runs (each runs every method once).
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds 0,1,2`` (or a range ``0-4``) -> [0, 1, 2]; distinct integers >= 0."""
+    """``--seeds 0,1,2`` (or a range ``0-4``) -> [0, 1, 2]; distinct integers >= 0, at
+    most :data:`MAX_SEEDS` of them."""
     from fedzoo.errors import ConfigError
 
     seeds: list[int] = []
@@ -507,11 +515,20 @@ def parse_seeds(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
+                span = range(int(lo), int(hi) + 1)
+                if len(seeds) + max(span.stop - span.start, 0) > MAX_SEEDS:  # before building it
+                    seeds = [0] * (MAX_SEEDS + 1)
+                    break
+                seeds.extend(span)
             else:
                 seeds.append(int(part))
+                if len(seeds) > MAX_SEEDS:
+                    break
     except ValueError:
         seeds = []
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {short_path(text)!r} lists more than {MAX_SEEDS} seeds (each "
+                          f"runs every method); expected at most {MAX_SEEDS}, e.g. 0-{MAX_SEEDS - 1}.")
     if not seeds or any(k < 0 for k in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text!r} is not allowed; expected distinct integers >= 0, "
                           "comma-separated (e.g. 0,1,2 or 0-4).")
