@@ -329,9 +329,8 @@ def _resume(args: argparse.Namespace) -> int:
     from fedzoo.checkpoint import load_checkpoint
     from fedzoo.config import RunConfig
     from fedzoo.engine import run_federation
-    from fedzoo.objectives import make_problem
-
     from fedzoo.errors import ConfigError
+    from fedzoo.objectives import make_problem
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers = {args.workers} is not allowed; expected an integer >= 1 "
