@@ -176,6 +176,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp: 0600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -189,6 +190,18 @@ def write_atomic(path: str | Path, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
     _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    """The process's umask (read once: setting it is the only way to read it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -144,8 +144,8 @@ def _saved_note(out: Path, checkpoint: bool) -> str:
         status = json.loads((out / "summary.json").read_text())["status"]
     except (OSError, ValueError, KeyError, TypeError):
         status = "not written"
-    text = (f"the rounds completed so far (1-{last}) are in {where}" if last
-            else f"no round was completed (row 0 is in {where})")
+    text = (f"the rounds completed so far ({'1' if last == 1 else f'1-{last}'}) are in {where}"
+            if last else f"no round was completed (row 0 is in {where})")
     text += f" and summary.json has status {status}" if status != "not written" \
         else " (summary.json could not be written)"
     if checkpoint and (out / CHECKPOINT_NAME).is_file():

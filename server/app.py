@@ -59,7 +59,7 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.methods import get_method
 from fedzoo.payload import Payload, payload_nbytes
-from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from fedzoo.results import HistoryFile, HistoryRecorder, summary, write_history, write_summary
 from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
 from fedzoo.rounds import SYNC as SYNC_EXCHANGE
 from fedzoo.rounds import TRAIN, RoundDriver, restore
@@ -501,6 +501,8 @@ def run_server(
         log.info("resuming after round %d from %s", done, settings.checkpoint_dir)
     points = _saved_points(settings, out_dir, server, done)
     out_dir.mkdir(parents=True, exist_ok=True)
+    history = HistoryFile(out_dir / "history.csv")  # on disk from the start, a row per round
+    history.sync(rec.rows)
     log.info(
         "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
         config.method,
@@ -521,7 +523,7 @@ def run_server(
         if reporter is not None:
             reporter.round(row)
         points.append(state.x.copy())
-        write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
+        history.sync(rec.rows)  # appended and fsync'd: a killed run keeps its rounds
         if settings.save_points:
             np.save(out_dir / "points.npy", np.stack(points))
 
