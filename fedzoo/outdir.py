@@ -43,20 +43,8 @@ def prepare_out_dir(
         OutDirError: the path is a file, cannot be created, is not writable, or is a
             non-empty directory without ``overwrite``; the message names the path.
     """
-    if str(path) == "":
-        raise OutDirError(f"{name} is empty; expected a directory path.")
-    out = Path(path).expanduser()
+    out, is_dir = _kind(path, name)
     shown = repr(short_path(out))
-    try:
-        is_dir = stat.S_ISDIR(out.stat().st_mode)
-    except (FileNotFoundError, NotADirectoryError):
-        is_dir = None  # not there yet: created below
-    except OSError as err:  # a path too long, a loop of links, no access to a parent, ...
-        raise OutDirError(f"{name} {os_error_text(err)} Expected a directory path that can "
-                          "be created and written.") from err
-    if is_dir is False:
-        raise OutDirError(f"{name} {shown} is a file, not a directory; expected a directory "
-                          "for history.csv and summary.json.")
     if is_dir and not overwrite:
         try:
             entries = sorted(p.name for p in out.iterdir())
@@ -76,6 +64,56 @@ def prepare_out_dir(
     except OSError as err:
         raise OutDirError(f"{name} {shown} cannot be created: {os_error_text(err, with_path=False)}") from err
     check_writable(out, name)
+    return out
+
+
+def _kind(path: str | os.PathLike[str], name: str) -> tuple[Path, bool | None]:
+    """The path, and whether it is a directory (None: not there).
+
+    Raises:
+        OutDirError: empty, a file, or a path the system refuses (too long, ...).
+    """
+    if str(path) == "":
+        raise OutDirError(f"{name} is empty; expected a directory path.")
+    out = Path(path).expanduser()
+    try:
+        is_dir = stat.S_ISDIR(out.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return out, None
+    except OSError as err:  # a path too long, a loop of links, no access to a parent, ...
+        raise OutDirError(f"{name} {os_error_text(err)} Expected a directory path that can "
+                          "be created and written.") from err
+    if not is_dir:
+        raise OutDirError(f"{name} {short_path(out)!r} is a file, not a directory; expected a "
+                          "directory for history.csv and summary.json.")
+    return out, True
+
+
+def check_out_dir(path: str | os.PathLike[str], *, name: str = "out_dir") -> Path:
+    """What :func:`prepare_out_dir` checks (with ``overwrite``), creating nothing: a
+    command checks its output directory before work that may still fail first.
+
+    Raises:
+        OutDirError: as :func:`prepare_out_dir`; a missing directory whose nearest
+            existing parent is a file or cannot be written.
+    """
+    out, is_dir = _kind(path, name)
+    if is_dir:
+        check_writable(out, name)
+        return out
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutDirError(f"{name} {short_path(out)!r} cannot be created: {short_path(parent)!r} "
+                          "is a file; expected a directory path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fedzoo-write-test-", dir=parent)
+    except OSError as err:
+        raise OutDirError(f"{name} {short_path(out)!r} cannot be created in {short_path(parent)!r}: "
+                          f"{os_error_text(err, with_path=False)}") from err
+    os.close(fd)
+    os.unlink(probe)
     return out
 
 

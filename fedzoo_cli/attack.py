@@ -106,11 +106,12 @@ def _check_seed_and_threads(args: argparse.Namespace) -> None:
 
 
 def _check_out(args: argparse.Namespace) -> Any:
-    """--out checked before any work: a directory that can be created and written (an
-    existing one may hold files; those of the same names are replaced)."""
-    from fedzoo.outdir import prepare_out_dir
+    """--out checked before any work, nothing created yet: a directory that can be
+    created and written (an existing one may hold files; those of the same names are
+    replaced)."""
+    from fedzoo.outdir import check_out_dir
 
-    return prepare_out_dir(args.out, overwrite=True, name="--out")
+    return check_out_dir(args.out, name="--out")
 
 
 def build_prepare_parser() -> argparse.ArgumentParser:
