@@ -34,6 +34,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,13 @@ class HistoryFile:
     :meth:`sync` is called with the recorder's rows at the start (the header and row 0)
     and after every round: the rows that are new or changed since the last call (the
     previous row gets its reported value a round later) are written in place at the end
-    of the file, flushed and fsync'd; a full rewrite (first call, other columns, fewer
-    rows, the file gone) is atomic (:func:`write_atomic`). The file's bytes are always
-    what :func:`write_history` writes for the same rows.
+    of the file and flushed to the operating system, which keeps them whatever becomes
+    of the process (``kill -9``); they are fsync'd too (kept through a power loss) when
+    the last fsync is :attr:`FSYNC_INTERVAL_S` or more old (an fsync costs 1-3 ms, more
+    than a whole round of a small problem; RELIABILITY.md). A full rewrite (first call,
+    other columns, fewer rows, the file gone) is atomic and fsync'd
+    (:func:`write_atomic`), as is the run's final :func:`write_history`. The file's
+    bytes are always what :func:`write_history` writes for the same rows.
 
     Raises (from :meth:`sync`):
         ResultsWriteError: the file could not be written (``filename`` is its path).
@@ -236,9 +241,12 @@ class HistoryFile:
     #: Rows at the end compared again on every call (rows before them are not expected
     #: to change; the final :func:`write_history` rewrites the whole file anyway).
     TAIL = 3
+    #: Seconds between two fsyncs of the appended rows at most (0: fsync every round).
+    FSYNC_INTERVAL_S = 1.0
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._synced = time.monotonic()
         self._rows: list[dict[str, Any]] | None = None
         self._columns: list[str] = []
         self._header = 0  # bytes of the header line
@@ -267,7 +275,9 @@ class HistoryFile:
                 if offset + len(data) < self._ends[-1]:
                     fh.truncate()
                 fh.flush()
-                os.fsync(fh.fileno())
+                if time.monotonic() - self._synced >= self.FSYNC_INTERVAL_S:
+                    os.fsync(fh.fileno())
+                    self._synced = time.monotonic()
         except FileNotFoundError:  # history.csv removed under the run: write it again
             self._rewrite(rows, columns)
             return
@@ -282,6 +292,7 @@ class HistoryFile:
         header = _csv_text(columns, [], strict=True, header=True).encode()
         lines = [_csv_text(columns, [row], strict=True, header=False).encode() for row in rows]
         write_atomic(self.path, header + b"".join(lines))
+        self._synced = time.monotonic()
         self._rows, self._columns, self._header = rows, columns, len(header)
         self._ends, end = [], len(header)
         for line in lines:
