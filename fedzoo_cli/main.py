@@ -178,8 +178,8 @@ def short_out(out: Path) -> str:
 
 
 class HistoryWatcher:
-    """Progress of a run in another process (the Flower ServerApp rewrites history.csv
-    after every round): a thread polls the file and reports each new row once.
+    """Progress of a run in another process (the Flower ServerApp appends each round's
+    row to history.csv): a thread polls the file and reports each new row once.
 
     Used as a context manager; stops (and reports the rows still unseen) on exit.
     """
