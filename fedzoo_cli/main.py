@@ -898,19 +898,23 @@ EXTRA_OF = {"torch": "attack", "sklearn": "attack", "mlxtend": "attack", "flwr":
 
 
 def _exit_if_threads_hang(code: int) -> None:
-    """End the process now with ``code`` when a thread that is not a daemon is still
-    alive (a client whose objective hangs): Python would wait for it at exit, forever.
-    The results were saved before; stdout and stderr are flushed first."""
+    """End the process now with ``code`` when a client thread of the engine is still
+    alive (an objective that hangs): Python would wait for it at exit, forever. The
+    results were saved before; logs, stdout and stderr are flushed first."""
     import os
     import threading
 
-    main_thread = threading.main_thread()
-    if any(t.is_alive() and not t.daemon and t is not main_thread for t in threading.enumerate()):
+    if any(t.is_alive() and not t.daemon and t.name.startswith(CLIENT_THREAD_PREFIX)
+           for t in threading.enumerate()):
         logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
         os._exit(code)
+
+
+#: The names of the in-process engine's client threads (fedzoo.engine.run_federation).
+CLIENT_THREAD_PREFIX = "fedzoo-client"
 
 
 def _given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
