@@ -216,6 +216,41 @@ def _attack_objective(args: argparse.Namespace) -> Objective:
     return objective
 
 
+def check_port_file(path: str) -> None:
+    """``--port-file`` checked before the objective is built and the port bound: not a
+    directory, in a directory that exists and can be written (a probe file is created
+    there and removed).
+
+    Raises:
+        ConfigError: naming the path, what is wrong and what is expected.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from fedzoo.errors import os_error_text, short_path
+
+    target = Path(path).expanduser()
+    shown = repr(short_path(target))
+    expected = "expected a file path in an existing, writable directory"
+    try:
+        is_dir = target.is_dir()
+    except OSError as err:  # a name too long, ...
+        raise ConfigError(f"--port-file {shown} cannot be used: "
+                          f"{os_error_text(err, with_path=False).rstrip('.')}; {expected}.") from err
+    if str(path) == "" or is_dir:
+        raise ConfigError(f"--port-file {shown} is {'empty' if str(path) == '' else 'a directory'}; "
+                          f"{expected}.")
+    parent = target.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=parent)
+    except OSError as err:
+        reason = ("its directory does not exist" if not parent.exists()
+                  else os_error_text(err, with_path=False).rstrip("."))
+        raise ConfigError(f"--port-file {shown} cannot be written: {reason}; {expected}.") from err
+    os.close(fd)
+    os.unlink(probe)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run an ``oracle`` sub-command; return the exit status."""
     if getattr(args, "oracle_command", "serve") != "serve":
@@ -230,6 +265,8 @@ def main(args: argparse.Namespace) -> int:
     from client.oracle_server import load_token, run_forever  # imports grpc
 
     try:
+        if args.port_file is not None:
+            check_port_file(args.port_file)
         token = load_token(getattr(args, "token_file", None))
         objective = build_objective(args)
         run_forever(

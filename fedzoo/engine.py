@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from fedzoo.methods import get_method
 from fedzoo.objectives.problems import FederatedProblem
 from fedzoo.outdir import prepare_out_dir
 from fedzoo.payload import payload_nbytes
-from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from fedzoo.results import HistoryFile, HistoryRecorder, summary, write_history, write_summary
 from fedzoo.rounds import EVALUATE, SYNC, TRAIN, RoundDriver, restore
 from fedzoo.state import ClientState, ServerState
 
@@ -139,7 +139,8 @@ class ThreadTransport:
                     "num-queries": queries, "total-queries": before.total_queries})
 
         pool = self.pool
-        results = list(pool.map(one, clients)) if pool is not None else [one(cid) for cid in clients]
+        results = _wait_all([pool.submit(one, cid) for cid in clients]) if pool is not None \
+            else [one(cid) for cid in clients]
         replies: dict[int, Any] = {}
         for cid, (state, reply) in zip(clients, results):
             self.states[cid], replies[cid] = state, reply
@@ -152,6 +153,26 @@ class ThreadTransport:
 
     def client_arrays(self) -> list[dict[str, Any]]:
         return [st.to_arrays() for st in self.states]
+
+
+#: Seconds the main thread waits on client threads at a time: a Ctrl-C (or SIGTERM) is
+#: handled between two waits even while a client's objective hangs.
+WAIT_SLICE_S = 0.25
+
+
+def _wait_all(futures: list[Future]) -> list[Any]:
+    """The futures' results in order, waited for in slices of :data:`WAIT_SLICE_S` (a
+    signal reaches the main thread at once whatever the clients do); the first failure
+    in order is raised. On any exception the futures not started are cancelled."""
+    try:
+        pending = set(futures)
+        while pending:
+            pending = wait(pending, timeout=WAIT_SLICE_S).not_done
+        return [f.result() for f in futures]
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
 
 
 def run_federation(
@@ -203,27 +224,34 @@ def run_federation(
 
     ``out_dir`` and ``checkpoint_dir``, where they exist, are locked for the run
     (:func:`fedzoo.checkpoint.directory_lock`): a second run writing there is refused.
+
+    With ``out_dir``, history.csv is on disk from the start (header and row 0) and gets
+    each round's row as the round ends, fsync'd (:class:`fedzoo.results.HistoryFile`):
+    a killed run leaves every round it finished. Clients work in threads (one with
+    ``workers=1``) while this thread waits: a KeyboardInterrupt or SystemExit ends the
+    run at once even while an objective hangs (summary.json status ``interrupted``), and
+    the pool is left without waiting for a hung client (its thread cannot be stopped;
+    the ``fedzoo`` command then ends the process).
     """
     workers = min(problem.num_clients, workers or os.cpu_count() or 1)
     retain_freed_memory()  # many medium temporaries per step: reuse heap pages
-    with blas_threads(1), directory_lock(out_dir, checkpoint_dir), \
-            ThreadPoolExecutor(workers) if workers > 1 else _no_pool() as pool:
-        return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
-                    round_callback, checkpoint_dir, resume, query_budget, on_client_error)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="fedzoo-client")
+    interrupted = False
+    try:
+        with blas_threads(1), directory_lock(out_dir, checkpoint_dir):
+            return _run(problem, config, out_dir, progress, final_evaluation, observer, pool,
+                        round_callback, checkpoint_dir, resume, query_budget, on_client_error)
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True
+        raise
+    finally:  # interrupted: do not wait for a client that may never return
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
 
 
 def _handed(objective: Any) -> int:
     """Points handed to ``objective`` so far (``Objective.num_queries``; 0 if it has none)."""
     count = getattr(objective, "num_queries", 0)
     return count if isinstance(count, int) else 0
-
-
-class _no_pool:  # noqa: N801 - a null context manager yielding no pool
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _run(
@@ -271,8 +299,11 @@ def _run(
         states[:] = [ClientState.from_arrays(a, config) for a in ckpt.clients]
         run_id = ckpt.run_id
         log.info("resuming run %s after round %d from %s", run_id, ckpt.round, checkpoint_dir)
+    history = None
     if out_dir is not None:  # refused before round 1 if the results could not be written
         prepare_out_dir(out_dir, overwrite=True)
+        history = HistoryFile(Path(out_dir) / "history.csv")
+        history.sync(rec.rows)  # the header and row 0 (the rows of a resumed run)
     if checkpoint_dir is not None:  # the run this directory's checkpoints belong to
         write_run_id(checkpoint_dir, run_id)
 
@@ -282,6 +313,8 @@ def _run(
         start(rec.rows[0])  # e.g. TensorBoard's step 0
 
     def on_round(r: int, state: ServerState, row: dict[str, Any]) -> bool:
+        if history is not None:  # this round's row on disk before anything else
+            history.sync(rec.rows)
         best.see(r, state.x, rec.rows)
         if progress is not None:
             progress(row, config.rounds)

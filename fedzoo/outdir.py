@@ -10,10 +10,11 @@ are never replaced by accident.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from fedzoo.errors import ConfigError
+from fedzoo.errors import ConfigError, os_error_text, short_path
 
 
 class OutDirError(ConfigError):
@@ -42,28 +43,77 @@ def prepare_out_dir(
         OutDirError: the path is a file, cannot be created, is not writable, or is a
             non-empty directory without ``overwrite``; the message names the path.
     """
-    out = Path(path).expanduser()
-    if str(path) == "":
-        raise OutDirError(f"{name} is empty; expected a directory path.")
-    if out.exists() and not out.is_dir():
-        raise OutDirError(f"{name} {str(out)!r} is a file, not a directory; expected a directory "
-                          "for history.csv and summary.json.")
-    if out.is_dir() and not overwrite:
+    out, is_dir = _kind(path, name)
+    shown = repr(short_path(out))
+    if is_dir and not overwrite:
         try:
             entries = sorted(p.name for p in out.iterdir())
         except OSError as err:
-            raise OutDirError(f"{name} {str(out)!r} cannot be read: {err.strerror or err}.") from err
+            raise OutDirError(f"{name} {shown} cannot be read: {err.strerror or err}.") from err
         if entries:
-            shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+            listed = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
             raise OutDirError(
-                f"{name} {str(out)!r} is not empty ({shown}); a run there could overwrite earlier "
+                f"{name} {shown} is not empty ({listed}); a run there could overwrite earlier "
                 f"results. Choose a new directory, or pass {overwrite_hint} to replace them."
             )
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:  # a part of the path is a file
+        raise OutDirError(f"{name} {shown} cannot be created: a part of it is a file "
+                          f"({err.filename!r}); expected a directory path.") from err
     except OSError as err:
-        raise OutDirError(f"{name} {str(out)!r} cannot be created: {err.strerror or err}.") from err
+        raise OutDirError(f"{name} {shown} cannot be created: {os_error_text(err, with_path=False)}") from err
     check_writable(out, name)
+    return out
+
+
+def _kind(path: str | os.PathLike[str], name: str) -> tuple[Path, bool | None]:
+    """The path, and whether it is a directory (None: not there).
+
+    Raises:
+        OutDirError: empty, a file, or a path the system refuses (too long, ...).
+    """
+    if str(path) == "":
+        raise OutDirError(f"{name} is empty; expected a directory path.")
+    out = Path(path).expanduser()
+    try:
+        is_dir = stat.S_ISDIR(out.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return out, None
+    except OSError as err:  # a path too long, a loop of links, no access to a parent, ...
+        raise OutDirError(f"{name} {os_error_text(err)} Expected a directory path that can "
+                          "be created and written.") from err
+    if not is_dir:
+        raise OutDirError(f"{name} {short_path(out)!r} is a file, not a directory; expected a "
+                          "directory for history.csv and summary.json.")
+    return out, True
+
+
+def check_out_dir(path: str | os.PathLike[str], *, name: str = "out_dir") -> Path:
+    """What :func:`prepare_out_dir` checks (with ``overwrite``), creating nothing: a
+    command checks its output directory before work that may still fail first.
+
+    Raises:
+        OutDirError: as :func:`prepare_out_dir`; a missing directory whose nearest
+            existing parent is a file or cannot be written.
+    """
+    out, is_dir = _kind(path, name)
+    if is_dir:
+        check_writable(out, name)
+        return out
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutDirError(f"{name} {short_path(out)!r} cannot be created: {short_path(parent)!r} "
+                          "is a file; expected a directory path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fedzoo-write-test-", dir=parent)
+    except OSError as err:
+        raise OutDirError(f"{name} {short_path(out)!r} cannot be created in {short_path(parent)!r}: "
+                          f"{os_error_text(err, with_path=False)}") from err
+    os.close(fd)
+    os.unlink(probe)
     return out
 
 
@@ -76,6 +126,6 @@ def check_writable(out: Path, name: str = "out_dir") -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=".fedzoo-write-test-", dir=out)
     except OSError as err:
-        raise OutDirError(f"{name} {str(out)!r} is not writable: {err.strerror or err}.") from err
+        raise OutDirError(f"{name} {short_path(out)!r} is not writable: {os_error_text(err, with_path=False)}") from err
     os.close(fd)
     os.unlink(probe)

@@ -25,18 +25,23 @@ Columns of ``history.csv`` (one row per round, row 0 = the start point):
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
+import os
 import platform
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fedzoo.errors import PayloadError
+from fedzoo.errors import PayloadError, ResultsWriteError
 
 COLUMNS = ("round", "queries", "value", "reported_value", "bytes_up", "bytes_down", "wall_s", "clients",
            "participants", "client_queries", "status", "notes")
@@ -131,18 +136,169 @@ def write_csv(
     are ignored, or refused with ``strict`` (ValueError).
     """
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(columns),
-                                extrasaction="raise" if strict else "ignore")
+        fh.write(_csv_text(columns, rows, strict=strict, header=True))
+
+
+def _csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any]], *, strict: bool,
+              header: bool) -> str:
+    """The lines of :func:`write_csv` (``\\r\\n``-terminated, the csv module's dialect)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="raise" if strict else "ignore")
+    if header:
         writer.writeheader()
-        for row in rows:
-            keys = row if strict else columns
-            writer.writerow({k: _fmt(row.get(k)) for k in keys})
+    for row in rows:
+        keys = row if strict else columns
+        writer.writerow({k: _fmt(row.get(k)) for k in keys})
+    return buf.getvalue()
+
+
+def history_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns of ``history.csv``: :data:`COLUMNS`, then any other keys of the first row."""
+    return [*COLUMNS, *(k for k in rows[0] if k not in COLUMNS)] if rows else list(COLUMNS)
 
 
 def write_history(rows: list[dict[str, Any]], path: str | Path) -> None:
-    """``history.csv``: :data:`COLUMNS`, then any other keys of the first row."""
-    extra = [k for k in rows[0] if k not in COLUMNS] if rows else []
-    write_csv(path, [*COLUMNS, *extra], rows, strict=True)
+    """``history.csv``: :data:`COLUMNS`, then any other keys of the first row; written
+    atomically (a temporary file beside it, fsync'd, renamed over it)."""
+    text = _csv_text(history_columns(rows), rows, strict=True, header=True)
+    write_atomic(path, text.encode())
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` atomically: a temporary file in the same directory,
+    flushed and fsync'd, renamed over ``path``, then the directory fsync'd (POSIX). A
+    crash or a failed write leaves the previous file as it was (never half of it).
+
+    Raises:
+        ResultsWriteError: the write failed (full disk, read-only file system, the
+            directory gone, ...); ``filename`` is ``path``.
+    """
+    target = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp: 0600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as err:
+        raise ResultsWriteError.of(err, target) from err
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _fsync_directory(target.parent)
+
+
+def _umask() -> int:
+    """The process's umask (read once: setting it is the only way to read it)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable; a no-op where directories cannot be synced."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class HistoryFile:
+    """``history.csv`` kept on disk while a run goes, so that a killed run (``kill -9``,
+    a power loss) leaves every round it finished.
+
+    :meth:`sync` is called with the recorder's rows at the start (the header and row 0)
+    and after every round: the rows that are new or changed since the last call (the
+    previous row gets its reported value a round later) are written in place at the end
+    of the file and flushed to the operating system, which keeps them whatever becomes
+    of the process (``kill -9``); they are fsync'd too (kept through a power loss) when
+    the last fsync is :attr:`FSYNC_INTERVAL_S` or more old (an fsync costs 1-3 ms, more
+    than a whole round of a small problem; RELIABILITY.md). A full rewrite (first call,
+    other columns, fewer rows, the file gone) is atomic and fsync'd
+    (:func:`write_atomic`), as is the run's final :func:`write_history`. The file's
+    bytes are always what :func:`write_history` writes for the same rows.
+
+    Raises (from :meth:`sync`):
+        ResultsWriteError: the file could not be written (``filename`` is its path).
+    """
+
+    #: Rows at the end compared again on every call (rows before them are not expected
+    #: to change; the final :func:`write_history` rewrites the whole file anyway).
+    TAIL = 3
+    #: Seconds between two fsyncs of the appended rows at most (0: fsync every round).
+    FSYNC_INTERVAL_S = 1.0
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._synced = time.monotonic()
+        self._rows: list[dict[str, Any]] | None = None
+        self._columns: list[str] = []
+        self._header = 0  # bytes of the header line
+        self._ends: list[int] = []  # end offset of each row's line
+        self._tail: list[bytes] = []  # the last TAIL lines written
+
+    def sync(self, rows: list[dict[str, Any]]) -> None:
+        """Make the file hold ``rows`` (see the class doc)."""
+        columns = history_columns(rows)
+        if rows is not self._rows or columns != self._columns or len(rows) < len(self._ends):
+            self._rewrite(rows, columns)
+            return
+        first = max(0, len(self._ends) - len(self._tail))
+        lines = [_csv_text(columns, [row], strict=True, header=False).encode() for row in rows[first:]]
+        start = first
+        while start - first < len(self._tail) and lines[start - first] == self._tail[start - first]:
+            start += 1
+        if start == len(rows):
+            return  # nothing new
+        offset = self._ends[start - 1] if start else self._header
+        data = b"".join(lines[start - first:])
+        try:
+            with open(self.path, "r+b") as fh:
+                fh.seek(offset)
+                fh.write(data)  # first the new bytes, then cut what is left of the old ones
+                if offset + len(data) < self._ends[-1]:
+                    fh.truncate()
+                fh.flush()
+                if time.monotonic() - self._synced >= self.FSYNC_INTERVAL_S:
+                    os.fsync(fh.fileno())
+                    self._synced = time.monotonic()
+        except FileNotFoundError:  # history.csv removed under the run: write it again
+            self._rewrite(rows, columns)
+            return
+        except OSError as err:
+            raise ResultsWriteError.of(err, self.path) from err
+        del self._ends[start:]
+        for line in lines[start - first:]:
+            self._ends.append((self._ends[-1] if self._ends else self._header) + len(line))
+        self._tail = lines[-self.TAIL:]
+
+    def _rewrite(self, rows: list[dict[str, Any]], columns: list[str]) -> None:
+        header = _csv_text(columns, [], strict=True, header=True).encode()
+        lines = [_csv_text(columns, [row], strict=True, header=False).encode() for row in rows]
+        write_atomic(self.path, header + b"".join(lines))
+        self._synced = time.monotonic()
+        self._rows, self._columns, self._header = rows, columns, len(header)
+        self._ends, end = [], len(header)
+        for line in lines:
+            end += len(line)
+            self._ends.append(end)
+        self._tail = lines[-self.TAIL:]
 
 
 def _fmt(v: Any) -> Any:
@@ -312,7 +468,7 @@ def round_ranges(rounds: Sequence[int]) -> str:
 def write_summary(data: Mapping[str, Any], path: str | Path) -> None:
     """A JSON file (``summary.json`` of every command), the one JSON writer of the result
     files: NaN and infinities as null, numpy scalars as Python numbers, keys as strings,
-    keys sorted, indented."""
+    keys sorted, indented; written atomically (:func:`write_atomic`)."""
 
     def clean(v: Any) -> Any:
         if isinstance(v, np.generic):
@@ -325,7 +481,7 @@ def write_summary(data: Mapping[str, Any], path: str | Path) -> None:
             return [clean(x) for x in v]
         return v
 
-    Path(path).write_text(json.dumps(clean(data), indent=2, sort_keys=True) + "\n")
+    write_atomic(path, (json.dumps(clean(data), indent=2, sort_keys=True) + "\n").encode())
 
 
 def queries_to_reach(rows: list[dict[str, Any]], target: float) -> int | None:

@@ -90,6 +90,28 @@ def _check_common(args: argparse.Namespace) -> None:
     classes_per_client(args.portion)  # portion in (0, 1], at least one class
     if args.budget is not None and args.budget < 1:
         raise ConfigError(f"--budget must be a positive number of queries, got {args.budget}.")
+    _check_seed_and_threads(args)
+
+
+def _check_seed_and_threads(args: argparse.Namespace) -> None:
+    """--model-seed (a seed: >= 0), --workers and --threads (>= 1), where the command has them."""
+    if getattr(args, "model_seed", 0) < 0:
+        raise ConfigError(f"--model-seed {args.model_seed} is not allowed; expected an integer "
+                          ">= 0 (the seed of the client models).")
+    for flag in ("workers", "threads"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} {value} is not allowed; expected an integer >= 1 "
+                              f"({'client threads' if flag == 'workers' else 'torch threads'}).")
+
+
+def _check_out(args: argparse.Namespace) -> Any:
+    """--out checked before any work, nothing created yet: a directory that can be
+    created and written (an existing one may hold files; those of the same names are
+    replaced)."""
+    from fedzoo.outdir import check_out_dir
+
+    return check_out_dir(args.out, name="--out")
 
 
 def build_prepare_parser() -> argparse.ArgumentParser:
@@ -258,6 +280,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--clients must be >= 1, got {args.clients}.")
     if args.epochs is not None and args.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {args.epochs}.")
+    _check_seed_and_threads(args)
+    if args.out is not None:
+        _check_out(args)
 
     from fedzoo_attack.models import TrainConfig, prepare
 
@@ -292,6 +317,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.budget is not None and args.rounds is None:
         override["rounds"] = rounds_for_budget(args.budget)
     config = config_from_args(args, flag_names=True, **override)
+    _check_out(args)  # before the data, the models and the runs
 
     import numpy as np
 
@@ -488,6 +514,7 @@ def cmd_metric(args: argparse.Namespace) -> int:
     if args.budget is not None and args.rounds is None:
         override["rounds"] = rounds_for_budget(args.budget)
     config = config_from_args(args, flag_names=True, **override)
+    _check_out(args)
 
     from fedzoo_attack.metric_run import run_metric_experiment
 

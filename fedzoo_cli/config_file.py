@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from fedzoo.errors import ConfigError
+from fedzoo.errors import ConfigError, os_error_text, short_path
 
 #: Flags a file may not set (they choose what the file is, or another mode).
 NOT_FROM_FILE = ("config", "resume", "help")
@@ -49,9 +49,13 @@ def read_options(path: str | Path) -> dict[str, Any]:
     """
     p = Path(path).expanduser()
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config {short_path(p)!r} is not a text file (byte {err.start} is not "
+                          "UTF-8); expected a TOML file or a run's summary.json.") from err
     except OSError as err:
-        raise ConfigError(f"--config {str(p)!r} cannot be read: {err.strerror or err}.") from err
+        raise ConfigError(f"--config {short_path(p)!r} cannot be read: "
+                          f"{os_error_text(err, with_path=False)}") from err
     if p.suffix == ".json" or text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
@@ -88,6 +92,29 @@ def _from_summary(data: Any, path: Path) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+def _check_kind(path: str, key: str, value: Any, action: argparse.Action) -> None:
+    """A file's value has the kind its flag takes: true/false for a switch, text for a
+    path or name, a number for a numeric flag (or text, converted as typed).
+
+    Raises:
+        ConfigError: naming the file, the flag, the value and the kind expected.
+    """
+    if action.nargs == 0:  # --checkpoint, --overwrite, ...: a switch
+        expected, ok = "true or false", isinstance(value, bool)
+    elif action.type in (int, float):
+        expected = "an integer" if action.type is int else "a number"
+        ok = isinstance(value, str) or (not isinstance(value, bool) and (
+            isinstance(value, int) or (action.type is float and isinstance(value, float))))
+    elif action.type is None:  # a path or a name
+        expected, ok = "a string (in quotes)", isinstance(value, str)
+    else:  # a custom type: converted from text, or given as a number
+        expected, ok = "a string or a number", isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(f"--config {path!r}: {key} = {value!r} is not allowed; expected "
+                          f"{expected} for --{key}.")
+
+
 def apply_config_file(parser: argparse.ArgumentParser, argv: list[str], path: str) -> argparse.Namespace:
     """Parse ``argv`` again with the file's options as defaults (the command line wins).
 
@@ -106,6 +133,7 @@ def apply_config_file(parser: argparse.ArgumentParser, argv: list[str], path: st
     defaults = {}
     for key, value in options.items():
         action = known[key]
+        _check_kind(path, key, value, action)
         if isinstance(value, str) and action.type is not None:  # as if typed on the command line
             try:
                 value = action.type(value)

@@ -8,6 +8,7 @@ in :mod:`fedzoo_cli.attack`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 from fedzoo._threads import single_threaded_blas_env
 from fedzoo.comparison import TARGET_LEVELS, comparison_table, comparison_table_seeds  # numpy-free
 from fedzoo.comparison import spread as _spread
+from fedzoo.errors import os_error_text, short_path
 from fedzoo_cli.common import add_config_args, config_from_args
 
 __all__ = ["TARGET_LEVELS", "_spread", "comparison_table", "comparison_table_seeds", "main"]
@@ -164,12 +166,12 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
                                 on_client_error=getattr(args, "on_client_error", "skip"))
         if reporter is not None:
             reporter.finish(result.history)
-    except BaseException:
+    except BaseException as err:
         progress.close()
-        if (out / "summary.json").is_file():
-            print(f"fedzoo: the rounds completed so far are in {out / 'history.csv'} "
-                  f"(summary.json status: failed)", file=sys.stderr)
-        raise
+        stopped = _stopped(err, out, bool(getattr(args, "checkpoint", False)))
+        if stopped is err:
+            raise
+        raise stopped from err
     finally:
         progress.close()
         if reporter is not None:
@@ -177,9 +179,59 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
     return result.history
 
 
+def _saved_note(out: Path, checkpoint: bool) -> str:
+    """What a stopped run left in ``out``: its rounds, summary.json's status, how to go on."""
+    import json
+
+    from fedzoo.checkpoint import CHECKPOINT_NAME
+    from fedzoo.errors import short_path
+    from fedzoo.results import read_history
+
+    where = short_path(out / "history.csv")
+    try:
+        last = int(read_history(out / "history.csv")[-1]["round"])
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return f"no results could be saved in {short_path(out)}"
+    try:
+        status = json.loads((out / "summary.json").read_text())["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        status = "not written"
+    text = (f"the rounds completed so far ({'1' if last == 1 else f'1-{last}'}) are in {where}"
+            if last else f"no round was completed (row 0 is in {where})")
+    text += f" and summary.json has status {status}" if status != "not written" \
+        else " (summary.json could not be written)"
+    if checkpoint and (out / CHECKPOINT_NAME).is_file():
+        text += f"; continue with: fedzoo run --resume {short_path(out)}"
+    return text
+
+
+def _stopped(err: BaseException, out: Path, checkpoint: bool) -> BaseException:
+    """The exception that ends ``fedzoo run`` when its run stopped with ``err``, its
+    message saying what was saved (one line in :func:`main`)."""
+    from fedzoo.errors import FedZooError, ResultsWriteError
+
+    note = _saved_note(out, checkpoint)
+    if isinstance(err, KeyboardInterrupt):
+        return KeyboardInterrupt(f"interrupted (Ctrl-C); {note}.")
+    if isinstance(err, SystemExit):
+        print(f"fedzoo: terminated; {note}.", file=sys.stderr)
+        return err
+    if isinstance(err, OSError):  # the results could not be written (disk full, ...)
+        text = os_error_text(err, action="cannot write" if isinstance(err, ResultsWriteError) else "")
+        if not err.filename:
+            text = f"writing the results in {short_out(out)} failed: {text}"
+        return FedZooError(f"the run stopped: {text} {note[0].upper()}{note[1:]}.")
+    print(f"fedzoo: {note}.", file=sys.stderr)
+    return err
+
+
+def short_out(out: Path) -> str:
+    return repr(short_path(out))
+
+
 class HistoryWatcher:
-    """Progress of a run in another process (the Flower ServerApp rewrites history.csv
-    after every round): a thread polls the file and reports each new row once.
+    """Progress of a run in another process (the Flower ServerApp appends each round's
+    row to history.csv): a thread polls the file and reports each new row once.
 
     Used as a context manager; stops (and reports the rows still unseen) on exit.
     """
@@ -352,8 +404,12 @@ def _resume(args: argparse.Namespace) -> int:
     from fedzoo.checkpoint import load_checkpoint
     from fedzoo.config import RunConfig
     from fedzoo.engine import run_federation
+    from fedzoo.errors import ConfigError
     from fedzoo.objectives import make_problem
 
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers = {args.workers} is not allowed; expected an integer >= 1 "
+                          "(client threads).")
     out = Path(args.resume)
     ckpt = load_checkpoint(out)  # refused here if damaged, malformed or of another run
     meta = ckpt.meta
@@ -485,8 +541,13 @@ def explain(table: list[dict[str, Any]], targets: dict[str, float], budget: int 
     return lines
 
 
+#: The most seeds ``compare --seeds`` runs (each runs every method once).
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """``--seeds 0,1,2`` (or a range ``0-4``) -> [0, 1, 2]; distinct integers >= 0."""
+    """``--seeds 0,1,2`` (or a range ``0-4``) -> [0, 1, 2]; distinct integers >= 0, at
+    most :data:`MAX_SEEDS` of them."""
     from fedzoo.errors import ConfigError
 
     seeds: list[int] = []
@@ -496,11 +557,20 @@ def parse_seeds(text: str) -> list[int]:
                 continue
             if "-" in part[1:]:
                 lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
+                span = range(int(lo), int(hi) + 1)
+                if len(seeds) + max(span.stop - span.start, 0) > MAX_SEEDS:  # before building it
+                    seeds = [0] * (MAX_SEEDS + 1)
+                    break
+                seeds.extend(span)
             else:
                 seeds.append(int(part))
+                if len(seeds) > MAX_SEEDS:
+                    break
     except ValueError:
         seeds = []
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"--seeds {short_path(text)!r} lists more than {MAX_SEEDS} seeds (each "
+                          f"runs every method); expected at most {MAX_SEEDS}, e.g. 0-{MAX_SEEDS - 1}.")
     if not seeds or any(k < 0 for k in seeds) or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text!r} is not allowed; expected distinct integers >= 0, "
                           "comma-separated (e.g. 0,1,2 or 0-4).")
@@ -807,6 +877,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # reading --config: a file system fault, one line
+        print(f"fedzoo: error: {os_error_text(err)}", file=sys.stderr)
+        return 2
     if getattr(args, "command", None) == "run":
         args.given = _given_flags(_subparser(parser, "run"), argv[argv.index("run") + 1:])
     _terminate_on_sigterm()
@@ -819,6 +892,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except FedZooError as err:
         print(f"fedzoo: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C: results saved on the way out; no traceback
+        print(f"fedzoo: {err or 'interrupted (Ctrl-C)'}", file=sys.stderr)
+        _exit_if_threads_hang(130)
+        return 130
+    except SystemExit as err:  # SIGTERM (see _terminate_on_sigterm)
+        _exit_if_threads_hang(err.code if isinstance(err.code, int) else 1)
+        raise
+    except OSError as err:  # the safety net: a file system fault named in one line
+        print(f"fedzoo: error: {os_error_text(err)}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:  # an optional dependency this command needs
         top = (err.name or "").split(".")[0]
@@ -835,6 +918,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 EXTRA_OF = {"torch": "attack", "sklearn": "attack", "mlxtend": "attack", "flwr": "flower",
             "grpc": "flower", "matplotlib": "plot", "cma": "cma", "tensorboardX": "tensorboard",
             "tensorboard": "tensorboard", "tqdm": "progress"}
+
+
+def _exit_if_threads_hang(code: int) -> None:
+    """End the process now with ``code`` when a client thread of the engine is still
+    alive (an objective that hangs): Python would wait for it at exit, forever. The
+    results were saved before; logs, stdout and stderr are flushed first."""
+    import os
+    import threading
+
+    if any(t.is_alive() and not t.daemon and t.name.startswith(CLIENT_THREAD_PREFIX)
+           for t in threading.enumerate()):
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+
+#: The names of the in-process engine's client threads (fedzoo.engine.run_federation).
+CLIENT_THREAD_PREFIX = "fedzoo-client"
 
 
 def _given_flags(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:

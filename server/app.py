@@ -66,7 +66,7 @@ from fedzoo.config import RunConfig
 from fedzoo.errors import FedZooError, PayloadError
 from fedzoo.methods import get_method
 from fedzoo.payload import Payload, payload_nbytes
-from fedzoo.results import HistoryRecorder, summary, write_history, write_summary
+from fedzoo.results import HistoryFile, HistoryRecorder, summary, write_history, write_summary
 from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
 from fedzoo.rounds import SYNC as SYNC_EXCHANGE
 from fedzoo.rounds import TRAIN, RoundDriver, restore
@@ -529,6 +529,8 @@ def run_server(
         write_run_id(settings.checkpoint_dir, run_id)
     points = _saved_points(settings, out_dir, server, done)
     out_dir.mkdir(parents=True, exist_ok=True)
+    history = HistoryFile(out_dir / "history.csv")  # on disk from the start, a row per round
+    history.sync(rec.rows)
     log.info(
         "fedzoo %s: %d rounds, %d clients, dim %d, value %s; results in %s",
         config.method,
@@ -550,7 +552,7 @@ def run_server(
         if reporter is not None:
             reporter.round(row)
         points.append(state.x.copy())
-        write_history(rec.rows, out_dir / "history.csv")  # progress, for whoever watches
+        history.sync(rec.rows)  # appended and fsync'd: a killed run keeps its rounds
         if settings.save_points:
             np.save(out_dir / "points.npy", np.stack(points))
 
