@@ -50,7 +50,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem")
-    g.add_argument("--problem", default="quadratic", help="quadratic, ackley or levy (default quadratic)")
+    g.add_argument("--problem", default="quadratic", help="quadratic, ackley, levy, paper-ackley, paper-levy or bbob:f1..bbob:f24 "
+                   "(COCO's BBOB, the 'bbob' extra; default quadratic)")
     g.add_argument("--dim", type=int, default=300, help="dimension d (default 300)")
     g.add_argument("--clients", type=int, default=5, help="number of clients N (default 5)")
     g.add_argument("--heterogeneity", type=float, default=0.5, help="heterogeneity C (default 0.5)")
