@@ -150,6 +150,9 @@ def plot_ecdfs(results: list[dict[str, Any]], out: Path) -> list[Path]:
         sub = [r for r in results if r["dim"] == d]
         for key, label in (("queries", "client queries / d"), ("exchanges", "exchanges")):
             data = ecdf_data(sub, key)
+            # the axis spans what any run spent (queries / d, or exchanges)
+            xmax = max(r["history"][-1][key] / (d if key == "queries" else 1) for r in sub)
+            xmin = min(1.0, xmax / 10)
             panels = [("all functions", range(1, 25)), *GROUPS.items()]
             fig, axes = plt.subplots(2, 3, figsize=(15, 8.5), sharey=True)
             for ax, (title, fs) in zip(axes.ravel(), panels):
@@ -160,15 +163,16 @@ def plot_ecdfs(results: list[dict[str, Any]], out: Path) -> list[Path]:
                     if not times:
                         continue
                     drawn = True
-                    finite = np.sort([t for t in times if math.isfinite(t)])
-                    xs = np.concatenate([finite, [finite[-1] if finite.size else 1.0]])
-                    ys = np.concatenate([np.arange(1, finite.size + 1) / len(times),
+                    finite = np.sort([max(t, xmin) for t in times if math.isfinite(t)])
+                    xs = np.concatenate([[xmin], finite, [xmax]])
+                    ys = np.concatenate([[0.0], np.arange(1, finite.size + 1) / len(times),
                                          [finite.size / len(times)]])
                     style = "--" if method in CENTRAL else "-"
-                    ax.step(np.maximum(xs, 1e-3), ys, where="post", ls=style, label=method)
+                    ax.step(xs, ys, where="post", ls=style, label=method)
                 nfun = len({e["function"] for m in data.values() for e in m if e["function"] in fs})
                 ax.set_title(f"{title} ({nfun} functions)")
                 ax.set_xscale("log")
+                ax.set_xlim(xmin, xmax * 1.05)
                 ax.set_xlabel(label)
                 ax.set_ylim(0, 1)
                 ax.grid(alpha=0.3)
