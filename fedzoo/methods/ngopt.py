@@ -41,7 +41,8 @@ generator seeded from (seed, generation) and restored afterwards, and with one B
 thread. Loading a state rebuilds the optimiser by replaying its asks, tells and
 recommendations in the same order. One caveat: NGOpt's MetaModel (chosen for small d
 and large B) stops its surrogate search after 20 s of wall time; a search that long
-(never seen at d ≤ 40) would make a replay differ, which is logged (the recommendation
+(not seen here: a whole d = 10, B = 51 round took about 2 s on a loaded 2-core box)
+would make a replay differ, which is logged (the recommendation
 after the last tell is kept to check it).
 
 **Compatibility.** nevergrad 1.0.12's MetaModel calls ``float()`` on a one-element array,
