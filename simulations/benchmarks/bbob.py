@@ -21,9 +21,9 @@ at or below it.
 
     # the full benchmark
     python simulations/benchmarks/bbob.py --out runs/bbob --jobs 2
-    # a smoke run (two functions, d = 10, budget 2000, two methods)
+    # a smoke run (two functions, d = 10, budget 2000, three methods; BENCHMARKS.md §10)
     python simulations/benchmarks/bbob.py --out runs/bbob-smoke --functions 1,8 --dims 10 \\
-        --large none --budget 2000 --methods fedzo,fedcma --jobs 2
+        --large none --budget 2000 --methods fedzo,fedngopt,fedcma --jobs 2
 """
 
 from __future__ import annotations
