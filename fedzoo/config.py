@@ -160,6 +160,8 @@ class RunConfig:
     # CMA-ES on the server (fedcma)
     popsize: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedcma: CMA-ES population (candidates per round) lambda; 0 = the default, max(51, 4 + floor(3 ln d)), so that a round costs about what one FZooS exchange does (53 queries per client); 1 is refused"})
     cma_sigma: float = field(default=0.2, metadata={"kind": "positive", "doc": "fedcma: initial CMA-ES step size sigma0 in the unit box"})
+    # nevergrad's NGOpt on the server (fedngopt)
+    ng_batch: int = field(default=0, metadata={"kind": "nonneg-int", "doc": "fedngopt: candidates NGOpt asks per round (its num_workers); 0 = the default, fedcma's max(51, 4 + floor(3 ln d)); 1 is allowed (sequential NGOpt)"})
     # Square Attack on the server (fedsquare)
     square_candidates: int = field(default=1, metadata={"kind": "positive-int", "doc": "fedsquare: square updates of the incumbent evaluated per round (lambda)"})
     square_shape: str = field(default="", metadata={"kind": "shape", "doc": "fedsquare: the point's image shape HxW or HxWxC (row-major, channels last); \"\" = a 1 x d image"})
@@ -308,7 +310,7 @@ RANGES: dict[str, tuple[float | None, float | None, str]] = {
 #: Options that count points of dimension d a client or message holds at once: each
 #: times d is at most MAX_ARRAY_ELEMENTS (for methods that read the option).
 POINTS_OPTIONS = ("init-points", "explore-candidates", "sync-candidates", "history-max",
-                  "rgf-directions", "popsize", "square-candidates")
+                  "rgf-directions", "popsize", "ng-batch", "square-candidates")
 
 #: Aggregations that need at least this many replies to tell an outlier (with two, the
 #: median is the mean and the clip cap is at least the larger norm).

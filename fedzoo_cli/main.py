@@ -61,11 +61,12 @@ def cmd_methods(args: argparse.Namespace) -> int:
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("problem")
     g.add_argument("--problem", default="quadratic",
-                   help="a synthetic problem (quadratic, ackley, levy, paper-ackley, paper-levy; "
-                        "default quadratic) or your own objectives as 'package.module:function', a "
-                        "factory called as function(partition_id=i, num_clients=N, **--objective-"
-                        "options) for each client i, returning f_i(X) -> y or an Objective (start "
-                        "point: the centre of the box)")
+                   help="a synthetic problem (quadratic, ackley, levy, paper-ackley, paper-levy, or "
+                        "bbob:f1 .. bbob:f24, COCO's BBOB with the 'bbob' extra; default quadratic) "
+                        "or your own objectives as 'package.module:function', a factory called as "
+                        "function(partition_id=i, num_clients=N, **--objective-options) for each "
+                        "client i, returning f_i(X) -> y or an Objective (start point: the centre "
+                        "of the box)")
     g.add_argument("--objective-options", default="", metavar="JSON",
                    help="keyword options of a --problem factory, a JSON object (default none)")
     g.add_argument("--dim", type=int, default=300, help="dimension d (default 300)")

@@ -8,7 +8,8 @@ options the same way (``RunConfig.from_mapping``) before anything is sent.
 
 Federation keys:
 
-* ``problem``: a registered synthetic problem (``quadratic``, ``ackley``, ``levy``) or
+* ``problem``: a registered synthetic problem (``quadratic``, ``ackley``, ``levy``, ...,
+  or a BBOB function ``bbob:f1`` .. ``bbob:f24``, :mod:`fedzoo.objectives.bbob`) or
   ``custom``. With a registered problem the server takes x0 and the client weights from
   ``make_problem(problem, dim=, clients=, heterogeneity=, seed=problem-seed)`` and every
   client whose node config names no objective uses that problem's objective number
@@ -310,7 +311,7 @@ def parse_run_config(run_config: Mapping[str, Any]) -> FlowerSettings:
     if problem != CUSTOM_PROBLEM and problem not in PROBLEMS:
         raise ConfigError(
             f"Run-config 'problem' = {problem!r} is not allowed; expected one of "
-            f"{sorted(PROBLEMS)} or {CUSTOM_PROBLEM!r}."
+            f"{PROBLEMS.names()} or {CUSTOM_PROBLEM!r}."
         )
     out_dir = values["out-dir"]
     if not isinstance(out_dir, str) or not out_dir:

@@ -518,22 +518,62 @@ def paper_levy_problem(
     return _paper_problem("paper-levy", paper_levy, paper_levy_grad, dim, clients, heterogeneity, seed)
 
 
-PROBLEMS: dict[str, Callable[..., FederatedProblem]] = {
+class ProblemRegistry(dict):
+    """The problem factories by name, plus the ``bbob:<function>`` family.
+
+    Iterating lists the fixed names; ``name in PROBLEMS`` and ``PROBLEMS[name]`` also take
+    every valid family name (``bbob:f7``, ``bbob:7``: :mod:`fedzoo.objectives.bbob`, built
+    with the optional ``coco-experiment`` package, imported only when such a problem is
+    built), so every caller that checks a name against the registry accepts them.
+    """
+
+    FAMILIES = ("bbob:f<1..24>",)
+
+    def __contains__(self, name: object) -> bool:
+        if dict.__contains__(self, name):
+            return True
+        from fedzoo.objectives.bbob import is_bbob_name
+
+        return is_bbob_name(name)
+
+    def __getitem__(self, name: str) -> Callable[..., FederatedProblem]:
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        from fedzoo.objectives.bbob import bbob_problem, is_bbob_name, parse_function
+
+        if is_bbob_name(name):
+            function = parse_function(name)
+            return lambda **kwargs: bbob_problem(function, **kwargs)
+        raise KeyError(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def names(self) -> list[str]:
+        """The fixed names and the families, for messages."""
+        return [*sorted(self), *self.FAMILIES]
+
+
+PROBLEMS: ProblemRegistry = ProblemRegistry({
     "quadratic": quadratic_problem,
     "ackley": ackley_problem,
     "levy": levy_problem,
     "paper-ackley": paper_ackley_problem,
     "paper-levy": paper_levy_problem,
-}
+})
 
 
 def make_problem(name: str, **kwargs: Any) -> FederatedProblem:
-    """Build a registered synthetic problem by name (quadratic, ackley, levy, paper-ackley,
-    paper-levy)."""
+    """Build a registered problem by name (quadratic, ackley, levy, paper-ackley,
+    paper-levy, or a BBOB function ``bbob:f1`` .. ``bbob:f24``, :mod:`fedzoo.objectives.bbob`)."""
+    if isinstance(name, str) and name.lower().startswith("bbob:") and name not in PROBLEMS:
+        from fedzoo.objectives.bbob import parse_function
+
+        parse_function(name)  # raises the precise error
     try:
         factory = PROBLEMS[name]
     except KeyError:
         raise UnknownNameError(
-            f"Unknown problem {name!r}; expected one of {sorted(PROBLEMS)}."
+            f"Unknown problem {name!r}; expected one of {PROBLEMS.names()}."
         ) from None
     return factory(**kwargs)
