@@ -76,8 +76,11 @@ def _add_problem_args(p: argparse.ArgumentParser) -> None:
 
 
 def _is_factory(name: str) -> bool:
-    """--problem names a user's objective factory ('package.module:function')."""
-    return ":" in name
+    """--problem names a user's objective factory ('package.module:function'), not a
+    registered problem (``bbob:f7`` is one)."""
+    from fedzoo.objectives import PROBLEMS
+
+    return ":" in name and name not in PROBLEMS
 
 
 def _problem_from_args(args: argparse.Namespace) -> Any:
