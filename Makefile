@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python simulations/benchmarks/scaling.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check fedzoo fedzoo_attack server client launch fedzoo_cli proto tests simulations
+	$(BIN)/ruff check fedzoo fedzoo_attack fedzoo_server fedzoo_client fedzoo_oracle fedzoo_launch fedzoo_cli proto tests simulations
 
 proto-check: $(STAMP)
 	$(BIN)/python proto/generate.py --check

@@ -1,6 +1,6 @@
 """The limits every run and every message is held to, in one place (docs/design.md §6.6).
 
-Shared by the in-process engine, the Flower run-config (:mod:`server.settings`) and the
+Shared by the in-process engine, the Flower run-config (:mod:`fedzoo_server.settings`) and the
 payload checks (:mod:`fedzoo.payload`), so that a value one of them accepts the others
 accept too.
 

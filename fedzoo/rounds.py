@@ -25,7 +25,7 @@ exchange asks every client for f_i(x_R) (N counted queries), charged to the last
 The driver never reads F: it sees only what the clients reply. A :class:`Transport`
 moves one message to a list of clients and returns their replies (missing or failed
 ones left out) and the payload bytes each way; :mod:`fedzoo.engine` implements it with
-threads, :mod:`server.app` with Flower messages. Both therefore run this same loop, and
+threads, :mod:`fedzoo_server.app` with Flower messages. Both therefore run this same loop, and
 the same seed gives the same history (``wall_s`` aside).
 """
 

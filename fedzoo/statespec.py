@@ -1,6 +1,6 @@
 """What a saved state may hold: every array's name, dtype and shape, from the run's configuration.
 
-Checkpoints (:mod:`fedzoo.checkpoint`) and Flower client snapshots (:mod:`client.persistence`)
+Checkpoints (:mod:`fedzoo.checkpoint`) and Flower client snapshots (:mod:`fedzoo_client.persistence`)
 hold the flat arrays of :meth:`fedzoo.state.ServerState.to_arrays` and
 :meth:`fedzoo.state.ClientState.to_arrays`. Before a saved file's arrays are decoded, the
 shapes its ``.npy`` headers declare are checked here against the run's configuration: an

@@ -407,8 +407,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     if args.engine == "flower":
         from fedzoo_attack.federation import AttackSpec
-        from launch.attack import FlowerAttack  # Flower only for this engine
-        from launch.driver import FlowerSimulation
+        from fedzoo_launch.attack import FlowerAttack  # Flower only for this engine
+        from fedzoo_launch.driver import FlowerSimulation
 
         weights = models.meta.get("path")
         if not weights:

@@ -125,7 +125,7 @@ def _run_one(args: argparse.Namespace, config: Any, out: Path, label: str,
     ``problem``: the in-process engine's problem when the caller built it already."""
     if getattr(args, "engine", "inprocess") == "flower":
         from fedzoo.results import read_history
-        from launch.driver import run_flower  # lazy: Flower only for this engine
+        from fedzoo_launch.driver import run_flower  # lazy: Flower only for this engine
 
         run_config = {**config.to_dict(), "problem": args.problem, "dim": args.dim,
                       "num-clients": args.clients, "heterogeneity": args.heterogeneity,
@@ -420,15 +420,15 @@ def _resume(args: argparse.Namespace) -> int:
     _check_resume_flags(args, meta, out)
     rounds = args.rounds if args.rounds is not None else meta["rounds"]
     config = RunConfig.from_mapping({**meta["config"], "rounds": rounds})
-    if meta.get("engine") == "flower":  # a run of the Flower app (server.app)
+    if meta.get("engine") == "flower":  # a run of the Flower app (fedzoo_server.app)
         from fedzoo.results import read_history
-        from launch.driver import run_flower
+        from fedzoo_launch.driver import run_flower
 
         name, dim, clients, heterogeneity, problem_seed = meta["problem"]
         run_config = {**config.to_dict(), "problem": name, "dim": dim, "num-clients": clients,
                       "heterogeneity": heterogeneity, "problem-seed": problem_seed,
                       "resume": True, **_flower_persistence(out)}
-        from client.app import check_saved_states
+        from fedzoo_client.app import check_saved_states
 
         check_saved_states({**run_config, "num-clients": clients}, ckpt)  # before Flower starts
         run_flower(run_config, out, num_clients=clients)
@@ -826,8 +826,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_or = sub.add_parser("oracle", help="black-box oracle service over gRPC")
     try:
-        from client.oracle_cli import add_arguments as add_oracle
-        from client.oracle_cli import main as oracle_main
+        from fedzoo_oracle.cli import add_arguments as add_oracle
+        from fedzoo_oracle.cli import main as oracle_main
     except ImportError:  # the client package is not installed
         p_or.set_defaults(func=lambda a: _missing("the client package (pip install -e .[flower])"))
     else:

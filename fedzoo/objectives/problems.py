@@ -153,7 +153,7 @@ def problem_from_callables(
     weights: Sequence[float] | None = None,
     name: str = "custom",
 ) -> FederatedProblem:
-    """Build a problem from client callables ``f(X) -> y`` (X: n x d in the unit box).
+    """Build a problem from fedzoo_client callables ``f(X) -> y`` (X: n x d in the unit box).
 
     ``x0`` must be one start point: a finite 1-d array of length d in the unit box (a
     matrix is refused, never flattened); d is its length.

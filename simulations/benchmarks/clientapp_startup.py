@@ -1,6 +1,6 @@
 """Benchmark: start-up cost of the Flower ClientApp process (paid per message deployed).
 
-Times ``python -c "import client.app"`` in fresh interpreters (median of --repeats) and
+Times ``python -c "import fedzoo_client.app"`` in fresh interpreters (median of --repeats) and
 reports which heavy modules the import loads (torch must not be among them).
 
     python simulations/benchmarks/clientapp_startup.py --repeats 5
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-PROBE = ("import sys, time; t = time.perf_counter(); import client.app; "
+PROBE = ("import sys, time; t = time.perf_counter(); import fedzoo_client.app; "
          "print(time.perf_counter() - t); "
          "print(' '.join(m for m in ('torch', 'grpc', 'flwr', 'scipy', 'ray') if m in sys.modules))")
 
@@ -31,7 +31,7 @@ def main() -> int:
         lines = out.stdout.splitlines()
         inner.append(float(lines[0]))
         mods = lines[1] if len(lines) > 1 else ""
-    print(f"import client.app: {statistics.median(inner):.2f} s (median of {args.repeats}); "
+    print(f"import fedzoo_client.app: {statistics.median(inner):.2f} s (median of {args.repeats}); "
           f"whole interpreter: {statistics.median(wall):.2f} s; loads: {mods or '-'}")
     return 0
 

@@ -355,7 +355,7 @@ def checkpoints(work: Path) -> dict:
 
 
 def snapshots(work: Path) -> dict:
-    from client.persistence import DIGEST_KEY, CorruptSnapshotError, content_digest, read_snapshot
+    from fedzoo_client.persistence import DIGEST_KEY, CorruptSnapshotError, content_digest, read_snapshot
     from fedzoo.checkpoint import write_npz_atomic
 
     arrays = {"dim": np.array([3.0]), "history-x": np.random.default_rng(0).random((40, 3)),

@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:
 
 from fedzoo._threads import blas_threads  # noqa: E402
 from fedzoo.engine import run_federation  # noqa: E402
-from launch.local import Session, make_node_key  # noqa: E402
-from server.settings import build_problem, parse_run_config  # noqa: E402
+from fedzoo_launch.local import Session, make_node_key  # noqa: E402
+from fedzoo_server.settings import build_problem, parse_run_config  # noqa: E402
 
 FLOOR_APP = Path(__file__).resolve().parent / "flower_floor"
 EXCHANGES = {"fzoos": 2, "fedzo": 1}

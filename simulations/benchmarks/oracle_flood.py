@@ -1,6 +1,6 @@
 """Benchmark: the oracle server's memory under a flood of requests (peak RSS).
 
-Starts ``python -m client.oracle_cli serve`` (a real server process on 127.0.0.1 serving
+Starts ``python -m fedzoo_oracle.cli serve`` (a real server process on 127.0.0.1 serving
 ``tests.proto.oracle_fixtures:total``), floods it from ``--threads`` client threads and
 reads the server's resident memory from ``/proc/<pid>/status`` (Linux): ``VmRSS`` after a
 warm-up call (baseline), ``VmHWM`` at the end (peak) and ``VmRSS`` at the end (kept).
@@ -89,7 +89,7 @@ class Server:
         child_env["PYTHONPATH"] = os.pathsep.join([str(code), str(REPO / "proto")])
         self.log = open(workdir / f"server-{port_file.name}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client.oracle_cli", "serve", *objective,
+            [sys.executable, "-m", "fedzoo_oracle.cli", "serve", *objective,
              "--port", "0", "--port-file", str(port_file), *args],
             cwd=code, env=child_env, stdout=subprocess.DEVNULL, stderr=self.log,
         )  # fmt: skip
@@ -205,7 +205,7 @@ EVALUATE = "/fedzoo.oracle.v1.Oracle/Evaluate"
 def request_bytes(dim: int, size: int) -> bytes:
     """A well-formed serialised EvaluateRequest of ``size`` bytes (give or take 16):
     packed doubles in the unit box, n x dim of them plus padding in request_id."""
-    from client.oracle import with_doubles
+    from fedzoo_oracle.client import with_doubles
 
     count = (size - 64) // 8
     n = count // dim
@@ -275,7 +275,7 @@ def raw_flood(
 
 
 def run_unauth(code: Path, workdir: Path, scenario: str, floods: int) -> list[str]:
-    from client.oracle_server import DEFAULT_MAX_BATCH, message_limit
+    from fedzoo_oracle.server import DEFAULT_MAX_BATCH, message_limit
 
     dim, callers, calls, size = UNAUTH[scenario]
     size = size or message_limit(DEFAULT_MAX_BATCH, dim) - 4096
@@ -401,7 +401,7 @@ def run_slow_link(code: Path, workdir: Path, delay_s: float, calls: int = 5) -> 
     server = Server(code, workdir, env={"FEDZOO_ORACLE_TOKEN": token}, objective=objective)
     proxy = DelayProxy(int(server.address.rsplit(":", 1)[1]), delay_s)
     metadata = (("authorization", f"Bearer {token}"),)
-    from client.oracle import with_doubles
+    from fedzoo_oracle.client import with_doubles
 
     request = with_doubles(oracle_pb2.EvaluateRequest, "x", np.full(600_000, 0.5), n=2000, d=300)
     seconds = []

@@ -19,7 +19,7 @@
 3. **Cost of checkpointing** (in-process engine, quadratic d = 300, N = 5, fzoos and
    fedzo, 10 rounds, defaults): median seconds per round (``wall_s``, which does not
    include the write), the seconds of one checkpoint write (after every round) and its
-   size; and one client snapshot (``client.persistence``) of an FZooS client state after
+   size; and one client snapshot (``fedzoo_client.persistence``) of an FZooS client state after
    10 rounds, written after every exchange by a client with a ``state-dir``.
 
 Writes ``results.json`` and the markdown tables under --out.
@@ -45,13 +45,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from client.persistence import StateStore  # noqa: E402
+from fedzoo_client.persistence import StateStore  # noqa: E402
 from fedzoo import RunConfig, make_problem, run_federation  # noqa: E402
 from fedzoo import checkpoint as ckpt_module  # noqa: E402
 from fedzoo.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 from fedzoo.results import participants_of, read_history  # noqa: E402
-from launch.local import Session, wait_until  # noqa: E402
-from server.settings import build_problem, parse_run_config  # noqa: E402
+from fedzoo_launch.local import Session, wait_until  # noqa: E402
+from fedzoo_server.settings import build_problem, parse_run_config  # noqa: E402
 
 #: The only history columns the resumed deployment must share, row by row, with the
 #: uninterrupted in-process run (and the row count); the others (``round``, ``value``: the

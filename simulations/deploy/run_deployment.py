@@ -7,7 +7,7 @@ What it does (every process on 127.0.0.1, free ports, stopped by PID at the end)
 2. starts ``flower-superlink`` with TLS and ``--enable-supernode-auth`` (no simulation);
 3. registers each SuperNode's public key (``flwr supernode register``);
 4. optionally (``--oracle-client K``) starts client K's black box as a separate process,
-   ``python -m client.oracle_cli serve --problem ... --client-id K`` (gRPC, TLS with the
+   ``python -m fedzoo_oracle.cli serve --problem ... --client-id K`` (gRPC, TLS with the
    same CA), and gives SuperNode K ``oracle="127.0.0.1:PORT"`` instead of the built-in
    objective;
 5. starts N ``flower-supernode`` processes with ``partition-id=i``;
@@ -38,8 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from launch.local import Session, make_node_key  # noqa: E402
-from server.settings import parse_run_config  # noqa: E402
+from fedzoo_launch.local import Session, make_node_key  # noqa: E402
+from fedzoo_server.settings import parse_run_config  # noqa: E402
 
 
 def start_oracle(session: Session, run_config: dict[str, Any], client_id: int) -> str:
@@ -49,7 +49,7 @@ def start_oracle(session: Session, run_config: dict[str, Any], client_id: int) -
     cmd = [
         sys.executable,
         "-m",
-        "client.oracle_cli",
+        "fedzoo_oracle.cli",
         "serve",
         "--problem",
         str(run_config["problem"]),

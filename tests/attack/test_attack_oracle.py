@@ -29,7 +29,7 @@ def test_an_attack_client_served_by_an_oracle_process_answers_like_in_process(
     tmp_path: Path,
 ) -> None:
     pytest.importorskip("grpc")  # the oracle service; Flower is not needed
-    from client.oracle import RemoteOracle
+    from fedzoo_oracle.client import RemoteOracle
 
     server = spawn(tmp_path, "--problem", "attack", "--clients", "10", "--portion", "0.7",
                    "--epsilon", "0.3", "--image", str(IMAGE), "--client-id", "4",

@@ -108,7 +108,7 @@ def test_import_fedzoo_does_not_load_cocoex():
 
 
 def test_the_flower_run_config_accepts_a_bbob_problem():
-    from server import settings  # numpy only: no flwr
+    from fedzoo_server import settings  # numpy only: no flwr
 
     values = settings.shipped_defaults()
     values.update({"problem": "bbob:f7", "dim": 10, "num-clients": 3})

@@ -6,10 +6,11 @@ anything below it; nothing above):
 0. ``fedzoo`` (the numpy/scipy core) and ``fedzoo_proto`` (generated gRPC code): each
    imports only itself;
 1. ``fedzoo_attack``: the attack and metric experiments, on the core;
-2. ``server`` and ``client``: the Flower app and the oracle (``client`` reads the
-   run-config through ``server.settings`` and the records through ``server.records``;
-   ``server`` never imports ``client``);
-3. ``launch``: local Flower processes, the attack through a local simulation;
+2. ``fedzoo_server``, ``fedzoo_client`` and ``fedzoo_oracle``: the Flower app and the gRPC
+   oracle (``fedzoo_client`` reads the run-config through ``fedzoo_server.settings``, the
+   records through ``fedzoo_server.records`` and uses ``fedzoo_oracle``'s adapter;
+   ``fedzoo_server`` and ``fedzoo_oracle`` never import ``fedzoo_client``);
+3. ``fedzoo_launch``: local Flower processes, the attack through a local simulation;
 4. ``fedzoo_cli``: the ``fedzoo`` command line;
 5. ``simulations``: experiments and benchmarks.
 
@@ -31,9 +32,10 @@ PACKAGES = {
     "fedzoo": "fedzoo",
     "fedzoo_proto": "proto/fedzoo_proto",
     "fedzoo_attack": "fedzoo_attack",
-    "server": "server",
-    "client": "client",
-    "launch": "launch",
+    "fedzoo_server": "fedzoo_server",
+    "fedzoo_client": "fedzoo_client",
+    "fedzoo_oracle": "fedzoo_oracle",
+    "fedzoo_launch": "fedzoo_launch",
     "fedzoo_cli": "fedzoo_cli",
     "simulations": "simulations",
 }
@@ -43,12 +45,15 @@ ALLOWED = {
     "fedzoo": set(),
     "fedzoo_proto": set(),
     "fedzoo_attack": {"fedzoo"},
-    "server": {"fedzoo", "fedzoo_attack", "fedzoo_proto"},
-    "client": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "server"},
-    "launch": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "server", "client"},
-    "fedzoo_cli": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "server", "client", "launch"},
-    "simulations": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "server", "client", "launch",
-                    "fedzoo_cli"},
+    "fedzoo_server": {"fedzoo", "fedzoo_attack", "fedzoo_proto"},
+    "fedzoo_oracle": {"fedzoo", "fedzoo_attack", "fedzoo_proto"},
+    "fedzoo_client": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "fedzoo_server", "fedzoo_oracle"},
+    "fedzoo_launch": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "fedzoo_server", "fedzoo_client",
+                      "fedzoo_oracle"},
+    "fedzoo_cli": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "fedzoo_server", "fedzoo_client",
+                   "fedzoo_oracle", "fedzoo_launch"},
+    "simulations": {"fedzoo", "fedzoo_attack", "fedzoo_proto", "fedzoo_server", "fedzoo_client",
+                    "fedzoo_oracle", "fedzoo_launch", "fedzoo_cli"},
 }
 
 
@@ -142,7 +147,7 @@ def test_the_scanner_sees_function_level_and_relative_imports(tmp_path):
     pkg.mkdir(parents=True)
     code = ("import os\n"
             "def f():\n"
-            "    from server.settings import parse_run_config\n"
+            "    from fedzoo_server.settings import parse_run_config\n"
             "    try:\n"
             "        import fedzoo_cli.main\n"
             "    except ImportError:\n"
@@ -152,7 +157,7 @@ def test_the_scanner_sees_function_level_and_relative_imports(tmp_path):
     (pkg / "mod.py").write_text(code)
     found = imported_modules("fedzoo.sub.mod", pkg / "mod.py")
     assert sorted(m for m, _ in found) == [
-        "fedzoo.core", "fedzoo.sub", "fedzoo_cli.main", "os", "server.settings"
+        "fedzoo.core", "fedzoo.sub", "fedzoo_cli.main", "fedzoo_server.settings", "os"
     ]
     (pkg / "__init__.py").write_text("from .mod import f\nfrom .. import x\n")
     found = imported_modules("fedzoo.sub", pkg / "__init__.py")

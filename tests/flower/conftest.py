@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from client.app import app as client_app
-from launch.local import SESSION_ENV
-from server.settings import parse_run_config
+from fedzoo_client.app import app as client_app
+from fedzoo_launch.local import SESSION_ENV
+from fedzoo_server.settings import parse_run_config
 from tests.flower.inprocess import InProcessGrid, Tamper, task_identity
 
 # dim 10, 3 clients, 3 rounds, M = 200 (the parity setting of the issue)

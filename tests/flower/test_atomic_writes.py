@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.persistence import StateStore
+from fedzoo_client.persistence import StateStore
 from fedzoo import checkpoint as ckpt_module
 from fedzoo.checkpoint import (
     STALE_TEMP_S,

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("cocoex")
 
 from fedzoo.engine import run_federation  # noqa: E402
-from server.app import run_server  # noqa: E402
-from server.settings import build_problem, parse_run_config  # noqa: E402
+from fedzoo_server.app import run_server  # noqa: E402
+from fedzoo_server.settings import build_problem, parse_run_config  # noqa: E402
 from tests.flower.conftest import SMALL, make_grid  # noqa: E402
 from tests.flower.test_parity import assert_same_history  # noqa: E402
 

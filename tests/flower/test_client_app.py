@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from flwr.app import Context, Message, MessageType, Metadata, RecordDict
 
-from client.app import STATE_KEY
-from client.app import app as client_app
+from fedzoo_client.app import STATE_KEY
+from fedzoo_client.app import app as client_app
 from fedzoo import protocol
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError, PayloadError
-from server.records import content_meta, content_to_payload, payload_to_content
-from server.settings import build_problem, parse_run_config
+from fedzoo_server.records import content_meta, content_to_payload, payload_to_content
+from fedzoo_server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +181,7 @@ def test_objective_options_the_factory_does_not_take_are_refused(options, match)
 
 
 def test_remote_oracle_objective():
-    from client.oracle_server import start_oracle_server
+    from fedzoo_oracle.server import start_oracle_server
 
     s = parse_run_config(SMALL)
     server, port = start_oracle_server(build_problem(s).objectives[2], port=0)
@@ -214,7 +214,7 @@ def test_remote_oracle_objective():
 
 def test_the_clientapp_import_path_is_light():
     code = (
-        "import sys, client.app; bad = [m for m in ('torch', 'client.oracle', 'ray', 'fedzoo_attack') "
+        "import sys, fedzoo_client.app; bad = [m for m in ('torch', 'fedzoo_oracle.client', 'ray', 'fedzoo_attack') "
         "if m in sys.modules]; print(bad)"
     )
     out = subprocess.run(
@@ -234,7 +234,7 @@ def test_the_clientapp_import_path_is_light():
 )
 def test_a_failing_remote_oracle_gives_a_clear_error_never_a_value(fn, timeout, match, monkeypatch):
     """The handler raises (Flower turns it into an error reply the server skips)."""
-    from client.oracle_server import start_oracle_server
+    from fedzoo_oracle.server import start_oracle_server
     from fedzoo.errors import FedZooError
     from fedzoo.objectives.base import CallableObjective
     from tests.proto import oracle_fixtures

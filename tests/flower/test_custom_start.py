@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedzoo.errors import ConfigError
-from server.app import run_server
-from server.settings import parse_run_config, start_point
+from fedzoo_server.app import run_server
+from fedzoo_server.settings import parse_run_config, start_point
 from tests.flower.conftest import SMALL, make_grid
 
 CUSTOM = {**SMALL, "problem": "custom", "objective-factory": "tests.flower.fixtures:shifted_sphere"}
@@ -59,8 +59,8 @@ def test_the_server_starts_at_x0(tmp_path):
 
 
 def test_identity_and_checkpoint_meta_change_only_when_x0_or_weights_are_set():
-    from server.app import checkpoint_meta
-    from server.settings import run_identity
+    from fedzoo_server.app import checkpoint_meta
+    from fedzoo_server.settings import run_identity
 
     assert "x0" not in run_identity(CUSTOM) and "weights" not in run_identity(CUSTOM)
     assert "start" not in checkpoint_meta(parse_run_config(CUSTOM))
@@ -71,7 +71,7 @@ def test_identity_and_checkpoint_meta_change_only_when_x0_or_weights_are_set():
 
 @pytest.mark.usefixtures("identity")
 def test_a_resume_with_other_weights_is_refused(tmp_path):
-    from server.app import FlowerRunError
+    from fedzoo_server.app import FlowerRunError
 
     rc = {**SMALL, "problem": "custom", "method": "fedzo", "rounds": 1, "out-dir": str(tmp_path / "out"),
           "checkpoint-dir": str(tmp_path / "ckpt"), "weights": "1,1,2"}

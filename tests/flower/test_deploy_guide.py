@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from launch.local import REPO_ROOT, free_port, stage_app
-from launch.processes import processes_with_env
+from fedzoo_launch.local import REPO_ROOT, free_port, stage_app
+from fedzoo_launch.processes import processes_with_env
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """End to end with real processes: ``flwr run`` simulations and a TLS deployment.
 
 * a simulation through ``flwr run`` against our own ``flower-superlink --simulation``
-  (the driver API, ``launch.driver.run_flower``) reproduces the in-process engine;
+  (the driver API, ``fedzoo_launch.driver.run_flower``) reproduces the in-process engine;
 * a failed ServerApp is reported as a failure although ``flwr run`` exits 0;
 * a deployment: SuperLink + 3 SuperNodes over TLS with SuperNode authentication, one
   client's objective served by a separate oracle process; an unregistered SuperNode is
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from fedzoo.engine import run_federation
-from launch.driver import run_flower
-from launch.local import FlowerLaunchError, Session, make_node_key
-from server.settings import build_problem, parse_run_config
+from fedzoo_launch.driver import run_flower
+from fedzoo_launch.local import FlowerLaunchError, Session, make_node_key
+from fedzoo_server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL, same
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ import json
 import numpy as np
 import pytest
 
-from server.app import FlowerRunError, main, run_server
-from server.settings import parse_run_config
+from fedzoo_server.app import FlowerRunError, main, run_server
+from fedzoo_server.settings import parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 from tests.flower.test_server_app import Corrupt
 

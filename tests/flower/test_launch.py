@@ -9,7 +9,7 @@ pytest.importorskip("flwr")
 from flwr.common.config import parse_config_args  # noqa: E402
 
 from fedzoo_attack.federation import AttackSpec  # noqa: E402
-from launch.local import toml_value  # noqa: E402
+from fedzoo_launch.local import toml_value  # noqa: E402
 
 
 @pytest.mark.parametrize(

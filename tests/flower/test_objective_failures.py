@@ -1,7 +1,7 @@
 """A SuperNode whose objective cannot load ends the run within seconds (in-process grid).
 
 The ClientApp's describe handler names the partition in its error
-(:mod:`server.failures`); the server fails the run with that error and a hint about the
+(:mod:`fedzoo_server.failures`); the server fails the run with that error and a hint about the
 objective, instead of waiting ``node-wait-timeout`` and blaming missing SuperNodes.
 """
 
@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from server.app import FlowerRunError, run_server
-from server.failures import ObjectiveLoadError, objective_failure, parse_objective_failure
-from server.settings import parse_run_config
+from fedzoo_server.app import FlowerRunError, run_server
+from fedzoo_server.failures import ObjectiveLoadError, objective_failure, parse_objective_failure
+from fedzoo_server.settings import parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 
 pytestmark = pytest.mark.usefixtures("identity")

@@ -16,8 +16,8 @@ import pytest
 from fedzoo.engine import run_federation
 from fedzoo.methods import method_names
 from fedzoo.results import read_history
-from server.app import run_server
-from server.settings import build_problem, parse_run_config
+from fedzoo_server.app import run_server
+from fedzoo_server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 from tests.settings import LIGHT
 
@@ -92,7 +92,7 @@ def test_partial_participation_samples_the_same_clients(tmp_path, method):
 
 @pytest.mark.parametrize("method", ["fzoos", "fedzo"])
 def test_parity_holds_when_one_client_queries_a_remote_oracle(tmp_path, method):
-    from client.oracle_server import start_oracle_server
+    from fedzoo_oracle.server import start_oracle_server
 
     rc = {**SMALL, "method": method, "out-dir": str(tmp_path / "flower")}
     s = parse_run_config(rc)

@@ -1,4 +1,4 @@
-"""Payload <-> Flower record mapping (server/records.py): round trips and hostile input."""
+"""Payload <-> Flower record mapping (fedzoo_server/records.py): round trips and hostile input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fedzoo import protocol
 from fedzoo.config import RunConfig
 from fedzoo.errors import PayloadError
 from fedzoo.payload import MAX_ARRAY_ELEMENTS
-from server.records import (
+from fedzoo_server.records import (
     ARRAYS,
     META,
     SCALARS,
@@ -148,7 +148,7 @@ def test_object_arrays_cannot_be_unpickled():
 # Reply size, checked before anything is decoded (ReplyLimits from the protocol's specs)
 # --------------------------------------------------------------------------------------
 def _fzoos_limits():
-    from server.app import reply_limits
+    from fedzoo_server.app import reply_limits
 
     return reply_limits(RunConfig.from_mapping({"method": "fzoos", "rff-features": 200}), 10)
 
@@ -160,7 +160,7 @@ def _garbage(n):
 
 
 def test_reply_limits_come_from_the_protocol_reply_specs():
-    from server.app import reply_limits
+    from fedzoo_server.app import reply_limits
 
     config = RunConfig.from_mapping({"method": "fzoos", "rff-features": 200})
     limits = _fzoos_limits()

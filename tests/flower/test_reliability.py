@@ -17,12 +17,12 @@ import shutil
 import numpy as np
 import pytest
 
-from client.persistence import KEEP, SnapshotError, StateStore
+from fedzoo_client.persistence import KEEP, SnapshotError, StateStore
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.errors import ConfigError
 from fedzoo.results import participants_of
-from server.app import FlowerRunError, run_server
-from server.settings import parse_run_config, run_key
+from fedzoo_server.app import FlowerRunError, run_server
+from fedzoo_server.settings import parse_run_config, run_key
 from tests.flower.conftest import SMALL, make_grid
 from tests.flower.test_parity import assert_same_history
 
@@ -206,7 +206,7 @@ def _died_after_round_2(tmp_path, method="fzoos"):
 
 
 def test_swapped_client_snapshots_end_the_resumed_run_naming_the_partitions(tmp_path):
-    """Not the CLI's check before the start (client.app.check_saved_states), but the
+    """Not the CLI's check before the start (fedzoo_client.app.check_saved_states), but the
     clients themselves: partition 0 refuses partition 1's snapshot, the ServerApp ends
     the run with that line instead of skipping the client."""
     rc = _died_after_round_2(tmp_path)

@@ -18,8 +18,8 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from fedzoo import protocol
 from fedzoo.payload import MAX_ARRAY_ELEMENTS
 from fedzoo.results import read_history
-from server.app import FlowerRunError, run_server
-from server.records import (
+from fedzoo_server.app import FlowerRunError, run_server
+from fedzoo_server.records import (
     ARRAYS,
     META,
     SCALARS,
@@ -27,7 +27,7 @@ from server.records import (
     content_to_payload,
     payload_to_content,
 )
-from server.settings import build_problem, parse_run_config
+from fedzoo_server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 
 pytestmark = pytest.mark.usefixtures("identity")

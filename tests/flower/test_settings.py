@@ -11,8 +11,8 @@ import pytest
 from fedzoo.config import RunConfig
 from fedzoo.errors import ConfigError
 from fedzoo.payload import MAX_ARRAY_ELEMENTS
-from server.app import checkpoint_meta
-from server.settings import (
+from fedzoo_server.app import checkpoint_meta
+from fedzoo_server.settings import (
     FEDERATION_DEFAULTS,
     SMALL_RUN_OVERRIDES,
     parse_run_config,
@@ -38,7 +38,7 @@ def test_app_config_holds_every_runconfig_option_with_its_default(pyproject):
         for k in defaults
         if config[k] != defaults[k] or type(config[k]) is not type(defaults[k])
     }
-    hint = "RunConfig changed: regenerate [tool.flwr.app.config] with `python -m server.settings`"
+    hint = "RunConfig changed: regenerate [tool.flwr.app.config] with `python -m fedzoo_server.settings`"
     assert differing == SMALL_RUN_OVERRIDES, hint  # documented small-run overrides only
     assert config == shipped_defaults(), hint
     for key, value in FEDERATION_DEFAULTS.items():
@@ -51,7 +51,7 @@ def test_app_metadata_and_components(pyproject):
     assert "federations" not in flwr  # flwr run would rewrite pyproject.toml
     assert flwr["app"]["publisher"] == "fedzoo"
     components = flwr["app"]["components"]
-    assert components == {"serverapp": "server.app:app", "clientapp": "client.app:app"}
+    assert components == {"serverapp": "fedzoo_server.app:app", "clientapp": "fedzoo_client.app:app"}
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
 
@@ -66,11 +66,11 @@ def test_fab_contains_the_apps_the_core_and_the_attack_only_and_staging_builds_t
 
     from flwr.cli.build import build_fab_from_disk
 
-    from launch.local import stage_app
+    from fedzoo_launch.local import stage_app
 
     fab = build_fab_from_disk(ROOT)  # what `flwr run .` ships (walks .venv too: seconds)
     names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
-    assert "server/app.py" in names and "client/app.py" in names and "fedzoo/protocol.py" in names
+    assert "fedzoo_server/app.py" in names and "fedzoo_client/app.py" in names and "fedzoo/protocol.py" in names
     assert "fedzoo_attack/federation.py" in names  # ClientApps build the attack objective
     assert not any(n.startswith(("tests/", "simulations/", ".venv/", "launch/", "fedzoo_cli/"))
                    for n in names)

@@ -1,8 +1,8 @@
 """A corpus of forged, damaged and foreign client snapshots (``client-state-dir``): before a
-resumed Flower run starts, :func:`client.app.check_saved_states` (what ``fedzoo run
+resumed Flower run starts, :func:`fedzoo_client.app.check_saved_states` (what ``fedzoo run
 --resume`` calls, and what every client does before its exchange) either refuses each with
 one line naming the partition, the file and what is wrong (a
-:class:`server.failures.ClientStateError`, exit 2 in the CLI), or loads exactly the state
+:class:`fedzoo_server.failures.ClientStateError`, exit 2 in the CLI), or loads exactly the state
 that was saved, so the run continues as the uninterrupted one. Forged files carry a
 recomputed digest (no signature): the run id, the partition id, the bounds read from the
 ``.npy`` headers and the checks against the run's configuration refuse them. Fast: no
@@ -20,15 +20,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from client.app import _load_from_store, check_saved_states
-from client.persistence import DIGEST_KEY, PARTITION_KEY, RUN_ID_KEY, StateStore, content_digest
+from fedzoo_client.app import _load_from_store, check_saved_states
+from fedzoo_client.persistence import DIGEST_KEY, PARTITION_KEY, RUN_ID_KEY, StateStore, content_digest
 from fedzoo import protocol
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.engine import run_federation
 from fedzoo.objectives import make_problem
-from server.failures import ClientStateError
-from server.settings import parse_run_config, run_key
+from fedzoo_server.failures import ClientStateError
+from fedzoo_server.settings import parse_run_config, run_key
 
 RUN = "5e" * 16
 OTHER = "a1" * 16

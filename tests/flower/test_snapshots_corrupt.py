@@ -1,5 +1,5 @@
-"""Corrupt client snapshots (``client.persistence``) are detected and refused, naming the
-file (:class:`client.persistence.SnapshotError`): a truncated file, flipped bits anywhere in
+"""Corrupt client snapshots (``fedzoo_client.persistence``) are detected and refused, naming the
+file (:class:`fedzoo_client.persistence.SnapshotError`): a truncated file, flipped bits anywhere in
 the file, and a well-formed file whose array was edited (digest mismatch). The client never
 falls back to an older snapshot: that would continue silently from a state other than the
 one the server resumes.
@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pytest
 
-from client.persistence import (
+from fedzoo_client.persistence import (
     DIGEST_KEY,
     PARTITION_KEY,
     SnapshotError,

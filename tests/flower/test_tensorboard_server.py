@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from server.app import run_server
-from server.settings import parse_run_config
+from fedzoo_server.app import run_server
+from fedzoo_server.settings import parse_run_config
 from tests.flower.conftest import SMALL, make_grid
 
 pytestmark = pytest.mark.usefixtures("identity")

@@ -1,4 +1,4 @@
-"""Helpers that run real oracle servers (``python -m client.oracle_cli serve``)."""
+"""Helpers that run real oracle servers (``python -m fedzoo_oracle.cli serve``)."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def spawn(directory: Path, *args: str, env: dict[str, str] | None = None) -> Ora
     cmd = [
         sys.executable,
         "-m",
-        "client.oracle_cli",
+        "fedzoo_oracle.cli",
         "serve",
         *args,
         "--port",

@@ -18,9 +18,9 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc  # noqa: E402
 
-from client.oracle import RemoteOracle  # noqa: E402
-from client.oracle_cli import add_arguments, build_objective, load_callable  # noqa: E402
-from client.oracle_server import ERROR_METADATA_KEY, start_oracle_server  # noqa: E402
+from fedzoo_oracle.client import RemoteOracle  # noqa: E402
+from fedzoo_oracle.cli import add_arguments, build_objective, load_callable  # noqa: E402
+from fedzoo_oracle.server import ERROR_METADATA_KEY, start_oracle_server  # noqa: E402
 from fedzoo.errors import (  # noqa: E402
     BudgetExceededError,
     ConfigError,
@@ -403,7 +403,7 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "client.oracle_cli",
+            "fedzoo_oracle.cli",
             "serve",
             "--callable",
             "nope_mod:f",

@@ -1,5 +1,5 @@
 """A connection dropped mid-request: the oracle server is SIGKILLed while a
-:class:`client.oracle.RemoteOracle` call is in flight (real processes on 127.0.0.1).
+:class:`fedzoo_oracle.client.RemoteOracle` call is in flight (real processes on 127.0.0.1).
 
 * no server comes back: the call ends, after its bounded retries, in an ObjectiveError
   within a bounded time, and the batch is counted (it reached the black box and may
@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("grpc")
 
-from client.oracle import RemoteOracle  # noqa: E402
+from fedzoo_oracle.client import RemoteOracle  # noqa: E402
 from fedzoo.errors import ObjectiveError  # noqa: E402
 
 from .servers import REPO_ROOT, OracleProcess, spawn, wait_ready  # noqa: E402
@@ -39,7 +39,7 @@ def serve_on(directory: Path, port: int, *args: str) -> OracleProcess:
     port_file, stderr_path = directory / "oracle.port", directory / "oracle.stderr"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    cmd = [sys.executable, "-m", "client.oracle_cli", "serve", *args,
+    cmd = [sys.executable, "-m", "fedzoo_oracle.cli", "serve", *args,
            "--port", str(port), "--port-file", str(port_file)]
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,

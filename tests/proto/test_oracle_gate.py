@@ -16,8 +16,8 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2  # noqa: E402
 
-from client.oracle import RemoteOracle, with_doubles  # noqa: E402
-from client.oracle_server import (  # noqa: E402
+from fedzoo_oracle.client import RemoteOracle, with_doubles  # noqa: E402
+from fedzoo_oracle.server import (  # noqa: E402
     ERROR_METADATA_KEY,
     UNAUTHENTICATED_DETAILS,
     OracleServicer,

@@ -21,15 +21,15 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc  # noqa: E402
 
-from client import oracle_server  # noqa: E402
-from client.oracle import (  # noqa: E402
+from fedzoo_client import oracle_server  # noqa: E402
+from fedzoo_oracle.client import (  # noqa: E402
     TOKEN_ENV,
     RemoteOracle,
     load_token,
     read_token_file,
 )
-from client.oracle_cli import add_arguments  # noqa: E402
-from client.oracle_server import (  # noqa: E402
+from fedzoo_oracle.cli import add_arguments  # noqa: E402
+from fedzoo_oracle.server import (  # noqa: E402
     ERROR_METADATA_KEY,
     MAX_REQUEST_ID_CHARS,
     OracleServicer,
@@ -227,7 +227,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     child_env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
     child_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "client.oracle_cli", "serve", *args],
+        [sys.executable, "-m", "fedzoo_oracle.cli", "serve", *args],
         cwd=REPO_ROOT,
         env=child_env,
         capture_output=True,
@@ -267,7 +267,7 @@ def test_exposure_rules():
 
 
 def test_a_token_over_plaintext_on_a_public_address_is_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="client.oracle_server"):
+    with caplog.at_level(logging.WARNING, logger="fedzoo_oracle.server"):
         check_exposure("0.0.0.0", token=TOKEN, tls=False, tls_client_ca=None)
     assert "the token travels in clear text" in caplog.text
 
@@ -307,7 +307,7 @@ def test_token_sources(tmp_path, caplog):
     path = tmp_path / "token"
     path.write_text(f"  {TOKEN}\n")
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="client.oracle"):
+    with caplog.at_level(logging.WARNING, logger="fedzoo_oracle.client"):
         assert read_token_file(path) == TOKEN
     assert "chmod 600" in caplog.text
     assert load_token(None, environ={}) is None
@@ -478,7 +478,7 @@ def test_a_busy_server_is_retried(pool):
 # --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [0, 1, 7, 100_000])
 def test_packed_doubles_equal_the_plain_encoding(n):
-    from client.oracle import doubles, with_doubles
+    from fedzoo_oracle.client import doubles, with_doubles
 
     rng = np.random.default_rng(n)
     values = rng.standard_normal(n)

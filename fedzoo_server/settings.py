@@ -56,7 +56,7 @@ Federation keys:
   have persisted their state (``client-state-dir`` or the node config ``state-dir``)
   for the resumed history to equal an uninterrupted one.
 * ``client-state-dir``: if not empty, every client keeps snapshots of its state under
-  ``<client-state-dir>/partition-<id>`` (:mod:`client.persistence`), so it survives a
+  ``<client-state-dir>/partition-<id>`` (:mod:`fedzoo_client.persistence`), so it survives a
   SuperNode restart or a new run that resumes this one. A node's own ``state-dir``
   (node config) takes precedence.
 * ``tensorboard-dir``: if not empty, the ServerApp writes TensorBoard scalars per round
@@ -430,7 +430,7 @@ def resolve_out_dir(settings: FlowerSettings) -> Path:
 
 
 def config_table() -> str:
-    """The body of ``[tool.flwr.app.config]`` (``python -m server.settings`` prints it)."""
+    """The body of ``[tool.flwr.app.config]`` (``python -m fedzoo_server.settings`` prints it)."""
 
     def value(v: Any) -> str:
         if isinstance(v, bool):

@@ -3,8 +3,8 @@
 Three sources, chosen per node (first match wins):
 
 1. ``node_config["oracle"] = "host:port"`` — a remote black box served by
-   ``fedzoo oracle serve`` / ``python -m client.oracle_cli serve`` (gRPC, see
-   :mod:`client.oracle`); TLS when ``node_config["oracle-root-cert"]`` names a PEM file.
+   ``fedzoo oracle serve`` / ``python -m fedzoo_oracle.cli serve`` (gRPC, see
+   :mod:`fedzoo_oracle.client`); TLS when ``node_config["oracle-root-cert"]`` names a PEM file.
    gRPC is imported only here.
 2. ``node_config["objective"] = "package.module:function"`` — a Python callable
    ``f(X) -> y`` (X: n x d in the unit box, y: n values) imported with :mod:`importlib`
@@ -40,14 +40,14 @@ from fedzoo.errors import ConfigError
 from fedzoo.objectives.base import CallableObjective, Objective
 from fedzoo.objectives.loading import load_callable as _load_callable
 from fedzoo.objectives.loading import objective_from_factory
-from server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
+from fedzoo_server.settings import CUSTOM_PROBLEM, FlowerSettings, build_problem
 
 PARTITION_ID = "partition-id"
 OBJECTIVE = "objective"
 ORACLE = "oracle"
 ORACLE_ROOT_CERT = "oracle-root-cert"
 ORACLE_TIMEOUT = "oracle-timeout"
-STATE_DIR = "state-dir"  # see client.persistence
+STATE_DIR = "state-dir"  # see fedzoo_client.persistence
 NUM_PARTITIONS = "num-partitions"  # set by Flower's simulation engine (not used here)
 
 #: Every node-config key a fedzoo client reads, plus the ones Flower's simulation engine
@@ -140,7 +140,7 @@ def _remote(node_config: Mapping[str, Any]) -> Objective:
             f"Node config 'oracle-root-cert' = {root_cert!r} must be the path of a PEM file."
         )
     timeout = oracle_timeout(node_config)
-    from client.oracle import RemoteOracle  # imports grpc: only for remote objectives
+    from fedzoo_oracle.client import RemoteOracle  # imports grpc: only for remote objectives
 
     return RemoteOracle(address, root_certificates=root_cert or None, timeout_s=timeout)
 

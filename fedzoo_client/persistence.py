@@ -7,7 +7,7 @@ new Flower run). A client whose node config names ``state-dir`` (or whose run-co
 after every exchange it completes, and reads it back before every exchange.
 
 Layout: ``<dir>/run-<key>/partition-<id>/state-<round>-<phase>.npz``, where ``key`` is
-:func:`server.settings.run_key` of the run-config (everything but the rounds, the
+:func:`fedzoo_server.settings.run_key` of the run-config (everything but the rounds, the
 timeouts and the paths, so a resumed run finds the snapshots of the run it continues)
 and the tag ``(round, phase)`` names the exchange after which the snapshot was taken
 (phase 0 train, 1 sync, 2 evaluate).
@@ -26,7 +26,7 @@ Rules:
   client never persists a half-updated
   state: after a failed exchange that queried its objective it saves, under that
   exchange's tag, the state from before the exchange with only ``total-queries`` raised
-  by those queries (``client.app.handle``), so the next exchange loads it and the
+  by those queries (``fedzoo_client.app.handle``), so the next exchange loads it and the
   server charges them; a retry of the same exchange after a resume loads the snapshot
   before it and loses that count, as it loses any snapshot newer than the resume point.
 * **evaluate**: the final evaluation is not saved: it lies outside the rounds (the
@@ -44,7 +44,7 @@ Rules:
   declared size). The latest snapshot before an exchange that cannot be read, fails its
   digest or its bounds, belongs to another run or to another partition is **refused**
   (:class:`SnapshotError`, one line naming the file and what is wrong): the client fails
-  the exchange and the ServerApp ends the run (:mod:`server.failures`), since falling back
+  the exchange and the ServerApp ends the run (:mod:`fedzoo_server.failures`), since falling back
   to an older snapshot would silently continue from another state than the server's. A
   missing snapshot is refused the same way where the server says the partition has state
   (it has answered before: its running query total is known). Damaged files are left on

@@ -62,7 +62,7 @@ import grpc
 import numpy as np
 from fedzoo_proto import API_VERSION, oracle_pb2, oracle_pb2_grpc
 
-from client.oracle import (  # noqa: F401 (load_token: for the CLI)
+from fedzoo_oracle.client import (  # noqa: F401 (load_token: for the CLI)
     TOKEN_ENV,
     bearer_token_valid,
     doubles,

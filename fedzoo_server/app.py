@@ -70,9 +70,9 @@ from fedzoo.results import HistoryFile, HistoryRecorder, summary, write_history,
 from fedzoo.rounds import EVALUATE as EVALUATE_EXCHANGE
 from fedzoo.rounds import SYNC as SYNC_EXCHANGE
 from fedzoo.rounds import TRAIN, RoundDriver, restore
-from server import records
-from server.failures import parse_client_state_failure, parse_objective_failure
-from server.records import (
+from fedzoo_server import records
+from fedzoo_server.failures import parse_client_state_failure, parse_objective_failure
+from fedzoo_server.records import (
     DESCRIBE,
     EVALUATE,
     SYNC,
@@ -81,7 +81,7 @@ from server.records import (
     content_to_payload,
     payload_to_content,
 )
-from server.settings import (
+from fedzoo_server.settings import (
     FlowerSettings,
     build_problem,
     parse_run_config,
@@ -241,7 +241,7 @@ def wait_for_partitions(
     With ``fixed_nodes`` (a simulation: no node joins later) it raises as soon as every
     node has answered and partitions are still missing. It raises at once, whatever the
     wait left, when a node reports that the objective of a missing partition cannot load
-    (:mod:`server.failures`; the node's error is in the message), and when at least
+    (:mod:`fedzoo_server.failures`; the node's error is in the message), and when at least
     ``num-clients`` nodes have all answered, partitions are missing and a node failed.
 
     Raises:
@@ -310,7 +310,7 @@ def exchange(
 
     ``meta``: transport metadata per partition (``fedzoo.meta``: the run id, whether the
     partition has state). An error reply saying that a client's saved state is refused
-    (:class:`server.failures.ClientStateError`) ends the run: :class:`FlowerRunError`.
+    (:class:`fedzoo_server.failures.ClientStateError`) ends the run: :class:`FlowerRunError`.
 
     Partitions whose node is offline (no longer listed by the grid) are not sent to.
     Replies are matched to partitions by the message they answer (an error reply the

@@ -22,7 +22,7 @@ command-line value, which other users can read in the process list) or mutual TL
 (exit 2). See ``proto/README.md`` for the threat model.
 
 Wiring: the ``fedzoo`` CLI calls :func:`add_arguments` on its ``oracle`` sub-parser and
-:func:`main` with the parsed namespace. Stand-alone: ``python -m client.oracle_cli serve ...``.
+:func:`main` with the parsed namespace. Stand-alone: ``python -m fedzoo_oracle.cli serve ...``.
 """
 
 from __future__ import annotations
@@ -258,11 +258,11 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    server_logger = logging.getLogger("client.oracle_server")
+    server_logger = logging.getLogger("fedzoo_oracle.server")
     if server_logger.getEffectiveLevel() > logging.INFO:
         server_logger.setLevel(logging.INFO)  # the bound port must be reported
 
-    from client.oracle_server import load_token, run_forever  # imports grpc
+    from fedzoo_oracle.server import load_token, run_forever  # imports grpc
 
     try:
         if args.port_file is not None:
@@ -291,7 +291,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m client.oracle_cli",
+        prog="python -m fedzoo_oracle.cli",
         description="Black-box oracle over gRPC (fedzoo.oracle.v1).",
     )
     add_arguments(parser)

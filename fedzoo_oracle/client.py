@@ -1,7 +1,7 @@
 """A remote black box: an :class:`~fedzoo.objectives.base.Objective` served over gRPC.
 
 :class:`RemoteOracle` talks to a ``fedzoo.oracle.v1.Oracle`` server (see
-``client/oracle_server.py`` and ``proto/oracle.proto``). Points are validated locally
+``fedzoo_oracle/server.py`` and ``proto/oracle.proto``). Points are validated locally
 (shape, finiteness, unit box) and the optional *client-side* budget is charged by the
 :class:`Objective` base class before anything is sent; the server applies its own checks
 and budget too.

@@ -1,14 +1,14 @@
 """A watchdog that stops a Flower session's processes when their driver dies.
 
-:class:`launch.local.Session` starts one with its first process::
+:class:`fedzoo_launch.local.Session` starts one with its first process::
 
-    python -m launch.watchdog --parent PID --marker KEY=VALUE [--marker ...] [--remove DIR ...]
+    python -m fedzoo_launch.watchdog --parent PID --marker KEY=VALUE [--marker ...] [--remove DIR ...]
 
 It waits, sleeping, until the driver (``--parent``) is gone: the kernel's parent-death
 signal (``PR_SET_PDEATHSIG``, Linux) wakes it, and polling ``getppid()`` catches the
 rest (another platform, a driver that died before the watchdog started). Then it stops
 every process that carries one of the session's markers in its environment (SIGTERM,
-then SIGKILL: :func:`launch.processes.stop`), wherever Flower detached it (the
+then SIGKILL: :func:`fedzoo_launch.processes.stop`), wherever Flower detached it (the
 SuperLink's SuperExec runs in its own session, the ServerApp and Ray below it; Ray's
 agents keep only the session's ``RAY_TMPDIR`` of its environment, the second marker),
 until none is seen three times in a row, and removes the
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal orphaned
         orphaned = True
 
-    from launch import processes
+    from fedzoo_launch import processes
 
     signal.signal(signal.SIGUSR1, parent_died)
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))  # the session stops us

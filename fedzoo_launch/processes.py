@@ -10,9 +10,9 @@ holds the marker (Linux ``/proc``; elsewhere only the group is stopped). Only pr
 with our marker are ever signalled.
 
 Two more guards hold when the driver itself dies without running its cleanups (SIGKILL):
-the processes :class:`launch.local.Session` starts get a parent-death signal
+the processes :class:`fedzoo_launch.local.Session` starts get a parent-death signal
 (:func:`set_parent_death_signal`, Linux ``PR_SET_PDEATHSIG``: SIGTERM when the driver
-dies), and the session's watchdog (:mod:`launch.watchdog`) stops every marked process.
+dies), and the session's watchdog (:mod:`fedzoo_launch.watchdog`) stops every marked process.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
    (started with ``start_new_session=True``);
 3. ``flwr run <app> fedzoo --run-config ... --federation-config
    "num-supernodes=N client-resources-num-cpus=1"`` submits the run (``<app>``: a
-   staged copy of the app's files, :func:`launch.local.stage_app`, which builds the
+   staged copy of the app's files, :func:`fedzoo_launch.local.stage_app`, which builds the
    same FAB as the repository root without walking ``.venv``);
 4. the final status comes from ``flwr ls fedzoo --run-id ID --format json`` (``flwr run``
    exits 0 even when the ServerApp crashed) and must be ``finished:completed``; the run
@@ -18,16 +18,16 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
 5. in a ``finally``: the SuperLink and every process it spawned (``flower-superexec`` is
    detached into its own session, then ``flwr-simulation`` and Ray) are stopped by PID:
    the SuperLink's group, then every process carrying this run's
-   ``FEDZOO_FLOWER_SESSION`` marker (:mod:`launch.local`, :mod:`launch.processes`).
+   ``FEDZOO_FLOWER_SESSION`` marker (:mod:`fedzoo_launch.local`, :mod:`fedzoo_launch.processes`).
    A driver killed without its ``finally`` (SIGKILL) leaves nothing either: the
    SuperLink gets a parent-death SIGTERM and the session's watchdog
-   (:mod:`launch.watchdog`) stops every marked process and removes the temporary
+   (:mod:`fedzoo_launch.watchdog`) stops every marked process and removes the temporary
    directory; ``fedzoo run`` turns SIGTERM into a normal exit through the ``finally``.
 6. one writer per output directory: a run is refused at once while another process
    holds ``<out>/.fedzoo.lock`` (:func:`fedzoo.checkpoint.directory_lock`, which the
    ServerApp takes for the run).
 
-Environment of every process: see :func:`launch.local.flower_env` (offline, no
+Environment of every process: see :func:`fedzoo_launch.local.flower_env` (offline, no
 telemetry, no update check, short ``RAY_TMPDIR``, one BLAS thread).
 """
 
@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo.checkpoint import check_unlocked
-from launch.local import FlowerLaunchError, Session
-from server.settings import parse_run_config
+from fedzoo_launch.local import FlowerLaunchError, Session
+from fedzoo_server.settings import parse_run_config
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def run_flower(
 
     Args:
         run_config: run-config overrides (kebab-case RunConfig options and federation
-            keys, see :mod:`server.settings`); validated here before anything starts.
+            keys, see :mod:`fedzoo_server.settings`); validated here before anything starts.
         out_dir: where the ServerApp writes history.csv, summary.json (made absolute;
             overrides ``out-dir``) and where ``flower-run.log`` is saved.
         num_clients: N: the ``num-clients`` run-config key and the number of virtual

@@ -20,7 +20,7 @@ import numpy as np
 from fedzoo.config import RunConfig
 from fedzoo.results import read_history
 from fedzoo_attack.federation import AttackSpec
-from launch.driver import FlowerSimulation
+from fedzoo_launch.driver import FlowerSimulation
 
 
 @dataclass
@@ -28,7 +28,7 @@ class FlowerAttack:
     """Runs attacks on the images of one federation (data set, N, P, models, epsilon).
 
     Attributes:
-        simulation: an open :class:`~launch.driver.FlowerSimulation`.
+        simulation: an open :class:`~fedzoo_launch.driver.FlowerSimulation`.
         spec: the attack with any image index (each call sets its own).
         dim: d, the number of pixel values.
         out_dir: each run writes to ``out_dir/<method>/image<id>/`` (history.csv,

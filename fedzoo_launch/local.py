@@ -1,6 +1,6 @@
 """Start and stop local Flower processes: SuperLink, SuperNodes, the ``flwr`` CLI.
 
-Used by :mod:`launch.driver` (private local simulation), the deployment runner
+Used by :mod:`fedzoo_launch.driver` (private local simulation), the deployment runner
 (``simulations/deploy/run_deployment.py``), the end-to-end tests and the overhead
 benchmark. Every process started here:
 
@@ -13,8 +13,8 @@ benchmark. Every process started here:
 * is started with ``start_new_session=True`` on 127.0.0.1 and a free port, and (Linux,
   from the main thread) with a parent-death signal: SIGTERM when the driver dies;
 * is stopped by :meth:`Session.stop` (its own group first, then every process that
-  carries the session marker, see :mod:`launch.processes`), or, when the driver dies
-  without stopping it (SIGKILL), by the session's watchdog (:mod:`launch.watchdog`),
+  carries the session marker, see :mod:`fedzoo_launch.processes`), or, when the driver dies
+  without stopping it (SIGKILL), by the session's watchdog (:mod:`fedzoo_launch.watchdog`),
   started with the session's first process, which also removes the session's temporary
   directories (:attr:`Session.remove_on_orphan`).
 
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from fedzoo.errors import FedZooError
-from launch import processes
+from fedzoo_launch import processes
 
 log = logging.getLogger(__name__)
 
@@ -375,12 +375,12 @@ class Session:
         return proc
 
     def start_watchdog(self) -> None:
-        """Start :mod:`launch.watchdog` for this process and session (once): it stops
+        """Start :mod:`fedzoo_launch.watchdog` for this process and session (once): it stops
         every marked process and removes :attr:`remove_on_orphan` if this process dies
         without :meth:`stop`."""
         if self.watchdog is not None and self.watchdog.poll() is None:
             return
-        cmd = [sys.executable, "-m", "launch.watchdog", "--parent", str(os.getpid())]
+        cmd = [sys.executable, "-m", "fedzoo_launch.watchdog", "--parent", str(os.getpid())]
         for key, value in self.markers:
             cmd += ["--marker", f"{key}={value}"]
         for directory in self.remove_on_orphan:

@@ -1,6 +1,6 @@
 """The fedzoo Flower ClientApp: decode, call :mod:`fedzoo.protocol`, encode.
 
-Message types (the ServerApp in ``server/app.py`` sends them):
+Message types (the ServerApp in ``fedzoo_server/app.py`` sends them):
 
 * ``query.describe`` — before round 1: reply ``{partition-id, dim, objective-kind,
   fedzoo-version}`` (transport metadata; no query). The server maps node ids to
@@ -10,7 +10,7 @@ Message types (the ServerApp in ``server/app.py`` sends them):
 * ``query.evaluate`` — :func:`fedzoo.protocol.client_evaluate`.
 
 Every reply carries the protocol payload (``fedzoo.arrays`` / ``fedzoo.scalars``, see
-:mod:`server.records`) and the sender's ``partition-id`` in ``fedzoo.meta``, which the
+:mod:`fedzoo_server.records`) and the sender's ``partition-id`` in ``fedzoo.meta``, which the
 server cross-checks against the mapping from ``query.describe``.
 
 The client's :class:`~fedzoo.protocol.ClientState` lives in ``context.state`` as the
@@ -19,11 +19,11 @@ handler succeeds. A failed exchange leaves the stored state as it was except the
 total of queries, which counts the queries the failed exchange made (so the server
 charges them with the client's next accepted reply; :func:`handle`). When the node
 config names ``state-dir`` (or the run-config ``client-state-dir``), the state is also
-kept on disk (:mod:`client.persistence`) and read from there before every exchange, so
+kept on disk (:mod:`fedzoo_client.persistence`) and read from there before every exchange, so
 it survives a SuperNode restart and carries over into a run that resumes this one. Any
 exception (a failing objective, an invalid message) becomes an error reply, which the
 server logs and skips. Which objective a node queries is described in
-:mod:`client.objectives`.
+:mod:`fedzoo_client.objectives`.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.objectives import STATE_DIR, load_objective, objective_kind, partition_id
-from client.persistence import SnapshotError, StateStore, phase_of
+from fedzoo_client.objectives import STATE_DIR, load_objective, objective_kind, partition_id
+from fedzoo_client.persistence import SnapshotError, StateStore, phase_of
 from fedzoo import __version__, protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError
-from server.failures import client_state_failure, objective_failure
-from server.records import (
+from fedzoo_server.failures import client_state_failure, objective_failure
+from fedzoo_server.records import (
     EVALUATE,
     STATE_KEY,
     arrays_to_record,
@@ -52,7 +52,7 @@ from server.records import (
     payload_to_content,
     record_to_arrays,
 )
-from server.settings import FlowerSettings, parse_run_config, run_key
+from fedzoo_server.settings import FlowerSettings, parse_run_config, run_key
 
 app = ClientApp()
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _count_failed_exchange(
     (running totals). On disk the count is kept as the snapshot of the failed exchange's
     own tag, which the next exchange loads (the latest before it); a retry of that same
     exchange after a server resume loads the snapshot before it and loses the count (the
-    resume rule of :mod:`client.persistence`). In ``context.state`` it survives where
+    resume rule of :mod:`fedzoo_client.persistence`). In ``context.state`` it survives where
     Flower keeps the context of a handler that raised: a deployed SuperNode pushes it
     back; Flower's Ray simulation does not (it keeps the context from before the
     exchange), so there the count survives only with a ``state-dir`` /
@@ -278,8 +278,8 @@ def describe(msg: Message, context: Context) -> Message:
     """Who this node is: its partition id and objective (loaded once to check it).
 
     An objective that cannot load (an import error, a wrong dimension, a custom problem
-    without one) raises :class:`server.failures.ObjectiveLoadError` naming the partition,
-    so that the server ends the run at once with this error (:mod:`server.failures`).
+    without one) raises :class:`fedzoo_server.failures.ObjectiveLoadError` naming the partition,
+    so that the server ends the run at once with this error (:mod:`fedzoo_server.failures`).
     """
     settings = settings_of(context)
     pid = partition_id(context.node_config, settings)

@@ -1,1 +1,0 @@
-"""fedzoo client side: Flower ClientApp, objective loading and the remote-oracle adapter."""
