@@ -447,7 +447,10 @@ def main() -> int:
     if args.fixed_mmap_threshold:
         os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
     code = args.code.resolve()
-    has_token = "--token-file" in (code / "client" / "oracle_cli.py").read_text()
+    cli = code / "fedzoo_oracle" / "cli.py"
+    if not cli.is_file():  # code from before the oracle had its own package
+        cli = code / "client" / "oracle_cli.py"
+    has_token = "--token-file" in cli.read_text()
     print(f"code: {code}  threads: {args.threads}  id chars: {args.id_chars}  "
           f"MALLOC_MMAP_THRESHOLD_: {os.environ.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}")  # fmt: skip
     print(f"{'scenario':22s} {'requests':>8s} {'ok':>5s} {'refused':>26s} "

@@ -24,7 +24,7 @@ def test_import_fedzoo_loads_no_flower_grpc_or_torch():
 
 def test_the_cli_entry_module_loads_no_numpy_before_main_sets_the_blas_environment():
     code = ("import sys, fedzoo_cli.main; "
-            "print(' '.join(m for m in ('numpy', 'scipy', 'fedzoo_attack', 'server', 'launch') "
+            "print(' '.join(m for m in ('numpy', 'scipy', 'fedzoo_attack', 'fedzoo_server', 'fedzoo_launch') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -172,7 +172,8 @@ def test_no_method_name_is_compared_outside_the_method_modules():
 
     names = set(method_names())
     found = []
-    for package in ("fedzoo", "fedzoo_attack", "server", "client", "launch", "fedzoo_cli"):
+    for package in ("fedzoo", "fedzoo_attack", "fedzoo_server", "fedzoo_client", "fedzoo_oracle",
+                    "fedzoo_launch", "fedzoo_cli"):
         for path in sorted((ROOT / PACKAGES[package]).rglob("*.py")):
             if path.is_relative_to(ROOT / "fedzoo" / "methods"):
                 continue

@@ -190,7 +190,7 @@ def test_a_client_whose_objective_raises_is_skipped(tmp_path, caplog):
 
 def test_results_are_written_like_the_engine_writes_them(tmp_path, caplog):
     rc = config(tmp_path, rounds=2)
-    with caplog.at_level(logging.INFO, logger="server"), caplog.at_level(logging.INFO, logger="fedzoo"):
+    with caplog.at_level(logging.INFO, logger="fedzoo_server"), caplog.at_level(logging.INFO, logger="fedzoo"):
         run = run_server(make_grid(rc), parse_run_config(rc))
     rows = read_history(tmp_path / "out" / "history.csv")
     assert [r["round"] for r in rows] == [0, 1, 2]

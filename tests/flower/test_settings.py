@@ -72,7 +72,7 @@ def test_fab_contains_the_apps_the_core_and_the_attack_only_and_staging_builds_t
     names = zipfile.ZipFile(io.BytesIO(fab)).namelist()
     assert "fedzoo_server/app.py" in names and "fedzoo_client/app.py" in names and "fedzoo/protocol.py" in names
     assert "fedzoo_attack/federation.py" in names  # ClientApps build the attack objective
-    assert not any(n.startswith(("tests/", "simulations/", ".venv/", "launch/", "fedzoo_cli/"))
+    assert not any(n.startswith(("tests/", "simulations/", ".venv/", "fedzoo_launch/", "fedzoo_cli/"))
                    for n in names)
     assert build_fab_from_disk(stage_app(tmp_path / "app")) == fab  # the driver's fast copy
 
