@@ -23,6 +23,7 @@ def minimize(
     x0: Any,
     *,
     budget: int | None = None,
+    max_exchanges: int | None = None,
     weights: Sequence[float] | None = None,
     method: str = "fzoos",
     rounds: int | None = None,
@@ -49,6 +50,9 @@ def minimize(
             (:mod:`fedzoo.budget`). Without ``rounds``, the run is set up for the rounds
             the budget pays for (:func:`fedzoo.budget.rounds_for_budget`). None: no
             budget, ``rounds`` rounds (default 50).
+        max_exchanges: at most this many exchanges (server-client message rounds: one
+            per round, two for methods with a sync exchange, one for a final evaluation),
+            for deployments where messages are the cost; caps ``rounds``.
         weights: client weights (default uniform); renormalised to sum 1.
         method: a registered method (:func:`fedzoo.methods.method_names`; the list
             below). Methods marked "exact gradients" need synthetic problems.
@@ -100,10 +104,15 @@ def minimize(
     problem = problem_from_callables(objectives, x0, weights=weights)
     if budget and rounds is None:
         config = config.replace(rounds=rounds_for_budget(config, problem.dim, problem.num_clients, budget))
+    if max_exchanges is not None:
+        from fedzoo.budget import rounds_for_exchanges
+
+        config = config.replace(rounds=min(config.rounds, rounds_for_exchanges(config, max_exchanges)))
     if out_dir is not None:
         prepare_out_dir(out_dir, overwrite=overwrite)
     call = {"api": "fedzoo.minimize", "arguments": jsonable({
-        "objectives": list(objectives), "x0": x0, "budget": budget, "weights": weights,
+        "objectives": list(objectives), "x0": x0, "budget": budget,
+        "max_exchanges": max_exchanges, "weights": weights,
         "method": method, "rounds": rounds, "local_steps": local_steps, "seed": seed,
         "on_client_error": on_client_error,
         "out_dir": None if out_dir is None else str(out_dir), "overwrite": overwrite,

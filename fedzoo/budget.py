@@ -138,3 +138,24 @@ def rounds_for_budget(config: RunConfig, dim: int, num_clients: int, budget: int
             + (", plus one final evaluation per client" if reserve else "")
             + f"); expected a budget of at least {first + reserve}.")
     return int(min(MAX_ROUNDS, 1 + (budget - first - reserve) // max(later, 1)))
+
+
+def rounds_for_exchanges(config: RunConfig, max_exchanges: int, final_evaluation: bool = True) -> int:
+    """The most rounds that fit in ``max_exchanges`` exchanges (server -> clients ->
+    server message rounds: one per round, two with a sync exchange, and one for the final
+    evaluation of a single-exchange method), for deployments where messages, not queries,
+    are the cost.
+
+    Raises:
+        ConfigError: not even one round fits.
+    """
+    has_sync = get_method(config.method).has_sync
+    per_round = 2 if has_sync else 1
+    reserve = 1 if final_evaluation and not has_sync else 0
+    rounds = (int(max_exchanges) - reserve) // per_round
+    if rounds < 1:
+        raise ConfigError(
+            f"max-exchanges = {max_exchanges} cannot pay for one round of {config.method!r}: a round "
+            f"takes {per_round} exchange(s)" + (" and the final evaluation one more" if reserve else "")
+            + f"; expected at least {per_round + reserve}.")
+    return rounds

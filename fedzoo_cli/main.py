@@ -382,18 +382,33 @@ def _budget_rounds(args: argparse.Namespace, config: Any) -> Any:
 
     budget = getattr(args, "budget", None)
     if budget is None:
-        return config
+        return _exchange_rounds(args, config)
     if budget < 1:
         raise ConfigError(f"--budget {budget} is not allowed; expected a number of client queries >= 1.")
-    if getattr(args, "rounds", None) is not None:
+    if getattr(args, "rounds", None) is None:
+        from fedzoo.budget import rounds_for_budget
+
+        try:
+            config = config.replace(rounds=rounds_for_budget(config, args.dim, args.clients, budget))
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("A query budget", "--budget")) from err
+    return _exchange_rounds(args, config)
+
+
+def _exchange_rounds(args: argparse.Namespace, config: Any) -> Any:
+    """--max-exchanges E: at most the rounds that fit in E exchanges."""
+    from fedzoo.errors import ConfigError
+
+    cap = getattr(args, "max_exchanges", None)
+    if cap is None:
         return config
-    from fedzoo.budget import rounds_for_budget
+    from fedzoo.budget import rounds_for_exchanges
 
     try:
-        rounds = rounds_for_budget(config, args.dim, args.clients, budget)
+        rounds = rounds_for_exchanges(config, cap)
     except ConfigError as err:
-        raise ConfigError(str(err).replace("A query budget", "--budget")) from err
-    return config.replace(rounds=rounds)
+        raise ConfigError(str(err).replace("max-exchanges =", "--max-exchanges")) from err
+    return config.replace(rounds=min(config.rounds, rounds))
 
 
 def _flower_persistence(out: Path) -> dict[str, Any]:
@@ -847,6 +862,10 @@ def _add_budget_args(p: argparse.ArgumentParser, compare: bool = False) -> None:
                          "a hard budget of B client queries (all clients, every query counted): the "
                          "run never spends past it")
                    + "; without --rounds, the rounds B pays for")
+    p.add_argument("--max-exchanges", type=int, default=None, metavar="E",
+                   help="at most E exchanges (server-client message rounds: one per round, two for "
+                        "methods with a sync exchange, one for a final evaluation): for deployments "
+                        "where messages, not queries, are the cost")
     p.add_argument("--on-client-error", choices=("skip", "fail"), default="skip",
                    help="in-process engine: a client whose objective raises is left out of that "
                         "exchange, its queries counted (skip, the Flower engine's rule; default), or "

@@ -211,3 +211,15 @@ def test_cli_runs_a_users_objective_factory_with_a_budget(tmp_path, monkeypatch,
     assert main(["run", "--problem", "my_lab:nothing", "--dim", "5", "--clients", "2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "has no attribute" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("method", "exchanges"), [("fedzo", 7), ("fzoos", 7), ("fedcma", 4)])
+def test_max_exchanges_caps_the_messages(method, exchanges):
+    from fedzoo.comparison import exchanges_per_row
+
+    res = fedzoo.minimize([lambda X: ((X - 0.3) ** 2).sum(1)] * 2, np.full(4, 0.5), method=method,
+                          max_exchanges=exchanges, **LIGHT_SNAKE, popsize=6)
+    spent = exchanges_per_row(res.history, method)[-1]
+    assert spent <= exchanges and spent >= exchanges - 1  # all it could use
+    with pytest.raises(ConfigError, match="cannot pay for one round"):
+        fedzoo.minimize([lambda X: X.sum(1)], np.full(3, 0.5), method="fzoos", max_exchanges=1)
