@@ -238,6 +238,10 @@ def kill_once(work: Path, *, at_s: float | None = None, when: Any = None,
         time.sleep(0.2)
     left = tracker.scan()
     left_cmds = [tracker.seen[p][1][:160] for p in left]
+    needle = f"{PROBE_ENV}={token}".encode()
+    # how each one looks now: Ray's agents retitle themselves (setproctitle)
+    left_now = [{"cmdline": _cmdline(p)[:80], "marker_in_environ": _has_env(p, needle)}
+                for p in left]
     rounds_after = _rounds(out)
     _kill(left)
     dirs = tracker.removable_dirs()
@@ -245,7 +249,8 @@ def kill_once(work: Path, *, at_s: float | None = None, when: Any = None,
         "at_s": round(at, 1), "finished_before_kill": finished_first,
         "rounds_at_kill": rounds_at_kill, "rounds_after": rounds_after,
         "processes_at_kill": len(at_kill), "names_at_kill": names_at_kill,
-        "processes_left": len(left), "left": left_cmds, "all_gone_after_s": gone_s,
+        "processes_left": len(left), "left": left_cmds, "left_now": left_now,
+        "all_gone_after_s": gone_s,
         "temp_dirs": dirs, "temp_dirs_left": [d for d in dirs if Path(d).exists()],
         "processes_seen": len(tracker.seen),
     }

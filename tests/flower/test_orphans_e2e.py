@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _benchmark(name: str):
-    path = ROOT / "simulations" / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    key = f"{name}_benchmark"
+    if key not in sys.modules:  # registered first: dataclasses look their module up
+        path = ROOT / "simulations" / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(key, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def faults():
