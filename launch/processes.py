@@ -57,26 +57,31 @@ class ProcStat:
     start: int  # clock ticks after boot: (pid, start) names one process for good
 
 
-def proc_stat(pid: int) -> ProcStat | None:
-    """``/proc/<pid>/stat`` of a live process; None if gone, a zombie, or not Linux."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (OSError, ValueError):
-        return None
-    rest = text[text.rindex(")") + 2 :].split()
-    if rest[0] in ("Z", "X"):
+def _parse_stat(pid: int, data: bytes) -> ProcStat | None:
+    rest = data[data.rindex(b")") + 2 :].split()
+    if rest[0] in (b"Z", b"X"):
         return None
     return ProcStat(pid, int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]))
 
 
+def proc_stat(pid: int) -> ProcStat | None:
+    """``/proc/<pid>/stat`` of a live process; None if gone, a zombie, or not Linux."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return _parse_stat(pid, f.read())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def process_table() -> dict[int, ProcStat]:
     """Every live process (Linux /proc; empty elsewhere), by PID."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    try:
+        names = os.listdir("/proc")
+    except OSError:
         return {}
     table = {}
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and (st := proc_stat(int(entry.name))) is not None:
+    for name in names:
+        if name.isdigit() and (st := proc_stat(int(name))) is not None:
             table[st.pid] = st
     return table
 
