@@ -1,7 +1,7 @@
 """Benchmark: SIGKILL ``fedzoo run --engine flower`` at random moments; count what is left.
 
     nice .venv/bin/python simulations/benchmarks/orphans.py --out runs/bench-orphans \
-        [--tries 10] [--seed 0] [--after 10]
+        [--tries 10] [--seed 0] [--after 10] [--span S | --at-round K]
 
 Each try starts, as the red-team report did::
 
@@ -26,7 +26,9 @@ federation that goes on after its driver died writes more), the run's processes 
 the kill, those left (their command lines), the seconds until none was left, and the
 run's temporary directories left (its working directory and Ray's, read from the
 watchdog's command line). Anything left is SIGKILLed by PID after it is counted.
-Writes ``results.json`` and ``orphans.md`` under ``--out``. No timed assertion.
+``--at-round K`` kills each try as soon as round K is in history.csv instead (does the
+federation stop with its driver, or finish its rounds?). Writes ``results.json`` (and
+``orphans.md``) under ``--out``. No timed assertion.
 """
 
 from __future__ import annotations
@@ -291,10 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--after", type=float, default=10.0, help="seconds after the kill")
     ap.add_argument("--span", type=float, default=None,
                     help="draw moments from [0, SPAN] s (default: a full run's wall time)")
+    ap.add_argument("--at-round", type=int, default=None, metavar="K",
+                    help="instead of random moments: kill as soon as round K is written "
+                    "(no reference run)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"orphans-{uuid.uuid4().hex[:8]}"
     t0 = time.monotonic()
+    if args.at_round is not None:
+        return _at_round(args, work, t0)
     reference = full_run(work / "reference")
     print("reference run:", reference, flush=True)
     span = args.span or reference["wall_s"]
@@ -318,6 +325,29 @@ def main(argv: list[str] | None = None) -> int:
 
     shutil.rmtree(work, ignore_errors=True)
     return 1 if results["tries_with_orphans"] else 0
+
+
+def _at_round(args: argparse.Namespace, work: Path, t0: float) -> int:
+    """``--at-round K``: each try killed once history.csv holds round K (K + 1 rows)."""
+    def when(tracker: Tracker, out: Path) -> bool:
+        return _rounds(out) >= args.at_round + 1
+
+    tries = []
+    for i in range(args.tries):
+        res = kill_once(work / f"try{i}", when=when, after_s=args.after)
+        print(f"try {i}:", json.dumps(res), flush=True)
+        tries.append(res)
+    results = {"command": " ".join(sys.argv), "at_round": args.at_round, "tries": tries,
+               "wall_s": round(time.monotonic() - t0, 1)}
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    for r in tries:
+        print(f"killed at {r['at_s']} s with {r['rounds_at_kill']} rows, {r['rounds_after']} "
+              f"rows {args.after:g} s later, {r['processes_left']} processes left, all gone "
+              f"after {r['all_gone_after_s']} s")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(r["processes_left"] for r in tries) else 0
 
 
 if __name__ == "__main__":
