@@ -25,7 +25,9 @@ Per try: the moment, the rounds written at the kill and ``--after`` s later (a
 federation that goes on after its driver died writes more), the run's processes at
 the kill, those left (their command lines), the seconds until none was left, and the
 run's temporary directories left (its working directory and Ray's, read from the
-watchdog's command line). Anything left is SIGKILLed by PID after it is counted.
+watchdog's command line). Anything left is SIGKILLed by PID after it is counted, and
+the directories left are removed.
+
 ``--at-round K`` kills each try as soon as round K is in history.csv instead (does the
 federation stop with its driver, or finish its rounds?). Writes ``results.json`` (and
 ``orphans.md``) under ``--out``. No timed assertion.
@@ -38,6 +40,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -247,13 +250,16 @@ def kill_once(work: Path, *, at_s: float | None = None, when: Any = None,
     rounds_after = _rounds(out)
     _kill(left)
     dirs = tracker.removable_dirs()
+    dirs_left = [d for d in dirs if Path(d).exists()]
+    for d in dirs_left:  # counted; not left behind either
+        shutil.rmtree(d, ignore_errors=True)
     return {
         "at_s": round(at, 1), "finished_before_kill": finished_first,
         "rounds_at_kill": rounds_at_kill, "rounds_after": rounds_after,
         "processes_at_kill": len(at_kill), "names_at_kill": names_at_kill,
         "processes_left": len(left), "left": left_cmds, "left_now": left_now,
         "all_gone_after_s": gone_s,
-        "temp_dirs": dirs, "temp_dirs_left": [d for d in dirs if Path(d).exists()],
+        "temp_dirs": dirs, "temp_dirs_left": dirs_left,
         "processes_seen": len(tracker.seen),
     }
 
@@ -321,8 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     (args.out / "orphans.md").write_text(_markdown(results))
     print(_markdown(results))
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return 1 if results["tries_with_orphans"] else 0
 
@@ -344,8 +348,6 @@ def _at_round(args: argparse.Namespace, work: Path, t0: float) -> int:
         print(f"killed at {r['at_s']} s with {r['rounds_at_kill']} rows, {r['rounds_after']} "
               f"rows {args.after:g} s later, {r['processes_left']} processes left, all gone "
               f"after {r['all_gone_after_s']} s")
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     return 1 if any(r["processes_left"] for r in tries) else 0
 
