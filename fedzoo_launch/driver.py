@@ -21,8 +21,10 @@ user's ``~/.flwr`` nor Flower's fixed default ports:
    ``FEDZOO_FLOWER_SESSION`` marker (:mod:`fedzoo_launch.local`, :mod:`fedzoo_launch.processes`).
    A driver killed without its ``finally`` (SIGKILL) leaves nothing either: the
    SuperLink gets a parent-death SIGTERM and the session's watchdog
-   (:mod:`fedzoo_launch.watchdog`) stops every marked process and removes the temporary
-   directory; ``fedzoo run`` turns SIGTERM into a normal exit through the ``finally``.
+   (:mod:`fedzoo_launch.watchdog`) kills every process of the run at once (Ray's agents
+   included: by marker, descent and process group) and removes the temporary
+   directory, so the federation stops with its driver; ``fedzoo run`` turns SIGTERM
+   into a normal exit through the ``finally``.
 6. one writer per output directory: a run is refused at once while another process
    holds ``<out>/.fedzoo.lock`` (:func:`fedzoo.checkpoint.directory_lock`, which the
    ServerApp takes for the run).

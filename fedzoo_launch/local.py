@@ -13,10 +13,16 @@ benchmark. Every process started here:
 * is started with ``start_new_session=True`` on 127.0.0.1 and a free port, and (Linux,
   from the main thread) with a parent-death signal: SIGTERM when the driver dies;
 * is stopped by :meth:`Session.stop` (its own group first, then every process that
-  carries the session marker, see :mod:`fedzoo_launch.processes`), or, when the driver dies
-  without stopping it (SIGKILL), by the session's watchdog (:mod:`fedzoo_launch.watchdog`),
-  started with the session's first process, which also removes the session's temporary
-  directories (:attr:`Session.remove_on_orphan`).
+  carries the session marker, see :mod:`fedzoo_launch.processes`, then the session's watchdog
+  kills whatever outlived that), or, when the driver dies without stopping it (SIGKILL),
+  by the session's watchdog (:mod:`fedzoo_launch.watchdog`, started before the session's first
+  process, told of the driver's death by the end of its stdin pipe), which kills every
+  process of the session at once (marked, descended from one, or in their process
+  groups) and removes the session's temporary directories
+  (:attr:`Session.remove_on_orphan`);
+* a SuperNode that exits (rejected: an unregistered key) is collected by
+  :meth:`Session.reap` (every poll of :meth:`Session.wait`), which stops the
+  ``flower-superexec`` it leaves.
 
 TLS material for a deployment comes from :func:`make_certificates` (openssl: a CA and a
 server certificate with SAN ``IP:127.0.0.1, DNS:localhost``) and SuperNode keys from
@@ -326,6 +332,10 @@ class Session:
     #: directories the watchdog removes if the driver dies (Ray's; the caller may add)
     remove_on_orphan: list[Path] = field(default_factory=list)
     watchdog: subprocess.Popen[bytes] | None = None
+    #: the private FLWR_HOME of each SuperNode, by name (marks its flower-superexec)
+    node_homes: dict[str, str] = field(default_factory=dict)
+    #: spawned processes that exited and were collected by :meth:`reap`: name -> status
+    exited: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.node_auth and not self.tls:
@@ -375,19 +385,35 @@ class Session:
         return proc
 
     def start_watchdog(self) -> None:
-        """Start :mod:`fedzoo_launch.watchdog` for this process and session (once): it stops
-        every marked process and removes :attr:`remove_on_orphan` if this process dies
-        without :meth:`stop`."""
+        """Start :mod:`fedzoo_launch.watchdog` for this process and session (once): it records
+        the session's processes and, if this process dies without :meth:`stop` (the end
+        of its stdin pipe tells it), kills them all and removes :attr:`remove_on_orphan`."""
         if self.watchdog is not None and self.watchdog.poll() is None:
             return
-        cmd = [sys.executable, "-m", "fedzoo_launch.watchdog", "--parent", str(os.getpid())]
+        cmd = [sys.executable, "-m", "fedzoo_launch.watchdog", "--parent", str(os.getpid()), "--pipe"]
         for key, value in self.markers:
             cmd += ["--marker", f"{key}={value}"]
         for directory in self.remove_on_orphan:
             cmd += ["--remove", str(directory)]
         with open(self.workdir / "watchdog.log", "wb") as out:
             self.watchdog = subprocess.Popen(cmd, cwd=self.workdir, env=self.env, stdout=out,
-                                             stderr=subprocess.STDOUT, start_new_session=True)
+                                             stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
+                                             start_new_session=True)
+
+    def stop_watchdog(self, timeout_s: float = 30.0) -> None:
+        """Tell the watchdog the session is stopped: it kills what outlived the graceful
+        stop (it knows the processes that lost their parent or marker) and exits."""
+        dog, self.watchdog = self.watchdog, None
+        if dog is None:
+            return
+        try:
+            if dog.stdin is not None:
+                dog.stdin.write(b"stop\n")
+                dog.stdin.close()
+            dog.wait(timeout=timeout_s)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        processes.stop(dog, grace_s=5.0)
 
     def log_of(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
@@ -476,8 +502,29 @@ class Session:
         if max_wait_s is not None:
             cmd += ["--max-wait-time", str(max_wait_s)]
         env = dict(self.env)
-        env["FLWR_HOME"] = str(self.workdir / f"{name}-home")
+        env["FLWR_HOME"] = self.node_homes[name] = str(self.workdir / f"{name}-home")
         return self.spawn(name, cmd, env=env)
+
+    def reap(self) -> dict[str, int]:
+        """Collect the spawned processes that exited since the last call (name -> exit
+        status) and stop what each left behind.
+
+        A SuperNode that exits (e.g. rejected by the SuperLink: an unregistered key,
+        logged as Flower exit code 305) leaves its ``flower-superexec`` child, detached
+        in its own session, retrying its connection for minutes; that child watches its
+        parent's PID, but an unreaped parent is a zombie whose PID still exists. Here the
+        parent is reaped and the child, found by the SuperNode's private ``FLWR_HOME``
+        in its environment, stopped. :meth:`wait` calls this every poll."""
+        found = {}
+        for name, proc, log_path in self.procs:
+            if name in self.exited or proc.poll() is None:
+                continue
+            found[name] = self.exited[name] = proc.returncode
+            if name in self.node_homes:
+                processes.stop(None, ("FLWR_HOME", self.node_homes[name]), grace_s=2.0)
+            log.warning("%s exited with status %s (stopped its flower-superexec); log %s",
+                        name, proc.returncode, log_path)
+        return found
 
     def pids_running(self, fragment: str) -> list[int]:
         """PIDs of this session's processes whose command line contains ``fragment``
@@ -507,10 +554,10 @@ class Session:
         """Stop every process of this session (SuperNodes first), remove Ray's tmp dir."""
         for _, proc, _ in reversed(self.procs):
             processes.stop(proc, grace_s=5.0)
-        for marker in self.markers:  # the watchdog too
-            processes.stop(None, marker, grace_s=5.0)
-        if self.watchdog is not None:
-            processes.stop(self.watchdog, grace_s=5.0)
+        dog = [] if self.watchdog is None else [self.watchdog.pid]
+        for marker in self.markers:  # the watchdog last: if this process dies meanwhile,
+            processes.stop(None, marker, grace_s=5.0, exclude=dog)  # it finishes the job
+        self.stop_watchdog()
         if self.ray_tmp is not None:
             shutil.rmtree(self.ray_tmp, ignore_errors=True)
 
@@ -585,6 +632,7 @@ class Session:
         deadline = time.monotonic() + timeout_s
         status = "unknown"
         while time.monotonic() < deadline:
+            self.reap()
             status = self.status(run_id)
             if status.startswith("finished"):
                 return status
