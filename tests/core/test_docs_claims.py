@@ -231,6 +231,41 @@ def _anchors(path: Path) -> set[str]:
     return out
 
 
+def _tree_claims():
+    """(doc, line, path) for every directory and file a layout tree names: a plain code
+    block (no language) whose lines start with ``name/`` or ``name.py`` followed by a
+    description; an indented name lies under the last unindented directory."""
+    for doc in DOCS:
+        text = doc.read_text()
+        for block in re.finditer(r"^```\n(.*?)^```", text, re.S | re.M):
+            first, top = _lines(text, block.start()), None
+            for k, line in enumerate(block.group(1).split("\n")):
+                names = []
+                for tok in line.split():
+                    if not re.fullmatch(r"[\w.-]+(?:/|\.py)", tok):
+                        break
+                    names.append(tok)
+                if not names:
+                    continue
+                if not line[0].isspace():
+                    top = names[0]
+                    paths = [REPO / n for n in names]
+                elif top and top.endswith("/"):
+                    paths = [REPO / top / names[0]]
+                else:
+                    continue
+                for path in paths:
+                    yield _rel(doc), first + 1 + k, path
+
+
+def test_layout_trees_name_existing_paths():
+    claims = list(_tree_claims())
+    assert len(claims) > 20  # the layout trees of docs/development.md and docs/design.md
+    stale = [f"{doc}:{line}: the layout names {path.relative_to(REPO)}, which does not exist"
+             for doc, line, path in claims if not path.exists()]
+    assert not stale, "\n".join(stale)
+
+
 def test_paths_in_backticks_and_links_exist():
     claims = list(_path_claims())
     assert len(claims) > 50  # the check reads the docs
