@@ -336,3 +336,56 @@ def test_no_doc_says_the_server_drives_the_protocol_module():
     for doc in DOCS:
         text = re.sub(r"\s+", " ", doc.read_text())
         assert not re.search(r"(ServerApp|server)[^.]{0,40}drives `?fedzoo\.protocol", text), _rel(doc)
+
+
+DOTTED = re.compile(r"^((?:fedzoo\w*)(?:\.\w+)+)(?::(\w+))?(?:\(.*\))?$")
+
+
+def _resolve(name: str) -> bool:
+    """Whether ``package.module[.attr...]`` names something importable here."""
+    import importlib
+
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ModuleNotFoundError:
+            continue
+        try:
+            for attr in parts[k:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@cache
+def _wire_names() -> frozenset[str]:
+    """Dotted names that are not Python: the Flower record keys (string constants of
+    fedzoo_server/records.py) and the gRPC package of proto/oracle.proto."""
+    tree = ast.parse((REPO / "fedzoo_server" / "records.py").read_text())
+    names = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    names |= set(re.findall(r"^package\s+([\w.]+);", (REPO / "proto" / "oracle.proto").read_text(), re.M))
+    return frozenset(names)
+
+
+def test_dotted_names_in_backticks_resolve():
+    """`fedzoo.budget.rounds_for_budget`, `fedzoo_attack.federation:objective_factory`,
+    `fedzoo.minimize(...)`: each names a module or attribute that exists (or a record key
+    or gRPC package the code defines)."""
+    stale, seen = [], 0
+    for doc in DOCS:
+        text = doc.read_text()
+        prose = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        for span in SPAN.finditer(prose):
+            m = DOTTED.match(span.group(1).strip())
+            if not m:
+                continue
+            seen += 1
+            name = m.group(1) + (f".{m.group(2)}" if m.group(2) else "")
+            if name not in _wire_names() and not _resolve(name):
+                stale.append(f"{_rel(doc)}:{_lines(prose, span.start())}: `{span.group(1)}` names "
+                             "nothing importable")
+    assert seen > 10
+    assert not stale, "\n".join(stale)
