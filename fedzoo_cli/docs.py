@@ -36,7 +36,36 @@ def methods_table() -> str:
     return "\n".join(rows)
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"methods": methods_table}
+def _fields(spec: dict) -> str:
+    from fedzoo.payload import ArraySpec
+
+    if not spec:
+        return "—"
+    out = []
+    for key, field in spec.items():
+        kind = "array" if isinstance(field, ArraySpec) else field.kind
+        out.append(f"`{key}` ({kind}{', optional' if field.optional else ''})")
+    return ", ".join(out)
+
+
+def messages_table() -> str:
+    """One row per registered method: the fields its messages and replies carry beyond
+    the shared ones (from the method's ``*_spec`` hooks, default configuration)."""
+    from fedzoo.config import RunConfig
+    from fedzoo.methods import methods
+
+    rows = ["| method | train → | train ← | sync → | sync ← |", "|---|---|---|---|---|"]
+    dim = 10
+    for m in methods():
+        config = RunConfig(method=m.name)
+        sync = ([_fields(m.sync_message_spec(config, dim)), _fields(m.sync_reply_spec(config, dim))]
+                if m.has_sync else ["no sync", "no sync"])
+        rows.append(f"| `{m.name}` | {_fields(m.train_message_spec(config, dim))} | "
+                    f"{_fields(m.train_reply_spec(config, dim))} | " + " | ".join(sync) + " |")
+    return "\n".join(rows)
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"methods": methods_table, "messages": messages_table}
 
 
 def doc_files(root: Path = REPO_ROOT) -> list[Path]:

@@ -389,3 +389,44 @@ def test_dotted_names_in_backticks_resolve():
                              "nothing importable")
     assert seen > 10
     assert not stale, "\n".join(stale)
+
+
+def _design_rows(header: str) -> list[list[str]]:
+    """The body rows of the table in docs/design.md that starts with ``header``."""
+    text = (REPO / "docs" / "design.md").read_text()
+    start = text.index(header)
+    rows = []
+    for line in text[start:].split("\n")[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_design_tables_of_methods_agree_with_the_registry():
+    """docs/design.md's per-method tables (queries per round, extra message fields) hold
+    formulas and bounds the registry cannot generate; their method names, exchanges per
+    round and field names are checked against it."""
+    from fedzoo.config import RunConfig
+    from fedzoo.methods import get_method
+
+    queries = _design_rows("| method | exchanges / round |")
+    assert len(queries) >= 8
+    for row in queries:
+        m = get_method(row[0].strip("`"))
+        assert row[1] == ("2" if m.has_sync else "1"), f"docs/design.md: {m.name} has {row[1]} exchanges per round"
+    fields = _design_rows("| method | train → | train ← | sync → | sync ← |")
+    assert len(fields) >= 5
+    for row in fields:
+        for name in re.findall(r"`([\w-]+)`", row[0]):
+            m = get_method(name)
+            config = RunConfig(method=name)
+            specs = [m.train_message_spec(config, 10), m.train_reply_spec(config, 10),
+                     m.sync_message_spec(config, 10), m.sync_reply_spec(config, 10)]
+            for cell, spec in zip(row[1:], specs):
+                if cell == "no sync":
+                    assert not m.has_sync, f"docs/design.md: {name} has a sync exchange"
+                    continue
+                named = set(re.findall(r"`([\w-]+)`", cell))
+                assert named == set(spec), (f"docs/design.md's message table: {name} {sorted(named)}, "
+                                            f"the method's spec {sorted(spec)}")
