@@ -430,3 +430,12 @@ def test_design_tables_of_methods_agree_with_the_registry():
                 named = set(re.findall(r"`([\w-]+)`", cell))
                 assert named == set(spec), (f"docs/design.md's message table: {name} {sorted(named)}, "
                                             f"the method's spec {sorted(spec)}")
+
+
+def test_the_example_method_in_the_guide_is_the_shipped_code():
+    """docs/development.md quotes fedzoo/methods/fedzo_gauss.py: every quoted line is in it."""
+    guide = (REPO / "docs" / "development.md").read_text()
+    block = re.search(r"^```python\n(.*?)^```", guide, re.S | re.M).group(1)
+    source = {line.rstrip() for line in (REPO / "fedzoo" / "methods" / "fedzo_gauss.py").read_text().split("\n")}
+    missing = [line for line in block.split("\n") if line.strip() and line.rstrip() not in source]
+    assert not missing, f"docs/development.md's example differs from fedzo_gauss.py: {missing}"
