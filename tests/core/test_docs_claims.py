@@ -439,3 +439,25 @@ def test_the_example_method_in_the_guide_is_the_shipped_code():
     source = {line.rstrip() for line in (REPO / "fedzoo" / "methods" / "fedzo_gauss.py").read_text().split("\n")}
     missing = [line for line in block.split("\n") if line.strip() and line.rstrip() not in source]
     assert not missing, f"docs/development.md's example differs from fedzo_gauss.py: {missing}"
+
+
+def test_the_readme_stays_short_and_points_to_the_rest():
+    readme = (REPO / "README.md").read_text()
+    lines = readme.count("\n")
+    assert lines <= 200, f"README.md has {lines} lines; at most 200 (move the detail under docs/)"
+    for needed in ("make demo", "make test", "fedzoo.minimize", "fedzoo run", "docs/cli.md",
+                   "BENCHMARKS.md", "RELIABILITY.md"):
+        assert needed in readme, f"README.md no longer mentions {needed!r}"
+
+
+def test_the_cli_reference_covers_every_subcommand():
+    from fedzoo_cli.main import build_parser
+
+    cli = re.sub(r"\s+", " ", (REPO / "docs" / "cli.md").read_text())
+    subcommands = set(FEDZOO_SUBCOMMANDS)
+    root = build_parser()
+    for action in root._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            subcommands |= set(action.choices)
+    missing = [s for s in sorted(subcommands) if f"fedzoo {s}" not in cli]
+    assert not missing, f"docs/cli.md does not document: {missing}"
