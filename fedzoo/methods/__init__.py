@@ -2,7 +2,7 @@
 
 A module here defines a subclass of :class:`~fedzoo.methods.base.Method` and decorates
 it with :func:`register`; the registry imports every module of this package the first
-time a method is looked up, so adding a method is adding a module (README, "How to add
+time a method is looked up, so adding a method is adding a module (docs/development.md, "How to add
 a method"). Everything that lists methods — the ``method`` option's allowed values, the
 CLI's choices and help, the API docs, the Flower run-config checks — asks
 :func:`method_names`.

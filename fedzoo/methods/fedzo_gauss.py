@@ -1,6 +1,6 @@
-r"""``fedzo-gauss``: FedZO with the Gaussian-smoothing estimator (the README's example).
+r"""``fedzo-gauss``: FedZO with the Gaussian-smoothing estimator (the example of docs/development.md).
 
-The whole method in one module, to show what adding a method takes (README, "How to add
+The whole method in one module, to show what adding a method takes (docs/development.md, "How to add
 a method"). It is FedZO (:class:`~fedzoo.methods.finite_difference.FedZO`: no
 correction, one exchange, f_i queried at each new iterate) with another local gradient
 estimate, the two-point Gaussian-smoothing estimator of Nesterov and Spokoiny (2017):
@@ -40,7 +40,7 @@ class FedZOGauss(FedZO):
     """FedZO whose local steps follow Gaussian-smoothing estimates."""
 
     name = "fedzo-gauss"
-    summary = "fedzo with Gaussian-smoothing estimates (the README's example method); 1 exchange"
+    summary = "fedzo with Gaussian-smoothing estimates (the example method of docs/development.md); 1 exchange"
     rank = 35
     options = ("rgf-directions", "fd-step")
 

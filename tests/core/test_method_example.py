@@ -1,4 +1,4 @@
-"""The README's example method, ``fedzo-gauss``: registered by its module alone, its
+"""The example method of docs/development.md, ``fedzo-gauss``: registered by its module alone, its
 estimator checked against the math and its queries counted. Over Flower it is covered, like every
 registered method, by ``tests/flower/test_parity.py`` (same seed, same history).
 """
