@@ -40,6 +40,7 @@ SERVER: dict[str, tuple[str, tuple[Any, ...]]] = {
     "square-started": (F8, (1,)),
     "cma-x0": (F8, ("d",)), "cma-told": (F8, ("t", "P")), "cma-mean": (F8, ("d",)),
     "cma-sigma": (F8, (1,)),
+    "ng-x0": (F8, ("d",)), "ng-told": (F8, ("t", "b")), "ng-recommendation": (F8, ("d",)),
 }
 CLIENT: dict[str, tuple[str, tuple[Any, ...]]] = {
     "dim": (F8, (1,)), "total-queries": (I8, (1,)),
@@ -80,7 +81,7 @@ class Bounds:
 
     def cap(self, symbol: str) -> int:
         return {"q": self.clients, "h": self.rows, "c": self.rows, "k": 16, "p": self.rows,
-                "s": self.rows, "w": (self.dim + 1) * (self.dim + 2) // 2 + 16,
+                "s": self.rows, "b": self.rows, "w": (self.dim + 1) * (self.dim + 2) // 2 + 16,
                 "t": self.rounds}.get(symbol, MAX_ARRAY_ELEMENTS)
 
 
