@@ -20,11 +20,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The main job: FZooS against the baselines on the embedded default problem
-## (quadratic, d=300, N=5 clients, C=0.5, 50 rounds); prints a table, writes a plot.
+## (quadratic, d=300, N=5 clients, C=0.5), every method (CMA-ES on the server included) at
+## the same budget of 25 000 client queries; prints a table, writes a plot. Reruns replace it.
 demo: $(STAMP)
 	$(BIN)/fedzoo compare --problem quadratic --dim 300 --clients 5 --heterogeneity 0.5 \
-		--rounds 50 --local-steps 10 --seed 0 \
-		--methods fzoos,fedzo,fedprox,scaffold1,scaffold2 --out runs/demo --overwrite
+		--budget 25000 --local-steps 10 --seed 0 \
+		--methods fzoos,fedzo,fedprox,scaffold1,scaffold2,fedcma --out runs/demo --overwrite
 
 ## The whole suite, end-to-end tests with real processes included.
 test: $(STAMP)
