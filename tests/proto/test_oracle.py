@@ -422,7 +422,7 @@ def test_cli_reports_config_errors(tmp_path: Path) -> None:
 
 def test_fedzoo_import_does_not_load_grpc() -> None:
     code = (
-        "import sys, fedzoo, fedzoo.objectives.problems, client, fedzoo_proto;"
+        "import sys, fedzoo, fedzoo.objectives.problems, fedzoo_client, fedzoo_oracle, fedzoo_proto;"
         "loaded = [m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')];"
         "assert not loaded, loaded"
     )

@@ -21,7 +21,7 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc  # noqa: E402
 
-from fedzoo_client import oracle_server  # noqa: E402
+from fedzoo_oracle import server as oracle_server  # noqa: E402
 from fedzoo_oracle.client import (  # noqa: E402
     TOKEN_ENV,
     RemoteOracle,
