@@ -36,12 +36,12 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedzoo_client.objectives import STATE_DIR, load_objective, objective_kind, partition_id
-from fedzoo_client.persistence import SnapshotError, StateStore, phase_of
 from fedzoo import __version__, protocol
 from fedzoo._malloc import retain_freed_memory
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError
+from fedzoo_client.objectives import STATE_DIR, load_objective, objective_kind, partition_id
+from fedzoo_client.persistence import SnapshotError, StateStore, phase_of
 from fedzoo_server.failures import client_state_failure, objective_failure
 from fedzoo_server.records import (
     EVALUATE,

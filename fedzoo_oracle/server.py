@@ -62,14 +62,6 @@ import grpc
 import numpy as np
 from fedzoo_proto import API_VERSION, oracle_pb2, oracle_pb2_grpc
 
-from fedzoo_oracle.client import (  # noqa: F401 (load_token: for the CLI)
-    TOKEN_ENV,
-    bearer_token_valid,
-    doubles,
-    is_loopback,
-    load_token,
-    with_doubles,
-)
 from fedzoo.errors import (
     BudgetExceededError,
     ConfigError,
@@ -79,6 +71,14 @@ from fedzoo.errors import (
     ShapeError,
 )
 from fedzoo.objectives.base import Objective, as_points
+from fedzoo_oracle.client import (  # noqa: F401 (load_token: for the CLI)
+    TOKEN_ENV,
+    bearer_token_valid,
+    doubles,
+    is_loopback,
+    load_token,
+    with_doubles,
+)
 
 logger = logging.getLogger(__name__)
 

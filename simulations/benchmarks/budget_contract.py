@@ -16,6 +16,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from fedzoo.methods import get_method, method_names
 
     logging.disable(logging.WARNING)  # the rejected replies are logged one by one
+    warnings.simplefilter("ignore", RuntimeWarning)  # the hostile client's overflows (in threads)
     methods = [m for m in (args.methods.split(",") if args.methods else method_names())
                if not get_method(m).exact_gradients]
     centres = np.linspace(0.3, 0.7, args.clients)
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         given = [0] * args.clients
 
-        def make(i: int):
+        def make(i: int, given: list[int] = given):
             def f(X: np.ndarray) -> np.ndarray:
                 X = np.atleast_2d(X)
                 given[i] += len(X)

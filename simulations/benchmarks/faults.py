@@ -355,8 +355,13 @@ def checkpoints(work: Path) -> dict:
 
 
 def snapshots(work: Path) -> dict:
-    from fedzoo_client.persistence import DIGEST_KEY, CorruptSnapshotError, content_digest, read_snapshot
     from fedzoo.checkpoint import write_npz_atomic
+    from fedzoo_client.persistence import (
+        DIGEST_KEY,
+        CorruptSnapshotError,
+        content_digest,
+        read_snapshot,
+    )
 
     arrays = {"dim": np.array([3.0]), "history-x": np.random.default_rng(0).random((40, 3)),
               "history-y": np.random.default_rng(1).random(40), "total-queries": np.array([120])}

@@ -45,11 +45,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from fedzoo_client.persistence import StateStore  # noqa: E402
 from fedzoo import RunConfig, make_problem, run_federation  # noqa: E402
 from fedzoo import checkpoint as ckpt_module  # noqa: E402
 from fedzoo.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
 from fedzoo.results import participants_of, read_history  # noqa: E402
+from fedzoo_client.persistence import StateStore  # noqa: E402
 from fedzoo_launch.local import Session, wait_until  # noqa: E402
 from fedzoo_server.settings import build_problem, parse_run_config  # noqa: E402
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedzoo_client.persistence import StateStore
 from fedzoo import checkpoint as ckpt_module
 from fedzoo.checkpoint import (
     STALE_TEMP_S,
@@ -23,6 +22,7 @@ from fedzoo.checkpoint import (
     remove_stale_temps,
     save_checkpoint,
 )
+from fedzoo_client.persistence import StateStore
 
 
 def dead_pid() -> int:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from flwr.app import Context, Message, MessageType, Metadata, RecordDict
 
-from fedzoo_client.app import STATE_KEY
-from fedzoo_client.app import app as client_app
 from fedzoo import protocol
 from fedzoo._threads import blas_threads
 from fedzoo.errors import ConfigError, PayloadError
+from fedzoo_client.app import STATE_KEY
+from fedzoo_client.app import app as client_app
 from fedzoo_server.records import content_meta, content_to_payload, payload_to_content
 from fedzoo_server.settings import build_problem, parse_run_config
 from tests.flower.conftest import SMALL
@@ -234,9 +234,9 @@ def test_the_clientapp_import_path_is_light():
 )
 def test_a_failing_remote_oracle_gives_a_clear_error_never_a_value(fn, timeout, match, monkeypatch):
     """The handler raises (Flower turns it into an error reply the server skips)."""
-    from fedzoo_oracle.server import start_oracle_server
     from fedzoo.errors import FedZooError
     from fedzoo.objectives.base import CallableObjective
+    from fedzoo_oracle.server import start_oracle_server
     from tests.proto import oracle_fixtures
 
     monkeypatch.setenv("FEDZOO_TEST_SLEEP_S", "4.0")  # outlasts every retry (~2.2 s in all)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from flwr.app import MessageType
 
+from fedzoo import protocol
+from fedzoo.errors import ObjectiveError
 from fedzoo_client.app import STATE_KEY
 from fedzoo_client.app import app as client_app
 from fedzoo_client.persistence import StateStore
-from fedzoo import protocol
-from fedzoo.errors import ObjectiveError
 from fedzoo_server.records import content_to_payload
 from fedzoo_server.settings import parse_run_config, run_key
 from tests.flower.test_client_app import context, message

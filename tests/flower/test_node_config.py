@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from fedzoo.errors import ConfigError
 from fedzoo_client.app import app as client_app
 from fedzoo_client.objectives import NODE_CONFIG_KEYS, check_node_config, oracle_timeout
-from fedzoo.errors import ConfigError
 from fedzoo_server.records import content_meta
 from tests.flower.test_client_app import context, message
 

@@ -17,10 +17,10 @@ import shutil
 import numpy as np
 import pytest
 
-from fedzoo_client.persistence import KEEP, SnapshotError, StateStore
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.errors import ConfigError
 from fedzoo.results import participants_of
+from fedzoo_client.persistence import KEEP, SnapshotError, StateStore
 from fedzoo_server.app import FlowerRunError, run_server
 from fedzoo_server.settings import parse_run_config, run_key
 from tests.flower.conftest import SMALL, make_grid

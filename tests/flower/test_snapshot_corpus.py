@@ -20,13 +20,19 @@ import zipfile
 import numpy as np
 import pytest
 
-from fedzoo_client.app import _load_from_store, check_saved_states
-from fedzoo_client.persistence import DIGEST_KEY, PARTITION_KEY, RUN_ID_KEY, StateStore, content_digest
 from fedzoo import protocol
 from fedzoo.checkpoint import load_checkpoint
 from fedzoo.config import RunConfig
 from fedzoo.engine import run_federation
 from fedzoo.objectives import make_problem
+from fedzoo_client.app import _load_from_store, check_saved_states
+from fedzoo_client.persistence import (
+    DIGEST_KEY,
+    PARTITION_KEY,
+    RUN_ID_KEY,
+    StateStore,
+    content_digest,
+)
 from fedzoo_server.failures import ClientStateError
 from fedzoo_server.settings import parse_run_config, run_key
 

@@ -12,6 +12,7 @@ import io
 import numpy as np
 import pytest
 
+from fedzoo.errors import ConfigError
 from fedzoo_client.persistence import (
     DIGEST_KEY,
     PARTITION_KEY,
@@ -20,7 +21,6 @@ from fedzoo_client.persistence import (
     content_digest,
     read_snapshot,
 )
-from fedzoo.errors import ConfigError
 
 GOOD = {"v": np.array([21.0]), "history": np.arange(40.0).reshape(8, 5)}
 NEWEST = {"v": np.array([30.0]), "history": np.arange(40.0, 80.0).reshape(8, 5)}

@@ -18,9 +18,6 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc  # noqa: E402
 
-from fedzoo_oracle.client import RemoteOracle  # noqa: E402
-from fedzoo_oracle.cli import add_arguments, build_objective, load_callable  # noqa: E402
-from fedzoo_oracle.server import ERROR_METADATA_KEY, start_oracle_server  # noqa: E402
 from fedzoo.errors import (  # noqa: E402
     BudgetExceededError,
     ConfigError,
@@ -31,6 +28,9 @@ from fedzoo.errors import (  # noqa: E402
 )
 from fedzoo.objectives.base import CallableObjective  # noqa: E402
 from fedzoo.objectives.problems import make_problem  # noqa: E402
+from fedzoo_oracle.cli import add_arguments, build_objective, load_callable  # noqa: E402
+from fedzoo_oracle.client import RemoteOracle  # noqa: E402
+from fedzoo_oracle.server import ERROR_METADATA_KEY, start_oracle_server  # noqa: E402
 
 from .servers import (  # noqa: E402
     QUADRATIC_ARGS,

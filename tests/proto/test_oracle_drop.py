@@ -24,8 +24,8 @@ import pytest
 
 pytest.importorskip("grpc")
 
-from fedzoo_oracle.client import RemoteOracle  # noqa: E402
 from fedzoo.errors import ObjectiveError  # noqa: E402
+from fedzoo_oracle.client import RemoteOracle  # noqa: E402
 
 from .servers import REPO_ROOT, OracleProcess, spawn, wait_ready  # noqa: E402
 

@@ -16,6 +16,7 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2  # noqa: E402
 
+from fedzoo.objectives.base import CallableObjective  # noqa: E402
 from fedzoo_oracle.client import RemoteOracle, with_doubles  # noqa: E402
 from fedzoo_oracle.server import (  # noqa: E402
     ERROR_METADATA_KEY,
@@ -23,7 +24,6 @@ from fedzoo_oracle.server import (  # noqa: E402
     OracleServicer,
     message_limit,
 )
-from fedzoo.objectives.base import CallableObjective  # noqa: E402
 
 from .servers import QUADRATIC_ARGS, OraclePool  # noqa: E402
 

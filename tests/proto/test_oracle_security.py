@@ -21,14 +21,16 @@ grpc = pytest.importorskip("grpc")
 
 from fedzoo_proto import oracle_pb2, oracle_pb2_grpc  # noqa: E402
 
+from fedzoo.errors import BudgetExceededError, ConfigError, ObjectiveError  # noqa: E402
+from fedzoo.objectives.base import CallableObjective  # noqa: E402
 from fedzoo_oracle import server as oracle_server  # noqa: E402
+from fedzoo_oracle.cli import add_arguments  # noqa: E402
 from fedzoo_oracle.client import (  # noqa: E402
     TOKEN_ENV,
     RemoteOracle,
     load_token,
     read_token_file,
 )
-from fedzoo_oracle.cli import add_arguments  # noqa: E402
 from fedzoo_oracle.server import (  # noqa: E402
     ERROR_METADATA_KEY,
     MAX_REQUEST_ID_CHARS,
@@ -37,8 +39,6 @@ from fedzoo_oracle.server import (  # noqa: E402
     record_bytes_limit,
     start_oracle_server,
 )
-from fedzoo.errors import BudgetExceededError, ConfigError, ObjectiveError  # noqa: E402
-from fedzoo.objectives.base import CallableObjective  # noqa: E402
 
 from .servers import (  # noqa: E402
     QUADRATIC_ARGS,
