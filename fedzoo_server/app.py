@@ -622,10 +622,10 @@ def run_server(
 
 @contextlib.contextmanager
 def _logs_to_flower() -> Iterator[None]:
-    """Route fedzoo/server INFO logs to Flower's console (streamed by ``flwr run``)."""
+    """Route fedzoo/fedzoo_server INFO logs to Flower's console (streamed by ``flwr run``)."""
     from flwr.supercore.logger import console_handler
 
-    loggers = [logging.getLogger(name) for name in ("server", "fedzoo")]
+    loggers = [logging.getLogger(name) for name in ("fedzoo_server", "fedzoo")]
     saved = [(lg.level, lg.propagate) for lg in loggers]
     for lg in loggers:
         lg.addHandler(console_handler)

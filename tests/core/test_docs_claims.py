@@ -38,6 +38,7 @@ DOCS = sorted({REPO / "README.md", REPO / "BENCHMARKS.md", REPO / "RELIABILITY.m
 # deployment guide uses are also written by simulations/deploy/run_deployment.py and
 # fedzoo_launch, so they are checked against those); each with where and why it appears.
 OUTSIDE_FLAGS = {
+    "--parent-pid",  # flower-superexec's, found with pkill -f (the deployment guide, RELIABILITY.md)
     "--stream",  # `flwr run . local-sim --stream` (docs/flower.md, the deployment guide)
     "--cacert",  # `curl --cacert` health check of the SuperLink (simulations/deploy/README.md)
     "--now",     # `systemctl enable --now` of the SuperNode unit (simulations/deploy/README.md)
