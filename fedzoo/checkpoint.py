@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 
 from fedzoo.errors import ConfigError
+from fedzoo.results import fsync_directory
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT_VERSION = 3
@@ -149,7 +150,7 @@ def write_run_id(directory: str | Path, run_id: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return target
 
 
@@ -215,24 +216,8 @@ def write_npz_atomic(target: Path, arrays: dict[str, np.ndarray]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot
-    be opened or synced (Windows, some network file systems)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(directory, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _process_alive(pid: int) -> bool:

@@ -190,7 +190,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def _umask() -> int:
@@ -205,8 +205,10 @@ def _umask() -> int:
 _UMASK: int | None = None
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable; a no-op where directories cannot be synced."""
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot be
+    opened or synced (Windows, some network file systems). Shared by the result files and
+    the checkpoints (:mod:`fedzoo.checkpoint`)."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
