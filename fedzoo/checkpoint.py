@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from fedzoo.errors import ConfigError
-from fedzoo.results import fsync_directory
+from fedzoo.results import fsync_directory, write_atomic
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT_VERSION = 3
@@ -140,17 +140,7 @@ def write_run_id(directory: str | Path, run_id: str) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / RUN_ID_NAME
-    fd, tmp = tempfile.mkstemp(prefix=f".{RUN_ID_NAME}.{os.getpid()}.", suffix=_TEMP_SUFFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(run_id + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_directory(directory)
+    write_atomic(target, (run_id + "\n").encode())
     return target
 
 
